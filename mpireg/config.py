@@ -1,0 +1,272 @@
+"""The job file: TOML validated into typed, frozen-at-start settings.
+
+Every key is declared once, here, with its type, default and allowed range. Unknown keys, wrong
+types and out-of-range values are errors that name the key (`optimizer.lr: expected a number
+> 0, got -1`). `--set key=value` overrides are parsed as TOML values, so `--set model.l2=1e-3`
+and `--set data.train='["a.h5","b.h5"]'` both work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+MODEL_KINDS = ("linear", "logistic", "softmax")
+OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal")
+STRATEGIES = ("allreduce",)
+SCHEDULES = ("constant", "step", "cosine", "invscaling")
+
+
+def _opt(default, *, choices=None, min=None, max=None, min_open=False, max_open=False, doc=""):
+    """A field with its validation rules in metadata."""
+    meta = dict(choices=choices, min=min, max=max, min_open=min_open, max_open=max_open, doc=doc)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class SynthConfig:
+    """Synthetic data the job makes for itself when `data.train` is absent (the quickstart)."""
+
+    task: str = _opt("logistic", choices=MODEL_KINDS)
+    rows: int = _opt(20000, min=1)
+    features: int = _opt(20, min=1)
+    classes: int = _opt(3, min=2)
+    shards: int = _opt(2, min=1)
+    test_rows: int = _opt(4000, min=0)
+    noise: float = _opt(0.1, min=0.0)
+    seed: int = _opt(0)
+
+
+@dataclass
+class DataConfig:
+    train: list = _opt([], doc="directories, files or globs of .h5 shards")
+    test: list = _opt([], doc="held-out shards, evaluated every eval_every epochs")
+    memory_budget_mb: float = _opt(1024.0, min=0.0, min_open=True,
+                                   doc="a rank keeps its rows resident when they fit, else streams")
+    dtype: str = _opt("auto", choices=("auto", "float32", "float64"))
+    synth: Optional[SynthConfig] = None
+
+
+@dataclass
+class ModelConfig:
+    kind: str = _opt("linear", choices=MODEL_KINDS)
+    l2: float = _opt(0.0, min=0.0)
+    l1: float = _opt(0.0, min=0.0)
+    fit_intercept: bool = _opt(True)
+
+
+@dataclass
+class OptimizerConfig:
+    kind: str = _opt("sgd", choices=OPTIMIZER_KINDS)
+    lr: float = _opt(0.1, min=0.0, min_open=True)
+    momentum: float = _opt(0.0, min=0.0, max=1.0, max_open=True)
+    nesterov: bool = _opt(False)
+    beta1: float = _opt(0.9, min=0.0, max=1.0, max_open=True)
+    beta2: float = _opt(0.999, min=0.0, max=1.0, max_open=True)
+    eps: float = _opt(1e-8, min=0.0, min_open=True)
+    schedule: str = _opt("constant", choices=SCHEDULES)
+    decay_rate: float = _opt(0.1, min=0.0, min_open=True, max=1.0)
+    decay_epochs: int = _opt(10, min=1)
+    power_t: float = _opt(0.5, min=0.0)
+    warmup_steps: int = _opt(0, min=0)
+    epochs: int = _opt(10, min=1)
+    batch_size: int = _opt(256, min=1, doc="rows per rank per step; global batch = this x ranks")
+    tol: float = _opt(1e-4, min=0.0, doc="early stop / convergence tolerance")
+    patience: int = _opt(3, min=1, doc="epochs without tol improvement before stopping")
+    max_iter: int = _opt(500, min=1, doc="lbfgs iterations")
+    history: int = _opt(10, min=1, doc="lbfgs memory")
+
+
+@dataclass
+class CommConfig:
+    strategy: str = _opt("allreduce", choices=STRATEGIES)
+    verify_every: int = _opt(0, min=0, doc="steps between parameter checksums across ranks; 0 = off")
+
+
+@dataclass
+class RunConfig:
+    dir: str = _opt("", doc="run directory; default runs/<job name>")
+    log_every: int = _opt(50, min=1, doc="steps between metrics.jsonl step records")
+    eval_every: int = _opt(1, min=1, doc="epochs between held-out evaluations")
+    progress: bool = _opt(True, doc="rank-0 progress bar (only on a terminal)")
+    checkpoint_keep: int = _opt(3, min=1)
+
+
+@dataclass
+class JobConfig:
+    seed: int = _opt(0)
+    device: str = _opt("cpu", choices=("cpu", "gpu"))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    comm: CommConfig = field(default_factory=CommConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    name: str = _opt("job")
+
+    def to_dict(self) -> dict:
+        return _strip_none(dataclasses.asdict(self))
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_job(path: str | Path | None, overrides: list[str] = ()) -> JobConfig:
+    """Read a job file (or none: all defaults), apply `key=value` overrides, validate."""
+    table: dict = {}
+    name = "job"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: job file not found")
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        name = path.stem
+    table.setdefault("name", name)
+    for item in overrides:
+        _apply_override(table, item)
+    config = _build(JobConfig, table, "")
+    _check_combinations(config)
+    return config
+
+
+def config_from_dict(table: dict) -> JobConfig:
+    config = _build(JobConfig, dict(table), "")
+    _check_combinations(config)
+    return config
+
+
+def dumps_toml(table: dict, prefix: str = "") -> str:
+    """A small TOML writer for the resolved config (strings, numbers, bools, lists, tables)."""
+    scalars, tables = [], []
+    for key, value in table.items():
+        (tables if isinstance(value, dict) else scalars).append((key, value))
+    lines = []
+    if prefix and scalars:
+        lines.append(f"[{prefix}]")
+    lines += [f"{k} = {_toml_value(v)}" for k, v in scalars]
+    for key, sub in tables:
+        text = dumps_toml(sub, f"{prefix}.{key}" if prefix else key)
+        lines.append(("\n" if lines else "") + text)
+    return "\n".join(lines) + ("\n" if not prefix else "")
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _strip_none(table: dict) -> dict:
+    return {k: _strip_none(v) if isinstance(v, dict) else v for k, v in table.items() if v is not None}
+
+
+def _apply_override(table: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set optimizer.lr=0.05")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: treat it as a string (strategy=ring)
+    node = table
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a table")
+    node[parts[-1]] = value
+
+
+def _build(cls, table: dict, prefix: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a table, got {_describe(table)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
+            raise ConfigError(f"{prefix}{key}: unknown key{hint}")
+    values = {}
+    for name, f in fields.items():
+        if name not in table:
+            continue
+        values[name] = _convert(hints[name], table[name], f"{prefix}{name}", f.metadata)
+    return cls(**values)
+
+
+def _convert(hint, value, key: str, meta) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:  # Optional[Sub]
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if hint is list:
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a path or a list of paths, got {_describe(value)}")
+        return list(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
+    _check_range(key, value, meta)
+    return value
+
+
+def _check_range(key, value, meta) -> None:
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and (value < lo or (meta.get("min_open") and value == lo)):
+        raise ConfigError(f"{key}: expected a value {'>' if meta.get('min_open') else '>='} {lo}, got {value!r}")
+    if hi is not None and (value > hi or (meta.get("max_open") and value == hi)):
+        raise ConfigError(f"{key}: expected a value {'<' if meta.get('max_open') else '<='} {hi}, got {value!r}")
+
+
+def _describe(value) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_combinations(config: JobConfig) -> None:
+    """Rules that span keys; each message names the keys and the way out."""
+    opt, model = config.optimizer, config.model
+    if opt.kind == "normal" and model.kind != "linear":
+        raise ConfigError(f"optimizer.kind: 'normal' solves linear/ridge regression only, "
+                          f"not model.kind = {model.kind!r}; use 'lbfgs'")
+    if model.l1 > 0 and opt.kind in ("normal", "lbfgs"):
+        raise ConfigError(f"model.l1: an L1 penalty needs a proximal step (optimizer.kind = 'sgd' "
+                          f"or 'adam'); {opt.kind!r} handles L2 only")
+    if not config.data.train and config.data.synth is None:
+        raise ConfigError("data.train: no training data given (a path, a glob or a list of them)")

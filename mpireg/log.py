@@ -1,0 +1,44 @@
+"""The one place that writes human-facing output: rank 0 only, unless asked otherwise."""
+import sys
+
+_rank = 0
+
+
+def set_rank(rank: int) -> None:
+    global _rank
+    _rank = rank
+
+
+def info(message: str) -> None:
+    if _rank == 0:
+        print(message, flush=True)
+
+
+def warn(message: str, all_ranks: bool = False) -> None:
+    if _rank == 0 or all_ranks:
+        prefix = "mpireg: warning: " if not all_ranks else f"mpireg: warning (rank {_rank}): "
+        print(prefix + message, file=sys.stderr, flush=True)
+
+
+def error(message: str) -> None:
+    """Errors are printed by whichever rank holds them; callers decide which rank that is."""
+    print(f"mpireg: error: {message}", file=sys.stderr, flush=True)
+
+
+class JsonlLog:
+    """metrics.jsonl: one JSON object per line, flushed as written; rank 0 writes, others don't."""
+
+    def __init__(self, path, append: bool = False):
+        self._file = open(path, "a" if append else "w", encoding="utf-8") if _rank == 0 else None
+
+    def write(self, record: dict) -> None:
+        if self._file is not None:
+            import json
+
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

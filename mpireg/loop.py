@@ -1,0 +1,411 @@
+"""The training loop: composes data, model, optimizer and strategy from a validated config.
+
+It is the only place that knows the order of things:
+
+    setup (every rank agrees it worked) -> resume -> epochs of steps, or one full-batch solve
+    -> final evaluation over all rows -> model.h5, summary.json
+
+The hot loop is `_train_epoch`: gradient sum into the step buffer, `strategy.step`, nothing else
+per step but a few counters. Rank 0 alone writes files and human-facing output.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from . import log
+from .checkpoint import clear_checkpoints, latest_checkpoint, save_checkpoint
+from .comm import EXTRA_SLOTS, make_strategy, verify_identical
+from .config import JobConfig, dumps_toml
+from .data import MODEL_TASKS, ShardReader, epoch_plan, read_schema, resolve_paths
+from .data.synth import synthesize
+from .device import array_module, to_host
+from .errors import CollectiveError, ConfigError, DataError
+from .metrics import add_sums, finalize, sums_length
+from .model_io import save_model
+from .models import make_model
+from .optim import FULL_BATCH, gram_sums, learning_rate, make_optimizer, minimize_lbfgs, solve_normal
+from .parallel import agree, on_rank_zero, root_then_bcast
+
+
+@dataclass
+class Progress:
+    """Counters a checkpoint saves; the data position is the start of epoch `epoch`."""
+
+    epoch: int = 0        # epochs completed
+    step: int = 0         # optimizer steps taken
+    samples: int = 0      # rows that went into gradients
+    best_loss: float = math.inf
+    stale_epochs: int = 0  # epochs without an improvement of optimizer.tol
+    stopped_early: bool = False
+
+
+class LocalData:
+    """This rank's rows as the model wants them: arrays of `xp`, prepared targets.
+
+    Resident data is one block, kept; streamed data keeps only the block in use.
+    """
+
+    def __init__(self, reader: ShardReader, model, xp):
+        self.reader = reader
+        self.model = model
+        self.xp = xp
+        self._index = None
+        self._arrays = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.reader.n_rows
+
+    @property
+    def block_sizes(self) -> list[int]:
+        return self.reader.block_sizes
+
+    def block(self, index: int):
+        if index != self._index:
+            self._arrays = None  # free the old block before reading the next
+            X, y = self.reader.block(index)
+            self._arrays = (self.xp.asarray(X), self.model.prepare_targets(self.xp.asarray(y)))
+            self._index = index
+        return self._arrays
+
+    def blocks(self):
+        for index in range(len(self.block_sizes)):
+            yield self.block(index)
+
+    def load(self) -> "LocalData":
+        """Read and validate resident rows now, while every rank can still agree on errors."""
+        if self.reader.resident and self.n_rows:
+            self.block(0)
+        return self
+
+
+class Trainer:
+    def __init__(self, cfg: JobConfig, comm, run_dir, resume: bool = False):
+        self.cfg = cfg
+        self.comm = comm
+        self.rank = comm.rank
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.progress = Progress()
+        self.timings = {"compute_s": 0.0, "comm_s": 0.0}
+
+    # =================================================================== orchestration
+    def run(self) -> dict:
+        start = time.perf_counter()
+        self._setup()
+        self._prepare_run_dir()
+        self._restore()
+        train_start = time.perf_counter()
+        if self.cfg.optimizer.kind in FULL_BATCH:
+            self._fit_full_batch()
+        else:
+            self._fit_minibatch()
+        train_seconds = time.perf_counter() - train_start
+        verify_identical(self.comm, to_host(self.params), self.progress.step)
+        summary = self._finish(train_seconds, time.perf_counter() - start)
+        self.strategy.finish()
+        self.metrics_log.close()
+        return summary
+
+    def _setup(self) -> None:
+        cfg, comm = self.cfg, self.comm
+        self.xp = agree(comm, lambda: array_module(cfg.device))
+        if cfg.data.synth is not None:
+            on_rank_zero(comm, lambda: _ensure_synthetic(cfg))
+        train_schema, test_schema = root_then_bcast(comm, self._read_schemas)
+        self.schema = train_schema
+        self.dtype = np.dtype(train_schema.dtype if cfg.data.dtype == "auto" else cfg.data.dtype)
+        m = cfg.model
+        self.model = make_model(m.kind, train_schema.n_features, train_schema.n_classes,
+                                m.fit_intercept, m.l2, m.l1, xp=self.xp, task=train_schema.task)
+        self.train_data = agree(comm, lambda: self._open(train_schema, allow_empty=False))
+        self.test_data = (agree(comm, lambda: self._open(test_schema, allow_empty=True))
+                          if test_schema else None)
+        log.info(f"data: {train_schema.n_rows} rows x {train_schema.n_features} features "
+                 f"({train_schema.task}, {self.dtype}) in {len(train_schema.files)} shard(s); "
+                 f"{'resident' if self.train_data.reader.resident else 'streamed'} on each rank")
+        self.strategy = make_strategy(cfg.comm.strategy, comm)
+        self.params = self.model.init_params(self.dtype)
+        self.strategy.broadcast(self.params)
+        if cfg.optimizer.kind not in FULL_BATCH:
+            self.optimizer = make_optimizer(cfg.optimizer, self.model, self.dtype)
+
+    def _read_schemas(self):
+        data = self.cfg.data
+        train = read_schema(resolve_paths(data.train, "data.train"), "data.train")
+        test = read_schema(resolve_paths(data.test, "data.test"), "data.test") if data.test else None
+        if test is not None:
+            for name in ("n_features", "task", "n_classes"):
+                if getattr(test, name) != getattr(train, name):
+                    raise DataError(f"data.test: {test.files[0]} has {name} = {getattr(test, name)}, "
+                                    f"but the training data ({train.files[0]}) has "
+                                    f"{getattr(train, name)}")
+        if train.task not in MODEL_TASKS[self.cfg.model.kind]:
+            hint = {"regression": "linear", "binary": "logistic", "multiclass": "softmax"}[train.task]
+            raise ConfigError(f"model.kind: {self.cfg.model.kind!r} cannot train on "
+                              f"{train.files[0]} (task {train.task!r}); use model.kind = {hint!r}")
+        return train, test
+
+    def _open(self, schema, allow_empty: bool) -> LocalData:
+        budget = self.cfg.data.memory_budget_mb * 2**20
+        reader = ShardReader(schema, self.rank, self.comm.size, budget, x_dtype=self.dtype,
+                             allow_empty=allow_empty)
+        return LocalData(reader, self.model, self.xp).load()
+
+    def _prepare_run_dir(self) -> None:
+        def prepare():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.toml").write_text(dumps_toml(self.cfg.to_dict()), encoding="utf-8")
+            if not self.resume:
+                removed = clear_checkpoints(self.run_dir / "checkpoints")
+                if removed:
+                    log.warn(f"{self.run_dir}: removed {removed} checkpoint(s) of an earlier run "
+                             f"(pass --resume to continue it instead)")
+
+        on_rank_zero(self.comm, prepare)
+        self.metrics_log = log.JsonlLog(self.run_dir / "metrics.jsonl", append=self.resume)
+
+    def _restore(self) -> None:
+        if not self.resume:
+            return
+        found = root_then_bcast(self.comm, lambda: latest_checkpoint(self.run_dir / "checkpoints"))
+        if found is None:
+            log.warn(f"--resume: no valid checkpoint in {self.run_dir / 'checkpoints'}; starting fresh")
+            return
+        path, arrays, meta = found
+        if arrays["params"].shape != self.params.shape or meta["model"] != self.model.kind:
+            raise CollectiveError(f"--resume: {path} holds a {meta['model']} model with "
+                                  f"{arrays['params'].size} parameters; this job builds a "
+                                  f"{self.model.kind} model with {self.params.size}", 0, self.comm.size)
+        self.params[...] = self.xp.asarray(arrays["params"])
+        self.progress = Progress(**meta["progress"])
+        if hasattr(self, "optimizer"):
+            state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
+            self.optimizer.load_state_dict({**state, **meta["optimizer"]})
+        log.info(f"resumed from {path}: epoch {self.progress.epoch}, step {self.progress.step}")
+
+    def _checkpoint(self) -> None:
+        opt_arrays, opt_scalars = {}, {}
+        for key, value in self.optimizer.state_dict().items():
+            (opt_scalars if np.isscalar(value) else opt_arrays)[key] = value
+        arrays = {"params": self.params, **{f"opt.{k}": v for k, v in opt_arrays.items()}}
+        meta = {"model": self.model.kind, "progress": asdict(self.progress), "optimizer": opt_scalars}
+        on_rank_zero(self.comm, lambda: save_checkpoint(
+            self.run_dir / "checkpoints", self.progress.step, arrays, meta, self.cfg.run.checkpoint_keep))
+
+    # =================================================================== mini-batch
+    def _fit_minibatch(self) -> None:
+        opt = self.cfg.optimizer
+        local_steps = sum(-(-size // opt.batch_size) for size in self.train_data.block_sizes)
+        # Every rank takes the same number of steps; a rank out of rows sends zeros. This is
+        # what keeps uneven shards from hanging a rank in a collective (DDP's "uneven inputs").
+        self.steps_per_epoch = self.comm.allreduce(local_steps, op=MPI.MAX)
+        log.info(f"optimizer: {opt.kind}, lr {opt.lr} ({opt.schedule}), global batch "
+                 f"{opt.batch_size} x {self.comm.size}, {self.steps_per_epoch} steps/epoch")
+        while self.progress.epoch < opt.epochs and not self.progress.stopped_early:
+            epoch_loss = self._train_epoch(self.progress.epoch)
+            self.progress.epoch += 1
+            self._end_epoch(epoch_loss)
+
+    def _train_epoch(self, epoch: int) -> float:
+        cfg, model, data, strategy = self.cfg, self.model, self.train_data, self.strategy
+        opt, xp, progress = cfg.optimizer, self.xp, self.progress
+        n_params = model.layout.size
+        buffer = xp.zeros(n_params + EXTRA_SLOTS, dtype=self.dtype)
+        grad = buffer[:n_params]
+        plan = epoch_plan(data.block_sizes, opt.batch_size, cfg.seed, epoch, self.rank)
+        total_steps = self.steps_per_epoch * opt.epochs
+        loss_total, rows_total, window_start, window_rows = 0.0, 0, time.perf_counter(), 0
+        bar = self._progress_bar(epoch)
+
+        def update(params, mean_grad):
+            model.add_l2_grad(params, mean_grad)
+            self.optimizer.step(params, mean_grad, lr)
+
+        for i in range(self.steps_per_epoch):
+            t0 = time.perf_counter()
+            if i < len(plan):
+                block, rows = plan[i]
+                X, y = data.block(block)
+                buffer[n_params] = model.loss_grad_sum(self.params, X[rows], y[rows], grad)
+                buffer[n_params + 1] = len(rows)
+            else:
+                buffer[...] = 0
+            t1 = time.perf_counter()
+            lr = learning_rate(opt, progress.step, epoch, total_steps)
+            loss_sum, count = strategy.step(self.params, buffer, update)
+            t2 = time.perf_counter()
+            self.timings["compute_s"] += t1 - t0
+            self.timings["comm_s"] += t2 - t1
+            progress.step += 1
+            progress.samples += int(count)
+            loss_total += loss_sum
+            rows_total += count
+            window_rows += count
+            if not math.isfinite(loss_sum):
+                raise CollectiveError(f"training diverged at step {progress.step} (epoch {epoch + 1}): "
+                                      f"the loss is {loss_sum}; lower optimizer.lr", 0, self.comm.size)
+            if cfg.comm.verify_every and progress.step % cfg.comm.verify_every == 0:
+                verify_identical(self.comm, to_host(self.params), progress.step)
+            if progress.step % cfg.run.log_every == 0:
+                now = time.perf_counter()
+                rate = window_rows / max(now - window_start, 1e-9)
+                self.metrics_log.write(dict(type="step", step=progress.step, epoch=epoch + 1,
+                                            loss=loss_sum / count, lr=lr, samples_per_s=rate))
+                bar.set_postfix(loss=f"{loss_sum / count:.4g}", rows_s=f"{rate:.3g}", refresh=False)
+                window_start, window_rows = now, 0
+            bar.update(1)
+        bar.close()
+        return loss_total / rows_total + model.penalty(self.params)
+
+    def _end_epoch(self, epoch_loss: float) -> None:
+        cfg, progress = self.cfg, self.progress
+        record = dict(type="epoch", epoch=progress.epoch, step=progress.step, train_loss=epoch_loss)
+        if self.test_data is not None and progress.epoch % cfg.run.eval_every == 0:
+            record["eval"] = self._evaluate(self.test_data)
+        tol = cfg.optimizer.tol
+        if epoch_loss < progress.best_loss - tol:
+            progress.best_loss, progress.stale_epochs = epoch_loss, 0
+        else:
+            progress.stale_epochs += 1
+        progress.stopped_early = tol > 0 and progress.stale_epochs >= cfg.optimizer.patience
+        self.metrics_log.write(record)
+        evaluation = "".join(f"  eval {k} {v:.5g}" for k, v in record.get("eval", {}).items() if k != "rows")
+        log.info(f"epoch {progress.epoch}/{cfg.optimizer.epochs}  loss {epoch_loss:.6g}{evaluation}"
+                 + ("  (early stop: no improvement of optimizer.tol)" if progress.stopped_early else ""))
+        self._checkpoint()
+
+    def _progress_bar(self, epoch: int):
+        show = self.rank == 0 and self.cfg.run.progress and sys.stderr.isatty()
+        if not show:
+            return _NoBar()
+        from tqdm import tqdm
+
+        return tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.optimizer.epochs}",
+                    unit="step", leave=False, dynamic_ncols=True)
+
+    # =================================================================== full batch
+    def _fit_full_batch(self) -> None:
+        opt = self.cfg.optimizer
+        if opt.kind == "normal":
+            self._solve_normal()
+            return
+        iterations = []
+
+        def record(x):
+            iterations.append(self._last_loss)
+            self.metrics_log.write(dict(type="iteration", iteration=len(iterations), loss=self._last_loss))
+
+        x, info = minimize_lbfgs(self._global_objective, to_host(self.params), opt.max_iter,
+                                 opt.tol, opt.history, callback=record)
+        self.params[...] = self.xp.asarray(x.astype(self.dtype))
+        self.progress.step, self.progress.epoch = info["iterations"], info["evaluations"]
+        self.progress.samples = info["evaluations"] * self.schema.n_rows
+        log.info(f"lbfgs: {info['iterations']} iterations, {info['evaluations']} passes over the "
+                 f"data, {'converged' if info['converged'] else 'stopped'} ({info['message']})")
+
+    def _global_objective(self, x: np.ndarray):
+        """Objective and gradient over every rank's rows: one pass, one allreduce (float64)."""
+        xp, model = self.xp, self.model
+        params = xp.asarray(x, dtype=self.dtype)
+        n_params = model.layout.size
+        sums = xp.zeros(n_params + EXTRA_SLOTS, dtype=np.float64)
+        scratch = xp.empty(n_params, dtype=self.dtype)
+        for X, y in self.train_data.blocks():
+            sums[n_params] += model.loss_grad_sum(params, X, y, scratch)
+            sums[:n_params] += scratch
+            sums[n_params + 1] += X.shape[0]
+        self.strategy.allreduce(sums)
+        n = float(sums[n_params + 1])
+        grad = sums[:n_params] / n
+        model.add_l2_grad(xp.asarray(x), grad)
+        self._last_loss = float(sums[n_params]) / n + model.penalty(xp.asarray(x))
+        return self._last_loss, to_host(grad)
+
+    def _solve_normal(self) -> None:
+        d, fit = self.schema.n_features, self.model.fit_intercept
+        k = d + 1 if fit else d
+        sums = np.zeros(k * k + k + 1)
+        A, b = sums[:k * k].reshape(k, k), sums[k * k:k * k + k]
+        for X, y in self.train_data.blocks():
+            gram_sums(to_host(X), to_host(y).astype(np.float64), fit, A, b)
+            sums[-1] += X.shape[0]
+        self.strategy.allreduce(sums)
+        mask = to_host(self.model.mask(np.float64))
+        w = solve_normal(A, b, int(sums[-1]), self.model.l2, mask)
+        self.params[...] = self.xp.asarray(w.astype(self.dtype))
+        self.progress.step, self.progress.epoch, self.progress.samples = 1, 1, int(sums[-1])
+        log.info(f"normal equations: solved {k} x {k} system over {int(sums[-1])} rows")
+
+    # =================================================================== results
+    def _evaluate(self, data: LocalData) -> dict:
+        sums = np.zeros(sums_length(self.model))
+        for X, y in data.blocks():
+            add_sums(self.model, self.params, X, y, sums)
+        self.strategy.allreduce(sums)
+        return finalize(self.model, sums, self.model.penalty(self.params))
+
+    def _finish(self, train_seconds: float, wall_seconds: float) -> dict:
+        cfg = self.cfg
+        summary = {
+            "train": self._evaluate(self.train_data),
+            "eval": self._evaluate(self.test_data) if self.test_data is not None else {},
+            "steps": self.progress.step,
+            "epochs": self.progress.epoch,
+            "stopped_early": self.progress.stopped_early,
+            "train_s": train_seconds,
+            "wall_s": wall_seconds,
+            "samples_per_s": self.progress.samples / max(train_seconds, 1e-9),
+            "ranks": self.comm.size,
+            "strategy": cfg.comm.strategy,
+            "model": cfg.model.kind,
+            "optimizer": cfg.optimizer.kind,
+            "dtype": str(self.dtype),
+            "time_compute_s": self.timings["compute_s"],
+            "time_comm_s": self.timings["comm_s"],
+        }
+        self.metrics_log.write({"type": "summary", **summary})
+
+        def write():
+            save_model(self.run_dir / "model.h5", self.model, self.params, cfg.to_dict(),
+                       self.schema.describe(), {"train": summary["train"], "eval": summary["eval"]})
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+        on_rank_zero(self.comm, write)
+        final = "  ".join(f"{split} {k} {v:.6g}" for split in ("train", "eval")
+                          for k, v in summary[split].items() if k != "rows")
+        log.info(f"done: {final}")
+        log.info(f"{summary['samples_per_s']:.4g} samples/s over {train_seconds:.3g} s; "
+                 f"model saved to {self.run_dir / 'model.h5'}")
+        return summary
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _ensure_synthetic(cfg: JobConfig) -> None:
+    """The quickstart: make the job's synthetic data when its training directory is absent."""
+    synth, target = cfg.data.synth, Path(cfg.data.train[0])
+    if len(cfg.data.train) != 1:
+        raise ConfigError("data.synth: data.train must be one directory to generate into")
+    if target.exists():
+        return
+    log.info(f"making synthetic {synth.task} data in {target} ({synth.rows} rows, {synth.features} features)")
+    synthesize(synth.task, synth.rows, synth.features, target, synth.shards, synth.classes,
+               synth.test_rows, synth.noise, synth.seed, dtype="float32")

@@ -1,0 +1,73 @@
+"""Evaluation metrics computed from global sums: each rank sums over its rows, one allreduce.
+
+Per model, a fixed-length float64 vector of sums:
+    regression  [n, loss, sse, sum y, sum y^2]                      -> loss, mse, r2
+    binary      [n, loss, correct, positives per bin, negatives per bin] -> loss, log_loss, accuracy, auc
+    multiclass  [n, loss, correct]                                  -> loss, log_loss, accuracy
+AUC is exact up to ties within one of AUC_BINS bins of the logit over [-LOGIT_RANGE, LOGIT_RANGE]
+(Spark's BinaryClassificationMetrics bins the same way); pairs sharing a bin count one half.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+AUC_BINS = 1 << 15
+LOGIT_RANGE = 20.0
+
+
+def sums_length(model) -> int:
+    return {"linear": 5, "logistic": 3 + 2 * AUC_BINS, "softmax": 3}[model.kind]
+
+
+def add_sums(model, params, X, y, out: np.ndarray) -> None:
+    """Add this block's sums into `out` (host float64)."""
+    xp = model.xp
+    n = X.shape[0]
+    if n == 0:
+        return
+    out[0] += n
+    out[1] += model.loss_sum(params, X, y)
+    if model.kind == "linear":
+        r = model.predict(params, X) - y
+        out[2] += float(r @ r)
+        out[3] += float(y.sum())
+        out[4] += float(y @ y)
+    elif model.kind == "logistic":
+        z = model.decision(params, X)
+        out[2] += float(xp.sum((z > 0) == (y > 0.5)))
+        scaled = (xp.clip(z, -LOGIT_RANGE, LOGIT_RANGE) + LOGIT_RANGE) * (AUC_BINS / (2 * LOGIT_RANGE))
+        bins = xp.minimum(scaled.astype(xp.int64), AUC_BINS - 1)
+        positive = y > 0.5
+        out[3:3 + AUC_BINS] += _to_host(xp.bincount(bins[positive], minlength=AUC_BINS))
+        out[3 + AUC_BINS:] += _to_host(xp.bincount(bins[~positive], minlength=AUC_BINS))
+    else:
+        out[2] += float(xp.sum(model.predict(params, X) == y))
+
+
+def finalize(model, sums: np.ndarray, penalty: float) -> dict:
+    n = sums[0]
+    if n == 0:
+        return {}
+    data_loss = sums[1] / n
+    result = {"rows": int(n), "loss": float(data_loss + penalty)}
+    if model.kind == "linear":
+        mse = sums[2] / n
+        variance = sums[4] / n - (sums[3] / n) ** 2
+        result.update(mse=float(mse), r2=float(1.0 - mse / variance) if variance > 0 else float("nan"))
+    else:
+        result.update(log_loss=float(data_loss), accuracy=float(sums[2] / n))
+        if model.kind == "logistic":
+            result["auc"] = _auc(sums[3:3 + AUC_BINS], sums[3 + AUC_BINS:])
+    return result
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    neg_below = np.cumsum(neg) - neg
+    return float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
+
+
+def _to_host(array) -> np.ndarray:
+    return array.get() if hasattr(array, "get") else np.asarray(array)

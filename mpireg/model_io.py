@@ -1,0 +1,50 @@
+"""The trained model as one HDF5 file: parameters by name, the config, the data schema, metrics."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import DataError
+from .models import make_model
+
+MODEL_FORMAT = 1
+
+
+def save_model(path, model, params, config: dict, schema: dict, metrics: dict) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    host = params.get() if hasattr(params, "get") else np.asarray(params)
+    with h5py.File(tmp, "w") as f:
+        group = f.create_group("params")
+        for name, view in model.layout.views(host).items():
+            group.create_dataset(name, data=view)
+        f.attrs.update(mpireg_model=MODEL_FORMAT, kind=model.kind, n_features=model.n_features,
+                       n_classes=model.n_classes, fit_intercept=model.fit_intercept,
+                       l2=model.l2, l1=model.l1, config=json.dumps(config),
+                       schema=json.dumps(schema), metrics=json.dumps(metrics))
+    os.replace(tmp, path)
+
+
+def load_model(path, xp=np):
+    """(model, flat params, attributes) from a model file written by `save_model`."""
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot open model file ({str(exc).splitlines()[0]})") from None
+    with f:
+        if "mpireg_model" not in f.attrs:
+            raise DataError(f"{path}: not an mpireg model file (no attribute mpireg_model)")
+        a = f.attrs
+        model = make_model(str(a["kind"]), int(a["n_features"]), int(a["n_classes"]),
+                           bool(a["fit_intercept"]), float(a["l2"]), float(a["l1"]), xp=xp)
+        dtype = f["params/coef"].dtype
+        params = model.init_params(dtype)
+        views = model.layout.views(params)
+        for name in views:
+            views[name][...] = xp.asarray(f["params"][name][()])
+        meta = {k: json.loads(a[k]) for k in ("config", "schema", "metrics")}
+    return model, params, meta

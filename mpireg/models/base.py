@@ -1,0 +1,127 @@
+"""What every model shares: the parameter layout and the penalty.
+
+Parameters live in one flat vector; each named array (`coef`, `intercept`) is a view into it.
+Gradients are written the same way, into a flat buffer that the strategy reduces in place: the
+model never allocates a gradient, and nothing is packed on the way to the wire.
+
+The objective of every model is
+    (1/n) * sum_i loss(x_i, y_i)  +  l2/2 * ||coef||^2  +  l1 * ||coef||_1
+(the intercept is never penalised). Models return the *sum* of per-row losses and gradients, so
+ranks with different row counts combine exactly: global mean = (sum of sums) / (sum of counts).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    shape: tuple
+    penalized: bool
+
+
+class ParamLayout:
+    """Names, shapes and offsets of the arrays inside one flat parameter vector."""
+
+    def __init__(self, specs: list[ParamSpec]):
+        self.specs = specs
+        self.offsets = {}
+        offset = 0
+        for spec in specs:
+            self.offsets[spec.name] = offset
+            offset += math.prod(spec.shape)
+        self.size = offset
+
+    def views(self, flat) -> dict:
+        out = {}
+        for spec in self.specs:
+            lo = self.offsets[spec.name]
+            out[spec.name] = flat[lo:lo + math.prod(spec.shape)].reshape(spec.shape)
+        return out
+
+    def penalty_mask(self, xp, dtype):
+        mask = xp.zeros(self.size, dtype=dtype)
+        for spec in self.specs:
+            if spec.penalized:
+                lo = self.offsets[spec.name]
+                mask[lo:lo + math.prod(spec.shape)] = 1
+        return mask
+
+    def describe(self) -> list:
+        return [(s.name, list(s.shape)) for s in self.specs]
+
+
+class Model:
+    """Pure arithmetic over arrays of one namespace `xp` (NumPy or CuPy): no MPI, no I/O."""
+
+    kind = "base"
+    task = ()  # data tasks the model trains on
+
+    def __init__(self, n_features: int, n_classes: int = 0, fit_intercept: bool = True,
+                 l2: float = 0.0, l1: float = 0.0, xp=np):
+        self.n_features = n_features
+        self.n_classes = n_classes
+        self.fit_intercept = fit_intercept
+        self.l2 = l2
+        self.l1 = l1
+        self.xp = xp
+        self.layout = ParamLayout(self._param_specs())
+        self._masks = {}
+
+    # ----------------------------------------------------------------- subclass API
+    def _param_specs(self) -> list[ParamSpec]:
+        raise NotImplementedError
+
+    def decision(self, params, X):
+        """Raw model output z = X coef + intercept."""
+        v = self.layout.views(params)
+        z = X @ v["coef"]
+        if self.fit_intercept:
+            z += v["intercept"]
+        return z
+
+    def loss_grad_sum(self, params, X, y, grad) -> float:
+        """Sum over rows of the data loss; writes the sum of per-row gradients into `grad`."""
+        raise NotImplementedError
+
+    def loss_sum(self, params, X, y) -> float:
+        raise NotImplementedError
+
+    def predict(self, params, X):
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- shared
+    def init_params(self, dtype):
+        return self.xp.zeros(self.layout.size, dtype=dtype)
+
+    def prepare_targets(self, y):
+        """Targets as the loss wants them (floats for regression and logistic, ints for softmax)."""
+        return y
+
+    def mask(self, dtype):
+        key = np.dtype(dtype).str
+        if key not in self._masks:
+            self._masks[key] = self.layout.penalty_mask(self.xp, dtype)
+        return self._masks[key]
+
+    def penalty(self, params) -> float:
+        mask = self.mask(params.dtype)
+        value = 0.0
+        if self.l2:
+            value += 0.5 * self.l2 * float(self.xp.sum((params * mask) ** 2))
+        if self.l1:
+            value += self.l1 * float(self.xp.sum(self.xp.abs(params * mask)))
+        return value
+
+    def add_l2_grad(self, params, grad) -> None:
+        """grad += l2 * coef (the smooth part of the penalty; L1 is a proximal step)."""
+        if self.l2:
+            grad += self.l2 * self.mask(params.dtype) * params
+
+    def _write_bias_grad(self, g, r) -> None:
+        if self.fit_intercept:
+            g["intercept"][...] = r.sum(axis=0)

@@ -1,0 +1,27 @@
+"""Linear regression: loss_i = (x_i.coef + b - y_i)^2 / 2; with l2 it is ridge, with l1 the lasso
+or elastic net (sklearn's Ridge(alpha) is l2 = alpha / n)."""
+from .base import Model, ParamSpec
+
+
+class LinearModel(Model):
+    kind = "linear"
+    task = ("regression",)
+
+    def _param_specs(self):
+        specs = [ParamSpec("coef", (self.n_features,), True)]
+        return specs + ([ParamSpec("intercept", (), False)] if self.fit_intercept else [])
+
+    def loss_grad_sum(self, params, X, y, grad) -> float:
+        r = self.decision(params, X)
+        r -= y
+        g = self.layout.views(grad)
+        self.xp.matmul(r, X, out=g["coef"])  # = X^T r, without a transposed copy
+        self._write_bias_grad(g, r)
+        return 0.5 * float(r @ r)
+
+    def loss_sum(self, params, X, y) -> float:
+        r = self.decision(params, X) - y
+        return 0.5 * float(r @ r)
+
+    def predict(self, params, X):
+        return self.decision(params, X)

@@ -1,0 +1,45 @@
+"""Binary logistic regression: loss_i = log(1 + exp(z_i)) - y_i z_i, y in {0, 1}
+(sklearn's LogisticRegression(C) is l2 = 1 / (C n)).
+
+Stable for any z: log(1 + exp(z)) is computed as logaddexp(0, z), and the sigmoid as
+(1 + tanh(z/2)) / 2, neither of which overflows.
+"""
+from .base import Model, ParamSpec
+
+
+class LogisticModel(Model):
+    kind = "logistic"
+    task = ("binary",)
+
+    def _param_specs(self):
+        specs = [ParamSpec("coef", (self.n_features,), True)]
+        return specs + ([ParamSpec("intercept", (), False)] if self.fit_intercept else [])
+
+    def prepare_targets(self, y):
+        return y.astype(self.xp.float64) if y.dtype.kind in "iub" else y
+
+    def loss_grad_sum(self, params, X, y, grad) -> float:
+        z = self.decision(params, X)
+        loss = float(self.xp.sum(self.xp.logaddexp(0, z)) - z @ y.astype(z.dtype, copy=False))
+        r = self.sigmoid(z)
+        r -= y
+        g = self.layout.views(grad)
+        self.xp.matmul(r, X, out=g["coef"])
+        self._write_bias_grad(g, r)
+        return loss
+
+    def loss_sum(self, params, X, y) -> float:
+        z = self.decision(params, X)
+        return float(self.xp.sum(self.xp.logaddexp(0, z)) - z @ y.astype(z.dtype, copy=False))
+
+    def sigmoid(self, z):
+        p = self.xp.tanh(0.5 * z)
+        p += 1
+        p *= 0.5
+        return p
+
+    def predict_proba(self, params, X):
+        return self.sigmoid(self.decision(params, X))
+
+    def predict(self, params, X):
+        return (self.decision(params, X) > 0).astype(self.xp.int64)

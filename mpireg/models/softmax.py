@@ -1,0 +1,48 @@
+"""Multinomial (softmax) regression over K classes: loss_i = logsumexp(z_i) - z_i[y_i].
+
+The log-sum-exp subtracts each row's maximum first, so no logit overflows whatever its size.
+"""
+from .base import Model, ParamSpec
+
+
+class SoftmaxModel(Model):
+    kind = "softmax"
+    task = ("multiclass", "binary")
+
+    def _param_specs(self):
+        k = self.n_classes
+        specs = [ParamSpec("coef", (self.n_features, k), True)]
+        return specs + ([ParamSpec("intercept", (k,), False)] if self.fit_intercept else [])
+
+    def prepare_targets(self, y):
+        return y.astype(self.xp.int64, copy=False)
+
+    def _shifted(self, params, X):
+        """(z - max z, log sum exp(z - max z)) per row."""
+        z = self.decision(params, X)
+        z -= z.max(axis=1, keepdims=True)
+        e = self.xp.exp(z)
+        return z, e, self.xp.log(e.sum(axis=1))
+
+    def loss_grad_sum(self, params, X, y, grad) -> float:
+        rows = self.xp.arange(X.shape[0])
+        z, e, lse = self._shifted(params, X)
+        loss = float(lse.sum() - z[rows, y].sum())
+        e /= self.xp.exp(lse)[:, None]       # probabilities
+        e[rows, y] -= 1                      # dloss/dz
+        g = self.layout.views(grad)
+        self.xp.matmul(X.T, e, out=g["coef"])
+        self._write_bias_grad(g, e)
+        return loss
+
+    def loss_sum(self, params, X, y) -> float:
+        z, _, lse = self._shifted(params, X)
+        return float(lse.sum() - z[self.xp.arange(X.shape[0]), y].sum())
+
+    def predict_proba(self, params, X):
+        z, e, lse = self._shifted(params, X)
+        e /= self.xp.exp(lse)[:, None]
+        return e
+
+    def predict(self, params, X):
+        return self.xp.argmax(self.decision(params, X), axis=1)

@@ -1,0 +1,81 @@
+"""Ranks agree before they part ways.
+
+The classic MPI failure is one rank raising while the others wait in a collective. Every phase
+that can fail on some ranks only (opening shards, validating data, loading a checkpoint) runs
+inside `agree`, which ends with one small collective that tells every rank whether any failed.
+Failures inside the hot loop are not agreed on (that would cost a collective per step); they go to
+`abort_on_error`, which prints the message and calls MPI_Abort so no rank is left waiting.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Callable, TypeVar
+
+from .errors import CollectiveError, MpiregError
+
+T = TypeVar("T")
+
+
+def agree(comm, fn: Callable[[], T]) -> T:
+    """Run `fn` on every rank; if any rank raises, every rank raises the lowest rank's error."""
+    result = None
+    message = None
+    try:
+        result = fn()
+    except MpiregError as exc:
+        message = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug on one rank must still not hang the others
+        message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    failed = comm.allreduce(1 if message is not None else 0)
+    if failed:
+        # Startup only, never the hot loop: a pickled gather of a few strings is fine here.
+        messages = comm.allgather(message)
+        first = next(r for r, m in enumerate(messages) if m is not None)
+        raise CollectiveError(messages[first], rank=first, n_failed=failed)
+    return result  # type: ignore[return-value]
+
+
+def exit_on_error(comm, main: Callable[[], int]) -> int:
+    """Run a rank's main; turn errors into one message and a non-zero exit on every rank.
+
+    - CollectiveError: every rank has it; rank 0 prints it, all exit 1 together.
+    - Any other exception: only this rank may have it; print it and abort the whole job.
+    """
+    from . import log
+
+    try:
+        return main()
+    except CollectiveError as exc:
+        if comm.rank == 0:
+            where = f" (rank {exc.rank}" + (f" and {exc.n_failed - 1} more)" if exc.n_failed > 1 else ")")
+            log.error(f"{exc}{where if comm.size > 1 else ''}")
+        return 1
+    except MpiregError as exc:
+        log.error(f"rank {comm.rank}: {exc}" if comm.size > 1 else str(exc))
+        _abort(comm)
+    except KeyboardInterrupt:
+        _abort(comm, code=130)
+    except Exception:  # noqa: BLE001
+        sys.stderr.write(f"mpireg: rank {comm.rank} failed:\n{traceback.format_exc()}")
+        sys.stderr.flush()
+        _abort(comm)
+    return 1
+
+
+def _abort(comm, code: int = 1) -> None:
+    if comm.size > 1:
+        comm.Abort(code)
+    sys.exit(code)
+
+
+def on_rank_zero(comm, fn: Callable[[], T]) -> T | None:
+    """Run `fn` on rank 0 only (e.g. write a file); every rank learns whether it failed."""
+    return agree(comm, fn if comm.rank == 0 else (lambda: None))
+
+
+def root_then_bcast(comm, fn: Callable[[], T]) -> T:
+    """Rank 0 computes (e.g. reads file headers), all ranks agree it worked, rank 0's answer is
+    broadcast: one rank touches the file system's metadata instead of all of them."""
+    result = on_rank_zero(comm, fn)
+    return comm.bcast(result, root=0)

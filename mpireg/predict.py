@@ -1,0 +1,77 @@
+"""`python -m mpireg.predict MODEL.h5 DATA --out FILE [--proba]`
+
+Predictions for every row of DATA (a directory, file or glob of shards), in order. The output
+format follows FILE's extension: `.h5` (dataset `pred`), `.npy` or `.csv`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .data import ShardReader, read_schema, resolve_paths
+from .errors import DataError, MpiregError
+from .model_io import load_model
+
+BUDGET_BYTES = 256 * 2**20
+
+
+def predict_file(model_path, data_specs, out, proba: bool = False) -> int:
+    model, params, meta = load_model(model_path)
+    schema = read_schema(resolve_paths(data_specs, "DATA"), "DATA")
+    if schema.n_features != model.n_features:
+        raise DataError(f"{schema.files[0]}: {schema.n_features} features, but the model "
+                        f"{model_path} was trained on {model.n_features}")
+    if proba and model.kind == "linear":
+        raise MpiregError("--proba: a linear model predicts values, not probabilities")
+    reader = ShardReader(schema, 0, 1, BUDGET_BYTES, x_dtype=params.dtype, allow_empty=True)
+    parts = []
+    for index in range(len(reader.block_sizes)):
+        X, _ = reader.block(index)
+        parts.append(model.predict_proba(params, X) if proba else model.predict(params, X))
+    reader.close()
+    _write(Path(out), np.concatenate(parts))
+    return schema.n_rows
+
+
+def _write(out: Path, pred: np.ndarray) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    suffix = out.suffix.lower()
+    if suffix == ".h5":
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("pred", data=pred)
+    elif suffix == ".npy":
+        with open(tmp, "wb") as f:
+            np.save(f, pred)
+    elif suffix == ".csv":
+        fmt = "%d" if pred.dtype.kind in "iu" else "%.9g"
+        np.savetxt(tmp, pred.reshape(len(pred), -1), fmt=fmt, delimiter=",")
+    else:
+        raise MpiregError(f"--out: unknown format {suffix!r}; use .h5, .npy or .csv")
+    os.replace(tmp, out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpireg.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("data", nargs="+")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--proba", action="store_true", help="class probabilities (classifiers)")
+    args = parser.parse_args(argv)
+    try:
+        rows = predict_file(args.model, args.data, args.out, args.proba)
+    except MpiregError as exc:
+        print(f"mpireg.predict: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {rows} predictions to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""`python -m mpireg.train JOB.toml [--set key=value]... [--run-dir DIR] [--resume]`
+
+Run it under `mpiexec -n N` (or `mpirun`, or `srun --mpi=pmi2`); every rank runs this same
+command. With no job file it runs the built-in quickstart (jobs/quickstart.toml's defaults).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mpireg.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job", help="job file (TOML); see jobs/ and the README's job-file reference")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a job key, e.g. --set optimizer.lr=0.05 (repeatable)")
+    parser.add_argument("--run-dir", default=None, help="default: run.dir, else runs/<job name>")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest valid checkpoint in the run directory")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from mpi4py import MPI
+
+    from . import log
+    from .config import load_job
+    from .loop import Trainer
+    from .parallel import agree, exit_on_error
+
+    comm = MPI.COMM_WORLD.Dup()  # library traffic never meets a user's messages
+    log.set_rank(comm.rank)
+
+    def run() -> int:
+        cfg = agree(comm, lambda: load_job(args.job, args.overrides))
+        run_dir = Path(args.run_dir or cfg.run.dir or Path("runs") / cfg.name)
+        Trainer(cfg, comm, run_dir, resume=args.resume).run()
+        return 0
+
+    code = exit_on_error(comm, run)
+    comm.Free()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
