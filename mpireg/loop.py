@@ -211,7 +211,10 @@ class Trainer:
         log.info(f"optimizer: {opt.kind}, lr {opt.lr} ({opt.schedule}), global batch "
                  f"{opt.batch_size} x {self.comm.size}, {self.steps_per_epoch} steps/epoch")
         while self.progress.epoch < opt.epochs and not self.progress.stopped_early:
-            epoch_loss = self._train_epoch(self.progress.epoch)
+            # Overflow shows up as a non-finite global loss, which _train_epoch reports once,
+            # on every rank together; NumPy's per-rank warnings would only repeat it.
+            with np.errstate(over="ignore", invalid="ignore"):
+                epoch_loss = self._train_epoch(self.progress.epoch)
             self.progress.epoch += 1
             self._end_epoch(epoch_loss)
 

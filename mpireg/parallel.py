@@ -48,8 +48,10 @@ def exit_on_error(comm, main: Callable[[], int]) -> int:
         return main()
     except CollectiveError as exc:
         if comm.rank == 0:
-            where = f" (rank {exc.rank}" + (f" and {exc.n_failed - 1} more)" if exc.n_failed > 1 else ")")
-            log.error(f"{exc}{where if comm.size > 1 else ''}")
+            # Name the rank only when the failure is local to some ranks (a shard, not a config).
+            where = "" if exc.n_failed == comm.size else (
+                f" (rank {exc.rank}" + (f" and {exc.n_failed - 1} more)" if exc.n_failed > 1 else ")"))
+            log.error(f"{exc}{where}")
         return 1
     except MpiregError as exc:
         log.error(f"rank {comm.rank}: {exc}" if comm.size > 1 else str(exc))

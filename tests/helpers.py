@@ -1,0 +1,59 @@
+"""Shared test helpers: launching ranks under mpiexec with a timeout, and writing small shards."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mpireg.data import write_shard
+
+ROOT = Path(__file__).resolve().parents[1]
+MPI_TIMEOUT = 180  # seconds; a hang fails the test instead of the CI run
+
+
+def mpiexec_path() -> str:
+    """The launcher of the MPI that mpi4py uses: beside the interpreter (pip's mpich), else PATH."""
+    local = Path(sys.executable).parent / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if not found:
+        raise RuntimeError("mpiexec not found; install the MPI runtime: pip install -e '.[mpi,test]'")
+    return found
+
+
+def run_ranks(n: int, *args, timeout: float = MPI_TIMEOUT, cwd=None, module: str = "mpireg.train"):
+    """Run `python -m module args...` on n ranks; kill the whole process group on timeout."""
+    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", module, *map(str, args)]
+    return run_command(cmd, timeout=timeout, cwd=cwd)
+
+
+def run_command(cmd, timeout: float = MPI_TIMEOUT, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd or ROOT, env=env, start_new_session=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"timed out after {timeout} s (a hang): {' '.join(cmd)}\n{out}\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def write_dataset(directory, X, y, task, n_classes=0, shards=1) -> Path:
+    """Split rows into `shards` files, in order."""
+    directory = Path(directory)
+    for i, part in enumerate(np.array_split(np.arange(len(y)), shards)):
+        write_shard(directory / f"part-{i:05d}.h5", X[part], y[part], task, n_classes)
+    return directory
+
+
+def write_job(path, text: str) -> Path:
+    path = Path(path)
+    path.write_text(text)
+    return path
