@@ -1,0 +1,74 @@
+"""The data tool: `python -m mpireg.data {synth,convert,inspect} ...`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MpiregError
+from .convert import convert
+from .inspect import inspect
+from .synth import synthesize
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mpireg.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="reproducible synthetic data with its true parameters")
+    s.add_argument("--task", required=True, choices=["linear", "logistic", "softmax"])
+    s.add_argument("--rows", type=int, required=True)
+    s.add_argument("--features", type=int, required=True)
+    s.add_argument("--classes", type=int, default=3, help="softmax only (default 3)")
+    s.add_argument("--shards", type=int, default=1)
+    s.add_argument("--test-rows", type=int, default=None,
+                   help="rows written to OUT/test/ (default: a tenth of --rows, at most 100000)")
+    s.add_argument("--noise", type=float, default=0.1, help="linear only: target noise s.d.")
+    s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+
+    c = sub.add_parser("convert", help="CSV, .npy/.npz, libsvm text -> shards")
+    c.add_argument("inputs", nargs="+")
+    c.add_argument("--out", required=True)
+    c.add_argument("--shards", type=int, default=1)
+    c.add_argument("--label-col", default=None, help="name or index of the label column (default: last)")
+    c.add_argument("--test-fraction", type=float, default=0.0)
+    c.add_argument("--task", choices=["regression", "binary", "multiclass"], default=None,
+                   help="default: inferred from the labels")
+    c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    c.add_argument("--seed", type=int, default=0)
+
+    i = sub.add_parser("inspect", help="schema, rows per shard, and a validation of every row")
+    i.add_argument("paths", nargs="+")
+    i.add_argument("--no-scan", action="store_true", help="headers only, skip the row scan")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "synth":
+            for name in ("rows", "features", "shards", "classes"):
+                if getattr(args, name) < (2 if name == "classes" else 1):
+                    raise MpiregError(f"--{name}: expected a positive count, got {getattr(args, name)}")
+            test_rows = min(args.rows // 10, 100_000) if args.test_rows is None else args.test_rows
+            paths = synthesize(args.task, args.rows, args.features, args.out, args.shards,
+                               args.classes, test_rows, args.noise, args.seed, args.dtype)
+            print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} train rows, "
+                  f"{test_rows} test rows in {args.out}/test)")
+        elif args.command == "convert":
+            summary = convert(args.inputs, args.out, args.shards, args.label_col,
+                              args.test_fraction, args.seed, args.task, args.dtype)
+            print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
+                  f"{summary['features']} features, task {summary['task']}"
+                  + (f", classes {summary['classes']}" if summary["classes"] else ""))
+        else:
+            print("\n".join(inspect(args.paths, scan=not args.no_scan)))
+    except MpiregError as exc:
+        print(f"mpireg.data: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The HDF5 shard format (version 1), its writer and its validator.
+
+A shard is one `.h5` file holding
+    X   (rows, features)  float32 or float64
+    y   (rows,)           float targets (task "regression") or integer labels 0..K-1
+and attributes
+    mpireg_format = 1, task in {"regression", "binary", "multiclass"}, n_features, n_classes
+    (0 for regression). A synthetic shard also has a group `synth` with the true `coef` and
+    `intercept`. A data set is any number of shards with the same task, features and dtype.
+See docs/data-format.md.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import DataError
+
+FORMAT_VERSION = 1
+TASKS = ("regression", "binary", "multiclass")
+# The data task each model trains on.
+MODEL_TASKS = {"linear": ("regression",), "logistic": ("binary",), "softmax": ("multiclass", "binary")}
+
+
+@dataclass
+class Schema:
+    """What every rank relies on about a data set; built by rank 0 from file headers."""
+
+    task: str
+    n_features: int
+    n_classes: int
+    dtype: str
+    files: list = field(default_factory=list)  # [path, ...]
+    rows: list = field(default_factory=list)   # rows per file, same order
+
+    @property
+    def n_rows(self) -> int:
+        return int(sum(self.rows))
+
+    def describe(self) -> dict:
+        return dict(task=self.task, n_features=self.n_features, n_classes=self.n_classes,
+                    dtype=self.dtype, n_rows=self.n_rows, n_files=len(self.files))
+
+
+def write_shard(path, X, y, task: str, n_classes: int = 0, synth: dict | None = None) -> None:
+    """Write one shard atomically: a reader never sees a half-written file."""
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if task not in TASKS:
+        raise DataError(f"{path}: task must be one of {TASKS}, got {task!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("X", data=X)
+        f.create_dataset("y", data=y)
+        f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=X.shape[1],
+                       n_classes=int(n_classes))
+        if synth:
+            group = f.create_group("synth")
+            for key, value in synth.items():
+                group.create_dataset(key, data=value)
+    os.replace(tmp, path)
+
+
+def resolve_paths(specs, key: str = "data.train") -> list[str]:
+    """Directories (their .h5 files, not subdirectories), files and globs, in a stable order."""
+    paths: list[str] = []
+    for spec in specs:
+        spec = str(spec)
+        if any(ch in spec for ch in "*?["):
+            matches = sorted(glob.glob(spec))
+            if not matches:
+                raise DataError(f"{key}: the pattern {spec!r} matches no file")
+            paths += matches
+        elif os.path.isdir(spec):
+            found = sorted(str(p) for p in Path(spec).glob("*.h5") if p.is_file())
+            if not found:
+                raise DataError(f"{key}: directory {spec!r} holds no .h5 shards")
+            paths += found
+        elif os.path.exists(spec):
+            paths.append(spec)
+        else:
+            raise DataError(f"{key}: no such file or directory: {spec!r}")
+    if not paths:
+        raise DataError(f"{key}: no shards given")
+    return paths
+
+
+def read_schema(paths, key: str = "data.train") -> Schema:
+    """Validate every shard's header and their agreement; read no data rows."""
+    schema = None
+    for path in paths:
+        header = _read_header(path)
+        if schema is None:
+            schema = Schema(task=header["task"], n_features=header["n_features"],
+                            n_classes=header["n_classes"], dtype=header["dtype"])
+        else:
+            _check_same(schema, header, path, first=schema.files[0])
+        schema.files.append(str(path))
+        schema.rows.append(header["rows"])
+    assert schema is not None
+    return schema
+
+
+def _read_header(path) -> dict:
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot open as HDF5 ({_short(exc)})") from None
+    with f:
+        for name in ("X", "y"):
+            if name not in f or not isinstance(f[name], h5py.Dataset):
+                raise DataError(f"{path}: missing dataset {name!r} (a shard holds X and y)")
+        X, y = f["X"], f["y"]
+        if X.ndim != 2:
+            raise DataError(f"{path}: X must be 2-D (rows, features), got shape {X.shape}")
+        if X.dtype not in (np.float32, np.float64):
+            raise DataError(f"{path}: X must be float32 or float64, got {X.dtype}")
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise DataError(f"{path}: y must be 1-D with one entry per row of X "
+                            f"({X.shape[0]}), got shape {y.shape}")
+        if X.shape[0] == 0:
+            raise DataError(f"{path}: empty shard (0 rows); remove it or regenerate it")
+        attrs = dict(f.attrs)
+        for name in ("mpireg_format", "task", "n_features", "n_classes"):
+            if name not in attrs:
+                raise DataError(f"{path}: missing attribute {name!r}; write shards with "
+                                f"`python -m mpireg.data convert`")
+        if int(attrs["mpireg_format"]) > FORMAT_VERSION:
+            raise DataError(f"{path}: attribute mpireg_format is {attrs['mpireg_format']}, "
+                            f"this mpireg reads up to {FORMAT_VERSION}")
+        task = _text(attrs["task"])
+        if task not in TASKS:
+            raise DataError(f"{path}: attribute task must be one of {TASKS}, got {task!r}")
+        if int(attrs["n_features"]) != X.shape[1]:
+            raise DataError(f"{path}: attribute n_features is {int(attrs['n_features'])} "
+                            f"but X has {X.shape[1]} columns")
+        n_classes = int(attrs["n_classes"])
+        if task != "regression":
+            if not np.issubdtype(y.dtype, np.integer):
+                raise DataError(f"{path}: y must hold integer labels for task {task!r}, got {y.dtype}")
+            if n_classes < 2 or (task == "binary" and n_classes != 2):
+                raise DataError(f"{path}: attribute n_classes is {n_classes}, invalid for task {task!r}")
+        elif y.dtype.kind != "f":
+            raise DataError(f"{path}: y must be float for task 'regression', got {y.dtype}")
+        return dict(task=task, n_features=X.shape[1], n_classes=n_classes,
+                    dtype=str(X.dtype), rows=int(X.shape[0]))
+
+
+def _check_same(schema: Schema, header: dict, path, first) -> None:
+    for name in ("n_features", "task", "n_classes", "dtype"):
+        mine, theirs = header[name], getattr(schema, name)
+        if mine != theirs:
+            field_name = {"n_features": "feature count", "dtype": "X dtype"}.get(name, name)
+            raise DataError(f"{path}: {field_name} is {mine}, but {first} has {theirs}; "
+                            f"all shards of a data set must agree")
+
+
+def check_rows(path, X, y, schema: Schema, first_row: int) -> None:
+    """Content checks on rows as they are read; names the file and the row."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise DataError(f"{path}: X has a NaN or Inf value at row {first_row + row}")
+    if schema.task == "regression":
+        bad_y = ~np.isfinite(y)
+        if bad_y.any():
+            raise DataError(f"{path}: y has a NaN or Inf value at row {first_row + int(np.argmax(bad_y))}")
+    else:
+        out = (y < 0) | (y >= schema.n_classes)
+        if out.any():
+            row = int(np.argmax(out))
+            raise DataError(f"{path}: y has label {y[row]} at row {first_row + row}, "
+                            f"outside 0..{schema.n_classes - 1} for task {schema.task!r}")
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split("\n")[0][:200]

@@ -1,0 +1,85 @@
+"""A rank's view of the data: only its own rows, read with hyperslabs, within a memory budget.
+
+Rows that fit the budget form one block, read once and kept by the caller (`resident`); otherwise
+the rank streams blocks of at most half the budget (room for the next block while the current
+one is used).
+The reader knows files, row ranges and bytes; it knows nothing of models.
+"""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+from ..errors import DataError
+from .assign import assign_rows
+from .format import Schema, check_rows
+
+
+class ShardReader:
+    def __init__(self, schema: Schema, rank: int, size: int, budget_bytes: float,
+                 x_dtype=None, y_dtype=None, allow_empty: bool = False):
+        self.schema = schema
+        self.x_dtype = np.dtype(x_dtype or schema.dtype)
+        self.y_dtype = np.dtype(y_dtype or (schema.dtype if schema.task == "regression" else np.int64))
+        self.segments = assign_rows(schema.rows, rank, size, allow_empty=allow_empty)
+        self.n_rows = sum(s.stop - s.start for s in self.segments)
+        row_bytes = schema.n_features * self.x_dtype.itemsize + self.y_dtype.itemsize
+        self.nbytes = self.n_rows * row_bytes
+        self.resident = self.nbytes <= budget_bytes
+        self.block_rows = max(self.n_rows, 1) if self.resident else max(1, int(budget_bytes // (2 * row_bytes)))
+        self._files: dict[int, h5py.File] = {}
+
+    # ------------------------------------------------------------------ blocks
+    @property
+    def block_sizes(self) -> list[int]:
+        full, rest = divmod(self.n_rows, self.block_rows)
+        return [self.block_rows] * full + ([rest] if rest else [])
+
+    def block(self, index: int):
+        """(X, y) of block `index`, read from disk; callers keep what they want to keep."""
+        start = index * self.block_rows
+        return self.read(start, min(start + self.block_rows, self.n_rows))
+
+    # ------------------------------------------------------------------ rows
+    def read(self, start: int, stop: int):
+        """Local rows [start, stop) as (X, y), validated; spans file boundaries."""
+        n = stop - start
+        X = np.empty((n, self.schema.n_features), dtype=self.x_dtype)
+        y = np.empty(n, dtype=self.y_dtype)
+        local = 0   # local row index at the start of the current segment
+        filled = 0
+        for seg in self.segments:
+            seg_rows = seg.stop - seg.start
+            lo, hi = max(start, local), min(stop, local + seg_rows)
+            if lo < hi:
+                f_lo = seg.start + lo - local
+                self._read_into(seg.file_index, f_lo, f_lo + hi - lo, X, y, filled)
+                filled += hi - lo
+            local += seg_rows
+        return X, y
+
+    def _read_into(self, file_index, lo, hi, X, y, at) -> None:
+        path = self.schema.files[file_index]
+        f = self._file(file_index)
+        dest = np.s_[at:at + hi - lo]
+        try:
+            f["X"].read_direct(X, source_sel=np.s_[lo:hi], dest_sel=dest)
+            f["y"].read_direct(y, source_sel=np.s_[lo:hi], dest_sel=dest)
+        except (OSError, ValueError, TypeError) as exc:
+            raise DataError(f"{path}: cannot read rows {lo}..{hi} ({str(exc).splitlines()[0]})") from None
+        check_rows(path, X[dest], y[dest], self.schema, first_row=lo)
+
+    def _file(self, index: int) -> h5py.File:
+        if index not in self._files:
+            path = self.schema.files[index]
+            try:
+                self._files[index] = h5py.File(path, "r")
+            except OSError as exc:
+                raise DataError(f"{path}: cannot open ({str(exc).splitlines()[0]})") from None
+        return self._files[index]
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+

@@ -1,0 +1,66 @@
+"""Reproducible synthetic data for each model, with the true parameters stored beside it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .format import write_shard
+
+TASK_OF_MODEL = {"linear": "regression", "logistic": "binary", "softmax": "multiclass"}
+CHUNK_ROWS = 65536
+
+
+def make_truth(task: str, features: int, classes: int, seed: int) -> dict:
+    """True parameters; classifier weights are scaled so logits have unit-order spread."""
+    rng = np.random.default_rng([seed, 0xC0EF])
+    width = classes if task == "softmax" else 1
+    scale = 1.0 if task == "linear" else 2.0 / np.sqrt(features)
+    coef = rng.normal(0.0, scale, size=(features, width))
+    intercept = rng.normal(0.0, 0.5, size=width)
+    if task != "softmax":
+        coef, intercept = coef[:, 0], intercept[0]
+    return dict(coef=coef, intercept=np.asarray(intercept))
+
+
+def generate_rows(task: str, truth: dict, rows: int, rng, noise: float, dtype):
+    X = rng.standard_normal((rows, truth["coef"].shape[0])).astype(dtype)
+    z = X.astype(np.float64) @ truth["coef"] + truth["intercept"]
+    if task == "linear":
+        return X, (z + noise * rng.standard_normal(rows)).astype(dtype)
+    if task == "logistic":
+        p = 0.5 * (1.0 + np.tanh(0.5 * z))  # sigmoid, overflow-free
+        return X, (rng.random(rows) < p).astype(np.int64)
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    u = rng.random((rows, 1))
+    labels = (p.cumsum(axis=1) < u).sum(axis=1)
+    return X, np.minimum(labels, p.shape[1] - 1).astype(np.int64)
+
+
+def synthesize(task: str, rows: int, features: int, out, shards: int = 1, classes: int = 3,
+               test_rows: int = 0, noise: float = 0.1, seed: int = 0, dtype="float32") -> list[Path]:
+    """Write `shards` training shards to OUT/part-NNNNN.h5 and a test split to OUT/test/."""
+    if task not in TASK_OF_MODEL:
+        raise DataError(f"--task: expected one of {', '.join(TASK_OF_MODEL)}, got {task!r}")
+    if rows < shards:
+        raise DataError(f"--rows: {rows} rows cannot fill {shards} shards")
+    n_classes = {"linear": 0, "logistic": 2, "softmax": classes}[task]
+    truth = make_truth(task, features, classes, seed)
+    out = Path(out)
+    written = []
+    splits = [(out, rows, shards, 1)] + ([(out / "test", test_rows, 1, 2)] if test_rows else [])
+    for directory, n, n_shards, stream in splits:
+        for shard in range(n_shards):
+            lo, hi = shard * n // n_shards, (shard + 1) * n // n_shards
+            rng = np.random.default_rng([seed, stream, shard])
+            parts = [generate_rows(task, truth, min(CHUNK_ROWS, hi - s), rng, noise, dtype)
+                     for s in range(lo, hi, CHUNK_ROWS)]
+            X = np.concatenate([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+            path = directory / f"part-{shard:05d}.h5"
+            write_shard(path, X, y, TASK_OF_MODEL[task], n_classes, synth=truth)
+            written.append(path)
+    return written

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from mpireg.data import ShardReader, epoch_plan, read_schema, resolve_paths
+from mpireg.errors import DataError
+from tests.helpers import write_dataset
+
+
+@pytest.fixture
+def table(tmp_path):
+    X = np.arange(37 * 4, dtype=np.float64).reshape(37, 4)  # row i holds distinct values
+    y = np.arange(37, dtype=np.float64)
+    write_dataset(tmp_path, X, y, "regression", shards=5)
+    return read_schema(resolve_paths([tmp_path])), X, y
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8])
+def test_ranks_read_their_own_rows_only(table, size):
+    schema, X, y = table
+    got = []
+    for rank in range(size):
+        reader = ShardReader(schema, rank, size, budget_bytes=1e9)
+        Xr, yr = reader.block(0)
+        got.append(yr)
+        assert np.array_equal(Xr, X[yr.astype(int)])
+        reader.close()
+    assert np.array_equal(np.concatenate(got), y)
+
+
+def test_streaming_within_a_budget_equals_resident(table):
+    schema, X, y = table
+    row_bytes = 4 * 8 + 8
+    reader = ShardReader(schema, 1, 2, budget_bytes=6 * row_bytes)  # 3 rows per block
+    assert not reader.resident and reader.block_rows == 3
+    assert sum(reader.block_sizes) == reader.n_rows == 18
+    streamed = np.concatenate([reader.block(i)[1] for i in range(len(reader.block_sizes))])
+    assert np.array_equal(streamed, y[19:])
+
+
+def test_dtype_conversion_on_read(table):
+    schema, X, _ = table
+    Xr, _ = ShardReader(schema, 0, 1, 1e9, x_dtype=np.float32).block(0)
+    assert Xr.dtype == np.float32 and np.array_equal(Xr, X.astype(np.float32))
+
+
+def test_nan_is_reported_with_file_and_row(tmp_path):
+    X = np.ones((10, 2))
+    X[7, 1] = np.nan
+    write_dataset(tmp_path, X, np.zeros(10), "regression", shards=2)
+    schema = read_schema(resolve_paths([tmp_path]))
+    with pytest.raises(DataError, match=r"part-00001.h5: X has a NaN or Inf value at row 2"):
+        ShardReader(schema, 0, 1, 1e9).block(0)
+
+
+def test_epoch_plan_is_a_permutation_and_differs_by_rank_and_epoch():
+    sizes = [10, 7, 3]
+    plan = epoch_plan(sizes, 4, seed=1, epoch=0, rank=0)
+    for block, size in enumerate(sizes):
+        rows = np.concatenate([r for b, r in plan if b == block])
+        assert sorted(rows) == list(range(size))
+    assert all(len(r) <= 4 for _, r in plan)
+    assert len(plan) == sum(-(-s // 4) for s in sizes)
+    flat = lambda p: np.concatenate([r + 100 * b for b, r in p]).tolist()  # noqa: E731
+    assert flat(plan) == flat(epoch_plan(sizes, 4, seed=1, epoch=0, rank=0))
+    assert flat(plan) != flat(epoch_plan(sizes, 4, seed=1, epoch=1, rank=0))
+    assert flat(plan) != flat(epoch_plan(sizes, 4, seed=1, epoch=0, rank=1))
