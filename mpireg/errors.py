@@ -16,10 +16,11 @@ class DataError(MpiregError):
 class CollectiveError(MpiregError):
     """Raised on every rank when at least one rank failed inside `parallel.agree`.
 
-    `rank` is the lowest failing rank; its message is the one reported.
+    `rank` is the lowest failing rank (its message is the one reported), or None when naming it
+    would mislead (rank 0 acting for every rank).
     """
 
-    def __init__(self, message: str, rank: int, n_failed: int):
+    def __init__(self, message: str, rank, n_failed: int):
         super().__init__(message)
         self.rank = rank
         self.n_failed = n_failed

@@ -42,3 +42,31 @@ class JsonlLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def interactive() -> bool:
+    """Is a person watching rank 0's output?
+
+    Under mpiexec a rank writes into a pipe even when the launcher writes to a terminal, so
+    sys.stderr.isatty() is always false there; look at the stderr of the launcher (a parent or
+    grandparent process: hydra_pmi_proxy, then mpiexec) as well. Never under CI.
+    """
+    import os
+
+    if os.environ.get("CI"):
+        return False
+    if sys.stderr.isatty():
+        return True
+    pid = os.getppid()
+    for _ in range(3):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/2")
+            if target.startswith(("/dev/pts/", "/dev/tty")):
+                return True
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])  # field 4: parent pid
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid <= 1:
+            return False
+    return False

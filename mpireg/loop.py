@@ -287,13 +287,13 @@ class Trainer:
         self._checkpoint()
 
     def _progress_bar(self, epoch: int):
-        show = self.rank == 0 and self.cfg.run.progress and sys.stderr.isatty()
+        show = self.rank == 0 and self.cfg.run.progress and log.interactive()
         if not show:
             return _NoBar()
         from tqdm import tqdm
 
         return tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.optimizer.epochs}",
-                    unit="step", leave=False, dynamic_ncols=True)
+                    unit="step", leave=False, ncols=100, file=sys.stderr)
 
     # =================================================================== full batch
     def _fit_full_batch(self) -> None:

@@ -17,8 +17,10 @@ from .errors import CollectiveError, MpiregError
 T = TypeVar("T")
 
 
-def agree(comm, fn: Callable[[], T]) -> T:
-    """Run `fn` on every rank; if any rank raises, every rank raises the lowest rank's error."""
+def agree(comm, fn: Callable[[], T], name_rank: bool = True) -> T:
+    """Run `fn` on every rank; if any rank raises, every rank raises the lowest rank's error.
+
+    `name_rank=False` when the failing rank says nothing useful (rank 0 acting for everyone)."""
     result = None
     message = None
     try:
@@ -32,7 +34,7 @@ def agree(comm, fn: Callable[[], T]) -> T:
         # Startup only, never the hot loop: a pickled gather of a few strings is fine here.
         messages = comm.allgather(message)
         first = next(r for r, m in enumerate(messages) if m is not None)
-        raise CollectiveError(messages[first], rank=first, n_failed=failed)
+        raise CollectiveError(messages[first], rank=first if name_rank else None, n_failed=failed)
     return result  # type: ignore[return-value]
 
 
@@ -49,7 +51,7 @@ def exit_on_error(comm, main: Callable[[], int]) -> int:
     except CollectiveError as exc:
         if comm.rank == 0:
             # Name the rank only when the failure is local to some ranks (a shard, not a config).
-            where = "" if exc.n_failed == comm.size else (
+            where = "" if exc.rank is None or exc.n_failed == comm.size else (
                 f" (rank {exc.rank}" + (f" and {exc.n_failed - 1} more)" if exc.n_failed > 1 else ")"))
             log.error(f"{exc}{where}")
         return 1
@@ -73,7 +75,7 @@ def _abort(comm, code: int = 1) -> None:
 
 def on_rank_zero(comm, fn: Callable[[], T]) -> T | None:
     """Run `fn` on rank 0 only (e.g. write a file); every rank learns whether it failed."""
-    return agree(comm, fn if comm.rank == 0 else (lambda: None))
+    return agree(comm, fn if comm.rank == 0 else (lambda: None), name_rank=False)
 
 
 def root_then_bcast(comm, fn: Callable[[], T]) -> T:
