@@ -101,3 +101,34 @@ def test_lasso_zeroes_irrelevant_features(tmp_path, rng):
     coef = params[:6]
     assert np.all(coef[2:] == 0.0)          # the proximal step makes exact zeros
     assert coef[0] == pytest.approx(2.0 - 0.05, abs=0.05) and coef[1] == pytest.approx(-1.0 + 0.05, abs=0.05)
+
+
+@pytest.mark.parametrize("task", ["linear", "logistic", "softmax"])
+def test_lbfgs_matches_scikit_learn_on_synthetic_data(datasets, tmp_path, task):
+    from mpireg.data import ShardReader, read_schema, resolve_paths
+
+    schema = read_schema(resolve_paths([datasets[task]]))
+    X, y = ShardReader(schema, 0, 1, 1e9).block(0)
+    n, l2 = len(y), 1e-2
+    ref = (Ridge(alpha=l2 * n, tol=1e-12) if task == "linear"
+           else LogisticRegression(C=1 / (l2 * n), tol=1e-12, max_iter=100000)).fit(X, y)
+    summary, params = train(tmp_path, [f"data.train={datasets[task]}", f"model.kind={task}",
+                                       "optimizer.kind=lbfgs", f"model.l2={l2}", "optimizer.tol=1e-10",
+                                       "optimizer.max_iter=5000"])
+    assert _rel_err(params, _flat(ref)) < COEF_RTOL
+    if task == "linear":
+        from sklearn.metrics import mean_squared_error, r2_score
+
+        assert summary["train"]["mse"] == pytest.approx(mean_squared_error(y, ref.predict(X)), rel=1e-6)
+        assert summary["train"]["r2"] == pytest.approx(r2_score(y, ref.predict(X)), rel=1e-6)
+    else:
+        from sklearn.metrics import log_loss
+
+        assert summary["train"]["log_loss"] == pytest.approx(log_loss(y, ref.predict_proba(X)), rel=1e-6)
+
+
+def test_early_stopping_on_a_tolerance(datasets, tmp_path):
+    summary, _ = train(tmp_path, [f"data.train={datasets['linear']}", "model.kind=linear",
+                                  "optimizer.kind=sgd", "optimizer.lr=0.05", "optimizer.epochs=50",
+                                  "optimizer.tol=1e-2", "optimizer.patience=2"])
+    assert summary["stopped_early"] and summary["epochs"] < 50
