@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the packing extension's tests under AddressSanitizer (out-of-bounds reads and writes, use
+# after free), then rebuild it normally. From the repository root: bash csrc/check_memory.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CFLAGS="-fsanitize=address -fno-omit-frame-pointer -O1 -g" python setup.py -q build_ext --inplace --force
+asan=$(gcc -print-file-name=libasan.so)
+status=0
+LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+    python -m pytest -q -p no:cacheprovider tests/comm/test_packing.py || status=$?
+python setup.py -q build_ext --inplace --force
+exit $status
