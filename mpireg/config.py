@@ -24,7 +24,8 @@ from .errors import ConfigError
 
 MODEL_KINDS = ("linear", "logistic", "softmax")
 OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal")
-STRATEGIES = ("allreduce",)
+STRATEGIES = ("allreduce", "ring", "ps", "ps-async")
+COMPRESSIONS = ("none", "fp16", "bf16")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 
 
@@ -92,8 +93,17 @@ class OptimizerConfig:
 
 @dataclass
 class CommConfig:
+    # what the user tunes
     strategy: str = _opt("allreduce", choices=STRATEGIES)
+    fusion_bytes: int = _opt(64 * 2**20, min=1, doc="gradient buckets on the wire are at most this big")
+    compression: str = _opt("none", choices=COMPRESSIONS, doc="what travels on the wire (float32 jobs)")
+    max_staleness: int = _opt(4, min=0, doc="ps-async: how many steps the fastest worker may lead")
+    deterministic: bool = _opt(False, doc="the same model bit for bit on any number of ranks")
     verify_every: int = _opt(0, min=0, doc="steps between parameter checksums across ranks; 0 = off")
+    # rarely changed
+    max_message_bytes: int = _opt(2**30, min=1, doc="larger reductions are split (MPI counts are C ints)")
+    ring_chunk_bytes: int = _opt(4 * 2**20, min=1, doc="ring: bytes per segment processed at a time")
+    block_rows: int = _opt(64, min=1, doc="deterministic mode: rows per fixed summation block")
 
 
 @dataclass
@@ -268,5 +278,12 @@ def _check_combinations(config: JobConfig) -> None:
     if model.l1 > 0 and opt.kind in ("normal", "lbfgs"):
         raise ConfigError(f"model.l1: an L1 penalty needs a proximal step (optimizer.kind = 'sgd' "
                           f"or 'adam'); {opt.kind!r} handles L2 only")
+    comm = config.comm
+    if comm.strategy == "ps-async" and comm.deterministic:
+        raise ConfigError("comm.deterministic: 'ps-async' applies gradients in arrival order, which no "
+                          "seed fixes; use 'allreduce', 'ring' or 'ps'")
+    if comm.strategy == "ps-async" and opt.kind in ("lbfgs", "normal"):
+        raise ConfigError(f"comm.strategy: 'ps-async' is for mini-batch optimizers; "
+                          f"optimizer.kind = {opt.kind!r} is full-batch (use 'allreduce' or 'ring')")
     if not config.data.train and config.data.synth is None:
         raise ConfigError("data.train: no training data given (a path, a glob or a list of them)")

@@ -27,7 +27,7 @@ from .config import JobConfig, dumps_toml
 from .data import MODEL_TASKS, ShardReader, epoch_plan, read_schema, resolve_paths
 from .data.synth import synthesize
 from .device import array_module, to_host
-from .errors import CollectiveError, ConfigError, DataError
+from .errors import CollectiveError, ConfigError, DataError, MpiregError
 from .metrics import add_sums, finalize, sums_length
 from .model_io import save_model
 from .models import make_model
@@ -126,15 +126,22 @@ class Trainer:
         m = cfg.model
         self.model = make_model(m.kind, train_schema.n_features, train_schema.n_classes,
                                 m.fit_intercept, m.l2, m.l1, xp=self.xp, task=train_schema.task)
-        self.train_data = agree(comm, lambda: self._open(train_schema, allow_empty=False))
-        self.test_data = (agree(comm, lambda: self._open(test_schema, allow_empty=True))
+        self.strategy = agree(comm, lambda: make_strategy(cfg.comm, comm))
+        partition = self.strategy.data_partition()  # None: this rank trains on no rows (a server)
+        self.train_data = agree(comm, lambda: self._open(train_schema, partition, allow_empty=False))
+        self.test_data = (agree(comm, lambda: self._open(test_schema, (self.rank, comm.size), allow_empty=True))
                           if test_schema else None)
         log.info(f"data: {train_schema.n_rows} rows x {train_schema.n_features} features "
                  f"({train_schema.task}, {self.dtype}) in {len(train_schema.files)} shard(s); "
                  f"{'resident' if self.train_data.reader.resident else 'streamed'} on each rank")
-        self.strategy = make_strategy(cfg.comm.strategy, comm)
+        if cfg.comm.compression != "none" and self.dtype != np.float32:
+            raise CollectiveError(f"comm.compression: {cfg.comm.compression!r} compresses float32 "
+                                  f"gradients; this job computes in {self.dtype} (set data.dtype = "
+                                  f"'float32')", None, comm.size)
         self.params = self.model.init_params(self.dtype)
         self.strategy.broadcast(self.params)
+        data_ranks = partition[1] if partition else comm.size - 1
+        self.strategy.setup(self.params, rows_per_step=cfg.optimizer.batch_size * max(data_ranks, 1))
         if cfg.optimizer.kind not in FULL_BATCH:
             self.optimizer = make_optimizer(cfg.optimizer, self.model, self.dtype)
 
@@ -154,10 +161,10 @@ class Trainer:
                               f"{train.files[0]} (task {train.task!r}); use model.kind = {hint!r}")
         return train, test
 
-    def _open(self, schema, allow_empty: bool) -> LocalData:
+    def _open(self, schema, partition, allow_empty: bool) -> LocalData:
         budget = self.cfg.data.memory_budget_mb * 2**20
-        reader = ShardReader(schema, self.rank, self.comm.size, budget, x_dtype=self.dtype,
-                             allow_empty=allow_empty)
+        index, count = partition if partition else (None, self.comm.size)
+        reader = ShardReader(schema, index, count, budget, x_dtype=self.dtype, allow_empty=allow_empty)
         return LocalData(reader, self.model, self.xp).load()
 
     def _prepare_run_dir(self) -> None:
@@ -208,15 +215,44 @@ class Trainer:
         # Every rank takes the same number of steps; a rank out of rows sends zeros. This is
         # what keeps uneven shards from hanging a rank in a collective (DDP's "uneven inputs").
         self.steps_per_epoch = self.comm.allreduce(local_steps, op=MPI.MAX)
-        log.info(f"optimizer: {opt.kind}, lr {opt.lr} ({opt.schedule}), global batch "
-                 f"{opt.batch_size} x {self.comm.size}, {self.steps_per_epoch} steps/epoch")
-        while self.progress.epoch < opt.epochs and not self.progress.stopped_early:
+        self.updates_per_epoch = self.comm.allreduce(local_steps, op=MPI.SUM)
+        log.info(f"optimizer: {opt.kind}, lr {opt.lr} ({opt.schedule}), batch {opt.batch_size} "
+                 f"per rank, {self.steps_per_epoch} steps/epoch")
+        if self.strategy.serves:
+            self._serve()
+        while not self.strategy.serves and self.progress.epoch < opt.epochs and not self.progress.stopped_early:
             # Overflow shows up as a non-finite global loss, which _train_epoch reports once,
             # on every rank together; NumPy's per-rank warnings would only repeat it.
             with np.errstate(over="ignore", invalid="ignore"):
                 epoch_loss = self._train_epoch(self.progress.epoch)
             self.progress.epoch += 1
-            self._end_epoch(epoch_loss)
+            if self.strategy.synchronous:  # epoch-boundary collectives need every rank
+                self._end_epoch(epoch_loss)
+        self.strategy.finish_training(self.params)
+        if not self.strategy.synchronous:
+            self._checkpoint()
+
+    def _serve(self) -> None:
+        """The server rank of an asynchronous strategy: apply gradients as they arrive."""
+        opt, progress = self.cfg.optimizer, self.progress
+        total = self.updates_per_epoch * opt.epochs
+
+        def update_at(params, grad, t):
+            self.model.add_l2_grad(params, grad)
+            self.optimizer.step(params, grad, learning_rate(opt, t, t // max(self.updates_per_epoch, 1), total))
+
+        def on_update(t, loss, count, lag):
+            progress.samples += int(count)
+            if t % self.cfg.run.log_every == 0:
+                self.metrics_log.write(dict(type="update", update=t, loss=loss / max(count, 1),
+                                            version_lag=lag))
+
+        self.staleness = self.strategy.serve(self.params, update_at, on_update)
+        progress.step, progress.epoch = self.staleness["updates"], opt.epochs
+        log.info(f"{self.strategy.name}: {self.staleness['updates']} updates; clock gap at most "
+                 f"{self.staleness['max_clock_gap']} (max_staleness {self.cfg.comm.max_staleness}); "
+                 f"version lag max {self.staleness['max_version_lag']}, "
+                 f"mean {self.staleness['mean_version_lag']:.2f}")
 
     def _train_epoch(self, epoch: int) -> float:
         cfg, model, data, strategy = self.cfg, self.model, self.train_data, self.strategy
@@ -233,7 +269,10 @@ class Trainer:
             model.add_l2_grad(params, mean_grad)
             self.optimizer.step(params, mean_grad, lr)
 
-        for i in range(self.steps_per_epoch):
+        # Synchronous strategies: every rank takes the same number of steps. Asynchronous: each
+        # worker takes its own.
+        n_steps = self.steps_per_epoch if strategy.synchronous else len(plan)
+        for i in range(n_steps):
             t0 = time.perf_counter()
             if i < len(plan):
                 block, rows = plan[i]
@@ -254,20 +293,35 @@ class Trainer:
             rows_total += count
             window_rows += count
             if not math.isfinite(loss_sum):
-                raise CollectiveError(f"training diverged at step {progress.step} (epoch {epoch + 1}): "
-                                      f"the loss is {loss_sum}; lower optimizer.lr", 0, self.comm.size)
-            if cfg.comm.verify_every and progress.step % cfg.comm.verify_every == 0:
+                message = (f"training diverged at step {progress.step} (epoch {epoch + 1}): "
+                           f"the loss is {loss_sum}; lower optimizer.lr")
+                # The global loss is the same on every rank: they all stop together. An
+                # asynchronous worker sees only its own and must abort the job.
+                raise CollectiveError(message, None, self.comm.size) if strategy.synchronous else MpiregError(message)
+            if cfg.comm.verify_every and strategy.synchronous and progress.step % cfg.comm.verify_every == 0:
                 verify_identical(self.comm, to_host(self.params), progress.step)
             if progress.step % cfg.run.log_every == 0:
                 now = time.perf_counter()
                 rate = window_rows / max(now - window_start, 1e-9)
                 self.metrics_log.write(dict(type="step", step=progress.step, epoch=epoch + 1,
-                                            loss=loss_sum / count, lr=lr, samples_per_s=rate))
+                                            loss=loss_sum / max(count, 1), lr=lr, samples_per_s=rate,
+                                            **self._comm_record()))
                 bar.set_postfix(loss=f"{loss_sum / count:.4g}", rows_s=f"{rate:.3g}", refresh=False)
                 window_start, window_rows = now, 0
             bar.update(1)
         bar.close()
-        return loss_total / rows_total + model.penalty(self.params)
+        return loss_total / max(rows_total, 1) + model.penalty(self.params)
+
+    def _comm_record(self) -> dict:
+        """Mean per-step pack/communicate/unpack time and bandwidth (nccl-tests definitions)."""
+        stats = self.strategy.step_stats()
+        steps = stats.get("steps", 0)
+        if not steps:
+            return {}
+        algbw = stats["wire_bytes"] / stats["comm_s"] / 1e9 if stats["comm_s"] > 0 else 0.0
+        return dict(pack_ms=1e3 * stats["pack_s"] / steps, comm_ms=1e3 * stats["comm_s"] / steps,
+                    unpack_ms=1e3 * stats["unpack_s"] / steps, wire_bytes=stats["wire_bytes"] // steps,
+                    algbw_gbs=algbw, busbw_gbs=algbw * self.strategy.bus_factor())
 
     def _end_epoch(self, epoch_loss: float) -> None:
         cfg, progress = self.cfg, self.progress
@@ -374,7 +428,10 @@ class Trainer:
             "dtype": str(self.dtype),
             "time_compute_s": self.timings["compute_s"],
             "time_comm_s": self.timings["comm_s"],
+            "compression": cfg.comm.compression,
         }
+        if getattr(self, "staleness", None):
+            summary["staleness"] = self.staleness
         self.metrics_log.write({"type": "summary", **summary})
 
         def write():

@@ -7,12 +7,18 @@ A step hands the strategy one flat buffer laid out as
 holding this rank's *sums* over its local batch (a rank out of rows sends zeros). The strategy
 makes the global sums available and applies the update:
 
+    setup(params, rows_per_step)           once, before the first step
     step(params, buffer, update) -> (global loss sum, global row count)
+    allreduce(buf, codec=FLOAT)            in-place global sum (evaluation, full-batch solvers)
+    broadcast(buf, root=0)
+    finish_training(params)                every rank, once, after its last step
+    finish()                               release communicators and MPI operations
 
-Collective strategies (allreduce, ring) reduce the buffer in place and call
-`update(params, mean_gradient)` on every rank; a parameter server calls it on the server only and
-ships parameters back. Full-batch optimizers and evaluation need plain global sums: `allreduce`.
-The communicator is passed in; strategies never touch COMM_WORLD themselves.
+Collective strategies (allreduce, ring) reduce the buffer in fused buckets (see fusion.py) and
+call `update(params, mean_gradient)` on every rank; a parameter server calls it on the server
+only and ships the parameters back. An asynchronous strategy is not `synchronous`: the loop then
+skips epoch-boundary collectives, and the server rank runs `serve` instead of taking steps.
+The communicator is passed in; strategies never touch COMM_WORLD.
 """
 from __future__ import annotations
 
@@ -22,37 +28,94 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..errors import MpiregError
+from . import packing
+from .codecs import FLOAT, make_codec
+from .fusion import GradientPipe
 
-EXTRA_SLOTS = 2  # loss sum, row count
+EXTRA_SLOTS = 2       # loss sum, row count
+INT_MAX = 2**31 - 1   # MPI counts are C ints
 
 
 class Strategy(ABC):
     name = "base"
+    synchronous = True
+    serves = False  # True on a rank that serves instead of stepping
 
-    def __init__(self, comm):
+    def __init__(self, comm, settings, packer=None):
         self.comm = comm
         self.rank = comm.rank
         self.size = comm.size
+        self.settings = settings
+        self.packer = packer or packing.default
+        self.codec = make_codec(settings.compression)
+        self.pipe = None
 
-    @abstractmethod
-    def allreduce(self, buf) -> None:
-        """In-place global sum of a contiguous buffer."""
+    # ------------------------------------------------------------------ set-up
+    def setup(self, params, rows_per_step: float = 1.0) -> None:
+        self.pipe = GradientPipe(params.shape[0], params.dtype, self.settings.fusion_bytes,
+                                 self.codec, self.packer, rows_per_step, EXTRA_SLOTS)
 
+    def data_partition(self) -> tuple[int, int] | None:
+        """(index, count) of this rank among the ranks that hold training rows; None for none."""
+        return self.rank, self.size
+
+    # ------------------------------------------------------------------ the step
     def step(self, params, buffer, update) -> tuple[float, float]:
-        self.allreduce(buffer)
-        n_params = params.shape[0]
-        loss_sum, count = float(buffer[n_params]), float(buffer[n_params + 1])
-        grad = buffer[:n_params]
-        grad /= count
+        self.pipe.reduce(buffer, self.allreduce)
+        return self._apply_mean(params, buffer, update)
+
+    def _apply_mean(self, params, buffer, update):
+        n = params.shape[0]
+        loss_sum, count = float(buffer[n]), float(buffer[n + 1])
+        grad = buffer[:n]
+        if count:
+            grad /= count
         update(params, grad)
         return loss_sum, count
 
+    # ------------------------------------------------------------------ reductions
+    def allreduce(self, buf, codec=FLOAT) -> None:
+        """In-place global sum, in messages of at most comm.max_message_bytes (and INT_MAX elements)."""
+        if self.size == 1 or buf.size == 0:
+            return
+        for piece in self.message_pieces(buf):
+            self._allreduce_piece(piece, codec)
+
+    @abstractmethod
+    def _allreduce_piece(self, buf, codec) -> None:
+        """In-place global sum of one piece small enough for one MPI count."""
+
+    def message_pieces(self, buf):
+        limit = max(1, min(INT_MAX, int(self.settings.max_message_bytes) // buf.itemsize))
+        return [buf[lo:lo + limit] for lo in range(0, buf.size, limit)]
+
     def broadcast(self, buf, root: int = 0) -> None:
         """Make every rank's buffer equal rank `root`'s (parameters start identical)."""
-        self.comm.Bcast(buf, root=root)
+        if self.size > 1:
+            for piece in self.message_pieces(buf):
+                self.comm.Bcast(piece, root=root)
+
+    # ------------------------------------------------------------------ the end
+    def finish_training(self, params) -> None:
+        """Collective strategies hold identical parameters already."""
+
+    def serve(self, params, update_at, on_update) -> dict:
+        raise NotImplementedError(f"{self.name} has no server role")
 
     def finish(self) -> None:
-        """Release what setup took; every rank calls it once at the end of training."""
+        self.codec.free()
+
+    def step_stats(self) -> dict:
+        """Pack/communicate/unpack seconds and wire bytes since the last call; then reset."""
+        if self.pipe is None:
+            return {}
+        stats = dict(self.pipe.stats)
+        self.pipe.reset_stats()
+        return stats
+
+    def bus_factor(self) -> float:
+        """nccl-tests' busbw = algbw x 2(p-1)/p for an allreduce."""
+        return 2.0 * (self.size - 1) / self.size if self.size > 1 else 0.0
 
 
 def verify_identical(comm, params, step: int) -> None:

@@ -21,7 +21,8 @@ class ShardReader:
         self.schema = schema
         self.x_dtype = np.dtype(x_dtype or schema.dtype)
         self.y_dtype = np.dtype(y_dtype or (schema.dtype if schema.task == "regression" else np.int64))
-        self.segments = assign_rows(schema.rows, rank, size, allow_empty=allow_empty)
+        # rank None: a rank that holds no rows of this data set (an asynchronous server)
+        self.segments = [] if rank is None else assign_rows(schema.rows, rank, size, allow_empty=allow_empty)
         self.n_rows = sum(s.stop - s.start for s in self.segments)
         row_bytes = schema.n_features * self.x_dtype.itemsize + self.y_dtype.itemsize
         self.nbytes = self.n_rows * row_bytes

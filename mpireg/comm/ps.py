@@ -1,0 +1,87 @@
+"""Synchronous parameter server on rank 0.
+
+Rank 0 holds the parameters and the optimizer state. Every step each worker sends its gradient
+buckets (compressed when asked) to rank 0; rank 0, itself a worker for its own rows, waits for
+all of them, sums them in rank order (so the sum does not depend on arrival order), applies the
+update, and sends every worker the new parameters with the global loss and row count.
+
+    workers --gradients--> rank 0 --parameters--> workers        (a star: rank 0's link carries
+                                                                  2(p-1) buffers per step)
+
+It trains the same model as `allreduce` for the same global batches. Its cost grows with p on
+rank 0's link, which is what the allreduce strategies avoid.
+"""
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from .allreduce import AllreduceStrategy
+from .base import EXTRA_SLOTS
+
+GRAD_TAG, PARAMS_TAG = 81, 82
+
+
+class ParameterServerStrategy(AllreduceStrategy):
+    """Global sums outside the step (evaluation, full-batch solvers) use MPI's Allreduce."""
+
+    name = "ps"
+
+    def setup(self, params, rows_per_step: float = 1.0) -> None:
+        super().setup(params, rows_per_step)
+        n = params.shape[0] + EXTRA_SLOTS
+        self.reply = np.empty(n, dtype=params.dtype)
+        if self.rank == 0:
+            self.inboxes = [self.pipe.empty_wires(params.dtype) for _ in range(self.size - 1)]
+            self.total = np.empty(n, dtype=params.dtype)
+            self.scratch = np.empty(n, dtype=params.dtype)
+
+    def step(self, params, buffer, update):
+        if self.size == 1:
+            return super().step(params, buffer, update)
+        return self._serve_step(params, buffer, update) if self.rank == 0 else self._work_step(params, buffer)
+
+    def _work_step(self, params, buffer):
+        import time
+
+        wires = self.pipe.encode(buffer)
+        t = time.perf_counter()
+        requests = [self.comm.Isend(array, dest=0, tag=GRAD_TAG) for array, _ in wires]
+        MPI.Request.Waitall(requests)
+        self.comm.Recv(self.reply, source=0, tag=PARAMS_TAG)
+        self._count_traffic(t, sum(a.nbytes for a, _ in wires) + self.reply.nbytes)
+        n = params.shape[0]
+        params[...] = self.reply[:n]
+        return float(self.reply[n]), float(self.reply[n + 1])
+
+    def _serve_step(self, params, buffer, update):
+        import time
+
+        t = time.perf_counter()
+        requests = [self.comm.Irecv(array, source=worker, tag=GRAD_TAG)
+                    for worker, inbox in enumerate(self.inboxes, 1) for array, _ in inbox]
+        MPI.Request.Waitall(requests)
+        comm_s = time.perf_counter() - t
+        self.total[...] = buffer
+        for inbox in self.inboxes:  # rank order: the sum does not depend on arrival order
+            self.pipe.add_decoded(inbox, self.total, self.scratch)
+        loss, count = self._apply_mean(params, self.total, update)
+        n = params.shape[0]
+        self.reply[:n] = params
+        self.reply[n], self.reply[n + 1] = loss, count
+        t = time.perf_counter()
+        MPI.Request.Waitall([self.comm.Isend(self.reply, dest=w, tag=PARAMS_TAG) for w in range(1, self.size)])
+        self._count_traffic(t, 0, extra_s=comm_s)
+        self.pipe.stats["wire_bytes"] += sum(a.nbytes for a, _ in self.inboxes[0]) + self.reply.nbytes
+        return loss, count
+
+    def _count_traffic(self, start, nbytes, extra_s=0.0):
+        import time
+
+        self.pipe.stats["comm_s"] += time.perf_counter() - start + extra_s
+        self.pipe.stats["wire_bytes"] += nbytes
+        self.pipe.stats["steps"] += 1
+
+    def bus_factor(self) -> float:
+        """A worker's gradient goes up and the parameters come down: 2 buffers per worker per step."""
+        return 2.0 if self.size > 1 else 0.0
