@@ -282,6 +282,9 @@ def _check_combinations(config: JobConfig) -> None:
     if comm.strategy == "ps-async" and comm.deterministic:
         raise ConfigError("comm.deterministic: 'ps-async' applies gradients in arrival order, which no "
                           "seed fixes; use 'allreduce', 'ring' or 'ps'")
+    if comm.deterministic and (comm.compression != "none" or opt.kind == "normal"):
+        raise ConfigError("comm.deterministic: works with comm.compression = 'none' and the sgd, adam "
+                          "and lbfgs optimizers")
     if comm.strategy == "ps-async" and opt.kind in ("lbfgs", "normal"):
         raise ConfigError(f"comm.strategy: 'ps-async' is for mini-batch optimizers; "
                           f"optimizer.kind = {opt.kind!r} is full-batch (use 'allreduce' or 'ring')")

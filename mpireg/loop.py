@@ -23,6 +23,7 @@ from mpi4py import MPI
 from . import log
 from .checkpoint import clear_checkpoints, latest_checkpoint, save_checkpoint
 from .comm import EXTRA_SLOTS, make_strategy, verify_identical
+from .comm.exact import agree_exponents, decode, encode_sum
 from .config import JobConfig, dumps_toml
 from .data import MODEL_TASKS, ShardReader, epoch_plan, read_schema, resolve_paths
 from .data.synth import synthesize
@@ -80,6 +81,14 @@ class LocalData:
         for index in range(len(self.block_sizes)):
             yield self.block(index)
 
+    def rows(self, lo: int, hi: int):
+        """Local rows [lo, hi): a slice of resident data, or a read from disk."""
+        if self.reader.resident:
+            X, y = self.block(0)
+            return X[lo:hi], y[lo:hi]
+        X, y = self.reader.read(lo, hi)
+        return self.xp.asarray(X), self.model.prepare_targets(self.xp.asarray(y))
+
     def load(self) -> "LocalData":
         """Read and validate resident rows now, while every rank can still agree on errors."""
         if self.reader.resident and self.n_rows:
@@ -128,7 +137,9 @@ class Trainer:
                                 m.fit_intercept, m.l2, m.l1, xp=self.xp, task=train_schema.task)
         self.strategy = agree(comm, lambda: make_strategy(cfg.comm, comm))
         partition = self.strategy.data_partition()  # None: this rank trains on no rows (a server)
-        self.train_data = agree(comm, lambda: self._open(train_schema, partition, allow_empty=False))
+        # Deterministic mode: ranks own whole blocks of block_rows rows (some may own none).
+        align = cfg.comm.block_rows if cfg.comm.deterministic else 1
+        self.train_data = agree(comm, lambda: self._open(train_schema, partition, cfg.comm.deterministic, align))
         self.test_data = (agree(comm, lambda: self._open(test_schema, (self.rank, comm.size), allow_empty=True))
                           if test_schema else None)
         log.info(f"data: {train_schema.n_rows} rows x {train_schema.n_features} features "
@@ -141,7 +152,8 @@ class Trainer:
         self.params = self.model.init_params(self.dtype)
         self.strategy.broadcast(self.params)
         data_ranks = partition[1] if partition else comm.size - 1
-        self.strategy.setup(self.params, rows_per_step=cfg.optimizer.batch_size * max(data_ranks, 1))
+        self.strategy.setup(self.params, rows_per_step=cfg.optimizer.batch_size * max(data_ranks, 1),
+                            buffer_dtype=np.int64 if cfg.comm.deterministic else self.dtype)
         if cfg.optimizer.kind not in FULL_BATCH:
             self.optimizer = make_optimizer(cfg.optimizer, self.model, self.dtype)
 
@@ -161,10 +173,11 @@ class Trainer:
                               f"{train.files[0]} (task {train.task!r}); use model.kind = {hint!r}")
         return train, test
 
-    def _open(self, schema, partition, allow_empty: bool) -> LocalData:
+    def _open(self, schema, partition, allow_empty: bool, align: int = 1) -> LocalData:
         budget = self.cfg.data.memory_budget_mb * 2**20
         index, count = partition if partition else (None, self.comm.size)
-        reader = ShardReader(schema, index, count, budget, x_dtype=self.dtype, allow_empty=allow_empty)
+        reader = ShardReader(schema, index, count, budget, x_dtype=self.dtype, allow_empty=allow_empty,
+                             align=align)
         return LocalData(reader, self.model, self.xp).load()
 
     def _prepare_run_dir(self) -> None:
@@ -211,6 +224,9 @@ class Trainer:
     # =================================================================== mini-batch
     def _fit_minibatch(self) -> None:
         opt = self.cfg.optimizer
+        if self.cfg.comm.deterministic:
+            self._fit_minibatch_exact()
+            return
         local_steps = sum(-(-size // opt.batch_size) for size in self.train_data.block_sizes)
         # Every rank takes the same number of steps; a rank out of rows sends zeros. This is
         # what keeps uneven shards from hanging a rank in a collective (DDP's "uneven inputs").
@@ -265,9 +281,14 @@ class Trainer:
         loss_total, rows_total, window_start, window_rows = 0.0, 0, time.perf_counter(), 0
         bar = self._progress_bar(epoch)
 
-        def update(params, mean_grad):
+        def update(params, reduced):
+            loss_sum, count = float(reduced[n_params]), float(reduced[n_params + 1])
+            mean_grad = reduced[:n_params]
+            if count:
+                mean_grad /= count
             model.add_l2_grad(params, mean_grad)
             self.optimizer.step(params, mean_grad, lr)
+            return loss_sum, count
 
         # Synchronous strategies: every rank takes the same number of steps. Asynchronous: each
         # worker takes its own.
@@ -323,6 +344,84 @@ class Trainer:
                     unpack_ms=1e3 * stats["unpack_s"] / steps, wire_bytes=stats["wire_bytes"] // steps,
                     algbw_gbs=algbw, busbw_gbs=algbw * self.strategy.bus_factor())
 
+    # =================================================================== deterministic mode
+    def _fit_minibatch_exact(self) -> None:
+        """Global batches of whole row blocks, chosen by (seed, epoch) alone: the same batches,
+        and (exact.py) the same reduced gradients, bit for bit, on any number of ranks."""
+        opt, rows = self.cfg.optimizer, self.cfg.comm.block_rows
+        self.blocks_per_step = max(1, opt.batch_size // rows)
+        self.steps_per_epoch = -(-self._n_blocks() // self.blocks_per_step)
+        log.info(f"deterministic: global batch of {self.blocks_per_step} block(s) of {rows} rows "
+                 f"(optimizer.batch_size is global in this mode), {self.steps_per_epoch} steps/epoch")
+        while self.progress.epoch < opt.epochs and not self.progress.stopped_early:
+            with np.errstate(over="ignore", invalid="ignore"):
+                epoch_loss = self._train_epoch_exact(self.progress.epoch)
+            self.progress.epoch += 1
+            self._end_epoch(epoch_loss)
+
+    def _n_blocks(self) -> int:
+        return -(-self.schema.n_rows // self.cfg.comm.block_rows)
+
+    def _owned_blocks(self) -> range:
+        rows, data = self.cfg.comm.block_rows, self.train_data
+        first = data.reader.first_row // rows
+        return range(first, first + -(-data.n_rows // rows))
+
+    def _block_partials(self, params, blocks) -> np.ndarray:
+        """[gradient sum | loss sum | rows] of each given block this rank owns, in float64."""
+        model, xp, data, rows = self.model, self.xp, self.train_data, self.cfg.comm.block_rows
+        n = model.layout.size
+        out = np.empty((len(blocks), n + EXTRA_SLOTS))
+        scratch = xp.empty(n, dtype=self.dtype)
+        for i, block in enumerate(blocks):
+            lo = block * rows - data.reader.first_row
+            X, y = data.rows(lo, min(lo + rows, data.n_rows))
+            # A fresh copy: the block's arithmetic sees the same alignment on any rank.
+            out[i, n] = model.loss_grad_sum(params, xp.array(X, copy=True), xp.array(y, copy=True), scratch)
+            out[i, :n] = to_host(scratch)
+            out[i, n + 1] = X.shape[0]
+        return out
+
+    def _exact_sum(self, partials, n_terms, ints):
+        """Encode this rank's block partials into `ints`; return the agreed exponents."""
+        n = self.model.layout.size
+        groups = [slice(0, n), slice(n, n + 1)]
+        exponents = agree_exponents(self.strategy, partials, groups, n_terms)
+        encode_sum(partials, groups, exponents, n + 1, ints)
+        return groups, exponents
+
+    def _train_epoch_exact(self, epoch: int) -> float:
+        cfg, model, progress, opt = self.cfg, self.model, self.progress, self.cfg.optimizer
+        n = model.layout.size
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(self._n_blocks())
+        owned = self._owned_blocks()
+        ints = np.zeros(n + EXTRA_SLOTS, dtype=np.int64)
+        decoded = np.empty(n + EXTRA_SLOTS)
+        loss_total = rows_total = 0.0
+        for i in range(self.steps_per_epoch):
+            batch = order[i * self.blocks_per_step:(i + 1) * self.blocks_per_step]
+            mine = sorted(int(b) for b in batch if owned.start <= b < owned.stop)
+            groups, exponents = self._exact_sum(self._block_partials(self.params, mine), len(batch), ints)
+            lr = learning_rate(opt, progress.step, epoch, self.steps_per_epoch * opt.epochs)
+
+            def update(params, reduced):
+                decode(reduced, groups, exponents, decoded)
+                count = float(reduced[n + 1])
+                grad = self.xp.asarray((decoded[:n] / count).astype(self.dtype))
+                model.add_l2_grad(params, grad)
+                self.optimizer.step(params, grad, lr)
+                return float(decoded[n]), count
+
+            loss_sum, count = self.strategy.step(self.params, ints, update)
+            progress.step += 1
+            progress.samples += int(count)
+            loss_total += loss_sum
+            rows_total += count
+            if not math.isfinite(loss_sum):
+                raise CollectiveError(f"training diverged at step {progress.step}: the loss is {loss_sum}; "
+                                      f"lower optimizer.lr", None, self.comm.size)
+        return loss_total / max(rows_total, 1) + model.penalty(self.params)
+
     def _end_epoch(self, epoch_loss: float) -> None:
         cfg, progress = self.cfg, self.progress
         record = dict(type="epoch", epoch=progress.epoch, step=progress.step, train_loss=epoch_loss)
@@ -374,6 +473,8 @@ class Trainer:
         xp, model = self.xp, self.model
         params = xp.asarray(x, dtype=self.dtype)
         n_params = model.layout.size
+        if self.cfg.comm.deterministic:
+            return self._global_objective_exact(x, params)
         sums = xp.zeros(n_params + EXTRA_SLOTS, dtype=np.float64)
         scratch = xp.empty(n_params, dtype=self.dtype)
         for X, y in self.train_data.blocks():
@@ -386,6 +487,19 @@ class Trainer:
         model.add_l2_grad(xp.asarray(x), grad)
         self._last_loss = float(sums[n_params]) / n + model.penalty(xp.asarray(x))
         return self._last_loss, to_host(grad)
+
+    def _global_objective_exact(self, x, params):
+        n = self.model.layout.size
+        ints = np.zeros(n + EXTRA_SLOTS, dtype=np.int64)
+        groups, exponents = self._exact_sum(self._block_partials(params, list(self._owned_blocks())),
+                                            self._n_blocks(), ints)
+        self.strategy.allreduce(ints)
+        sums = np.empty(n + EXTRA_SLOTS)
+        decode(ints, groups, exponents, sums)
+        grad = sums[:n] / float(ints[n + 1])
+        self.model.add_l2_grad(np.asarray(x), grad)
+        self._last_loss = float(sums[n]) / float(ints[n + 1]) + self.model.penalty(np.asarray(x))
+        return self._last_loss, grad
 
     def _solve_normal(self) -> None:
         d, fit = self.schema.n_features, self.model.fit_intercept

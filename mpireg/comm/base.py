@@ -4,10 +4,12 @@ A step hands the strategy one flat buffer laid out as
 
     [ gradient sum (n_params) | loss sum | row count ]
 
-holding this rank's *sums* over its local batch (a rank out of rows sends zeros). The strategy
-makes the global sums available and applies the update:
+holding this rank's *sums* over its local batch (a rank out of rows sends zeros; in deterministic
+mode the buffer holds int64 fixed-point sums, see exact.py). The strategy sums the buffers of
+all ranks and hands the sum to `update(params, reduced) -> (loss sum, rows)`, which the loop
+supplies (mean, penalty, optimizer step):
 
-    setup(params, rows_per_step)           once, before the first step
+    setup(params, rows_per_step, buffer_dtype)   once, before the first step
     step(params, buffer, update) -> (global loss sum, global row count)
     allreduce(buf, codec=FLOAT)            in-place global sum (evaluation, full-batch solvers)
     broadcast(buf, root=0)
@@ -15,8 +17,8 @@ makes the global sums available and applies the update:
     finish()                               release communicators and MPI operations
 
 Collective strategies (allreduce, ring) reduce the buffer in fused buckets (see fusion.py) and
-call `update(params, mean_gradient)` on every rank; a parameter server calls it on the server
-only and ships the parameters back. An asynchronous strategy is not `synchronous`: the loop then
+call `update` on every rank; a parameter server calls it on the server only and ships the
+parameters back. An asynchronous strategy is not `synchronous`: the loop then
 skips epoch-boundary collectives, and the server rank runs `serve` instead of taking steps.
 The communicator is passed in; strategies never touch COMM_WORLD.
 """
@@ -26,6 +28,7 @@ import zlib
 from abc import ABC, abstractmethod
 
 import numpy as np
+from mpi4py import MPI
 
 from ..errors import MpiregError
 from . import packing
@@ -51,8 +54,9 @@ class Strategy(ABC):
         self.pipe = None
 
     # ------------------------------------------------------------------ set-up
-    def setup(self, params, rows_per_step: float = 1.0) -> None:
-        self.pipe = GradientPipe(params.shape[0], params.dtype, self.settings.fusion_bytes,
+    def setup(self, params, rows_per_step: float = 1.0, buffer_dtype=None) -> None:
+        self.buffer_dtype = np.dtype(buffer_dtype or params.dtype)
+        self.pipe = GradientPipe(params.shape[0], self.buffer_dtype, self.settings.fusion_bytes,
                                  self.codec, self.packer, rows_per_step, EXTRA_SLOTS)
 
     def data_partition(self) -> tuple[int, int] | None:
@@ -62,16 +66,7 @@ class Strategy(ABC):
     # ------------------------------------------------------------------ the step
     def step(self, params, buffer, update) -> tuple[float, float]:
         self.pipe.reduce(buffer, self.allreduce)
-        return self._apply_mean(params, buffer, update)
-
-    def _apply_mean(self, params, buffer, update):
-        n = params.shape[0]
-        loss_sum, count = float(buffer[n]), float(buffer[n + 1])
-        grad = buffer[:n]
-        if count:
-            grad /= count
-        update(params, grad)
-        return loss_sum, count
+        return update(params, buffer)
 
     # ------------------------------------------------------------------ reductions
     def allreduce(self, buf, codec=FLOAT) -> None:
@@ -88,6 +83,11 @@ class Strategy(ABC):
     def message_pieces(self, buf):
         limit = max(1, min(INT_MAX, int(self.settings.max_message_bytes) // buf.itemsize))
         return [buf[lo:lo + limit] for lo in range(0, buf.size, limit)]
+
+    def allreduce_max(self, buf) -> None:
+        """In-place global maximum of a small buffer (deterministic mode agrees on scales)."""
+        if self.size > 1:
+            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
 
     def broadcast(self, buf, root: int = 0) -> None:
         """Make every rank's buffer equal rank `root`'s (parameters start identical)."""

@@ -27,14 +27,14 @@ class ParameterServerStrategy(AllreduceStrategy):
 
     name = "ps"
 
-    def setup(self, params, rows_per_step: float = 1.0) -> None:
-        super().setup(params, rows_per_step)
+    def setup(self, params, rows_per_step: float = 1.0, buffer_dtype=None) -> None:
+        super().setup(params, rows_per_step, buffer_dtype)
         n = params.shape[0] + EXTRA_SLOTS
-        self.reply = np.empty(n, dtype=params.dtype)
+        self.reply = np.empty(n, dtype=params.dtype)  # parameters, loss sum, rows
         if self.rank == 0:
-            self.inboxes = [self.pipe.empty_wires(params.dtype) for _ in range(self.size - 1)]
-            self.total = np.empty(n, dtype=params.dtype)
-            self.scratch = np.empty(n, dtype=params.dtype)
+            self.inboxes = [self.pipe.empty_wires(self.buffer_dtype) for _ in range(self.size - 1)]
+            self.total = np.empty(n, dtype=self.buffer_dtype)
+            self.scratch = np.empty(n, dtype=self.buffer_dtype)
 
     def step(self, params, buffer, update):
         if self.size == 1:
@@ -65,7 +65,7 @@ class ParameterServerStrategy(AllreduceStrategy):
         self.total[...] = buffer
         for inbox in self.inboxes:  # rank order: the sum does not depend on arrival order
             self.pipe.add_decoded(inbox, self.total, self.scratch)
-        loss, count = self._apply_mean(params, self.total, update)
+        loss, count = update(params, self.total)
         n = params.shape[0]
         self.reply[:n] = params
         self.reply[n], self.reply[n + 1] = loss, count

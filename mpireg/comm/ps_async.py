@@ -41,8 +41,8 @@ class AsyncParameterServerStrategy(AllreduceStrategy):
     def data_partition(self):
         return None if self.rank == 0 else (self.rank - 1, self.size - 1)
 
-    def setup(self, params, rows_per_step: float = 1.0) -> None:
-        super().setup(params, rows_per_step)
+    def setup(self, params, rows_per_step: float = 1.0, buffer_dtype=None) -> None:
+        super().setup(params, rows_per_step, buffer_dtype)
         n = params.shape[0]
         self.head = np.zeros(2, dtype=np.int64)          # [worker clock or DONE, version used]
         self.reply = np.empty(n + EXTRA_SLOTS, dtype=params.dtype)  # params, server version, gap

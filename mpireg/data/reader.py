@@ -11,18 +11,19 @@ import h5py
 import numpy as np
 
 from ..errors import DataError
-from .assign import assign_rows
+from .assign import assign_rows, owned_range
 from .format import Schema, check_rows
 
 
 class ShardReader:
     def __init__(self, schema: Schema, rank: int, size: int, budget_bytes: float,
-                 x_dtype=None, y_dtype=None, allow_empty: bool = False):
+                 x_dtype=None, y_dtype=None, allow_empty: bool = False, align: int = 1):
         self.schema = schema
         self.x_dtype = np.dtype(x_dtype or schema.dtype)
         self.y_dtype = np.dtype(y_dtype or (schema.dtype if schema.task == "regression" else np.int64))
         # rank None: a rank that holds no rows of this data set (an asynchronous server)
-        self.segments = [] if rank is None else assign_rows(schema.rows, rank, size, allow_empty=allow_empty)
+        self.segments = [] if rank is None else assign_rows(schema.rows, rank, size, allow_empty, align)
+        self.first_row = 0 if rank is None else owned_range(schema.n_rows, rank, size, align)[0]
         self.n_rows = sum(s.stop - s.start for s in self.segments)
         row_bytes = schema.n_features * self.x_dtype.itemsize + self.y_dtype.itemsize
         self.nbytes = self.n_rows * row_bytes

@@ -1,6 +1,9 @@
-"""Run under mpiexec by test_strategies.py: checks one strategy against a NumPy sum of the
-gathered inputs, for awkward lengths and distinct values per rank. Exits non-zero on failure
-(MPI_Abort, so no rank is left waiting)."""
+"""Run under mpiexec by test_strategies.py: checks one strategy's reductions against a NumPy sum
+of the gathered inputs, for awkward lengths and distinct values per rank, and that every rank
+ends with the same bits. Exits non-zero on failure (MPI_Abort, so no rank is left waiting).
+
+    python -m tests.comm.strategy_worker STRATEGY [max_message_bytes] [ring_chunk_bytes]
+"""
 import sys
 import traceback
 
@@ -8,14 +11,18 @@ import numpy as np
 from mpi4py import MPI
 
 from mpireg.comm import EXTRA_SLOTS, make_strategy, verify_identical
+from mpireg.comm.codecs import make_codec
+from mpireg.config import CommConfig
 from mpireg.errors import MpiregError
 
 LENGTHS = [0, 1, 2, 3, 7, 31, 1009, 65537]
 
 
-def check(name: str) -> None:
+def check(name: str, max_message_bytes: int, ring_chunk_bytes: int) -> None:
     comm = MPI.COMM_WORLD.Dup()
-    strategy = make_strategy(name, comm)
+    settings = CommConfig(strategy=name, max_message_bytes=max_message_bytes,
+                          ring_chunk_bytes=ring_chunk_bytes)
+    strategy = make_strategy(settings, comm)
     rank, size = comm.rank, comm.size
     for dtype in (np.float32, np.float64):
         for n in LENGTHS:
@@ -27,21 +34,24 @@ def check(name: str) -> None:
             np.testing.assert_allclose(buf, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
             verify_identical(comm, buf, step=n)  # every rank ends with the same bits
 
-    # step(): sums of gradients and counts combine into the global mean; an idle rank sends zeros
-    params = np.zeros(5)
-    buffer = np.zeros(5 + EXTRA_SLOTS)
-    if rank != size - 1 or size == 1:
-        buffer[:5] = np.arange(5) * (rank + 1)
-        buffer[5], buffer[6] = 10.0 * (rank + 1), rank + 1
-    seen = {}
-    loss, count = strategy.step(params, buffer, lambda p, g: seen.setdefault("grad", g.copy()))
-    active = range(size) if size == 1 else range(size - 1)
-    total = sum(r + 1 for r in active)
-    assert count == total and loss == 10.0 * total
-    np.testing.assert_allclose(seen["grad"], np.arange(5) * sum((r + 1) for r in active) / total)
+    for codec_name in ("fp16", "bf16"):  # reductions on 16-bit wire words
+        codec = make_codec(codec_name)
+        n = 4099
+        values = np.random.default_rng([rank, 5]).uniform(-1, 1, n).astype(np.float32)
+        wire = np.empty(n, np.uint16)
+        strategy.packer.pack([values], wire, 1.0, codec_name)
+        strategy.allreduce(wire, codec)
+        got = np.empty(n, np.float32)
+        strategy.packer.unpack(wire, [got], 1.0, codec_name)
+        expected = np.sum(comm.allgather(values), axis=0)
+        tol = {"fp16": 2e-3, "bf16": 2e-2}[codec_name] * size
+        np.testing.assert_allclose(got, expected, atol=tol)
+        verify_identical(comm, wire, step=-1)
+        codec.free()
 
-    # diverged parameters are caught
-    try:
+    if strategy.synchronous:
+        check_step(strategy, comm)
+    try:  # diverged parameters are caught
         verify_identical(comm, np.full(3, float(rank)), step=99)
         assert size == 1, "divergence not detected"
     except MpiregError as exc:
@@ -49,9 +59,32 @@ def check(name: str) -> None:
     strategy.finish()
 
 
+def check_step(strategy, comm) -> None:
+    """step(): sums of gradients and counts combine into the global mean; an idle rank sends zeros."""
+    rank, size = comm.rank, comm.size
+    params = np.zeros(5)
+    strategy.setup(params)
+    buffer = np.zeros(5 + EXTRA_SLOTS)
+    if rank != size - 1 or size == 1:
+        buffer[:5] = np.arange(5) * (rank + 1)
+        buffer[5], buffer[6] = 10.0 * (rank + 1), rank + 1
+    active = range(size) if size == 1 else range(size - 1)
+    total = sum(r + 1 for r in active)
+
+    def update(p, reduced):
+        n = p.shape[0]
+        p -= reduced[:n] / reduced[n + 1]
+        return float(reduced[n]), float(reduced[n + 1])
+
+    loss, count = strategy.step(params, buffer, update)
+    assert count == total and loss == 10.0 * total
+    np.testing.assert_allclose(params, -np.arange(5) * total / total)
+    verify_identical(comm, params, step=1)
+
+
 if __name__ == "__main__":
     try:
-        check(sys.argv[1])
+        check(sys.argv[1], *(int(a) for a in sys.argv[2:4]))
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()
