@@ -52,6 +52,7 @@ setup(
         "mpi": ["mpich"],
         "test": ["pytest>=7", "pytest-timeout>=2", "scikit-learn>=1.1"],
         "gpu": ["cupy"],
+        "bench": ["matplotlib"],
     },
     ext_modules=extensions,
     cmdclass={"build_ext": OptionalBuildExt},
