@@ -50,7 +50,7 @@ setup(
     extras_require={
         # An MPI runtime from PyPI, for machines without a system MPI.
         "mpi": ["mpich"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "scikit-learn>=1.1"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "scikit-learn>=1.1", "matplotlib"],
         "gpu": ["cupy"],
         "bench": ["matplotlib"],
     },

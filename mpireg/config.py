@@ -113,6 +113,10 @@ class RunConfig:
     eval_every: int = _opt(1, min=1, doc="epochs between held-out evaluations")
     progress: bool = _opt(True, doc="rank-0 progress bar (only on a terminal)")
     checkpoint_keep: int = _opt(3, min=1)
+    checkpoint_every_steps: int = _opt(0, min=0, doc="also checkpoint every N steps; 0 = epoch ends only")
+    checkpoint_every_seconds: float = _opt(0.0, min=0.0, doc="also checkpoint every T seconds; 0 = off")
+    watchdog_seconds: float = _opt(600.0, min=0.0, doc="abort when a collective waits this long; 0 = off")
+    profile: bool = _opt(False, doc="write trace.json, a Chrome-trace timeline of every rank")
 
 
 @dataclass

@@ -73,6 +73,31 @@ def _abort(comm, code: int = 1) -> None:
     sys.exit(code)
 
 
+class StopRequest:
+    """Set by SIGTERM or SIGUSR1 (what Slurm sends before a time limit or a preemption).
+
+    The handler only records the signal; the training loop turns it into a vote in the next
+    step's reduction, so every rank stops at the same step, checkpoints, and exits 0.
+    """
+
+    def __init__(self):
+        self.signal = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.signal != 0
+
+    def install(self) -> "StopRequest":
+        import signal
+
+        for signum in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+
 def on_rank_zero(comm, fn: Callable[[], T]) -> T | None:
     """Run `fn` on rank 0 only (e.g. write a file); every rank learns whether it failed."""
     return agree(comm, fn if comm.rank == 0 else (lambda: None), name_rank=False)

@@ -19,7 +19,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", default=None, help="default: run.dir, else runs/<job name>")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest valid checkpoint in the run directory")
+    parser.add_argument("--profile", action="store_true",
+                        help="write trace.json, a timeline of every rank (same as --set run.profile=true)")
     return parser
+
+
+def check_launch(size: int) -> None:
+    """`srun --mpi=none` starts N separate one-rank programs, each training its own copy."""
+    import os
+
+    from .errors import MpiregError
+
+    tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1)
+    if size == 1 and tasks > 1:
+        raise MpiregError(f"Slurm started {tasks} tasks but MPI sees a world of 1 rank: srun is not "
+                          f"talking to MPI's process manager. Use srun --mpi=pmi2 (MPICH, Intel MPI) "
+                          f"or --mpi=pmix (Open MPI), or mpiexec inside the allocation")
 
 
 def main(argv=None) -> int:
@@ -29,15 +44,18 @@ def main(argv=None) -> int:
     from . import log
     from .config import load_job
     from .loop import Trainer
-    from .parallel import agree, exit_on_error
+    from .parallel import StopRequest, agree, exit_on_error
 
     comm = MPI.COMM_WORLD.Dup()  # library traffic never meets a user's messages
     log.set_rank(comm.rank)
+    stop = StopRequest().install()  # SIGTERM/SIGUSR1: checkpoint at the next step, exit 0
+    overrides = args.overrides + (["run.profile=true"] if args.profile else [])
 
     def run() -> int:
-        cfg = agree(comm, lambda: load_job(args.job, args.overrides))
+        agree(comm, lambda: check_launch(comm.size))
+        cfg = agree(comm, lambda: load_job(args.job, overrides))
         run_dir = Path(args.run_dir or cfg.run.dir or Path("runs") / cfg.name)
-        Trainer(cfg, comm, run_dir, resume=args.resume).run()
+        Trainer(cfg, comm, run_dir, resume=args.resume, stop=stop).run()
         return 0
 
     code = exit_on_error(comm, run)

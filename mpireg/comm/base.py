@@ -2,15 +2,17 @@
 
 A step hands the strategy one flat buffer laid out as
 
-    [ gradient sum (n_params) | loss sum | row count ]
+    [ gradient sum (n_params) | loss sum | row count | stop votes | checkpoint votes ]
 
 holding this rank's *sums* over its local batch (a rank out of rows sends zeros; in deterministic
 mode the buffer holds int64 fixed-point sums, see exact.py). The strategy sums the buffers of
-all ranks and hands the sum to `update(params, reduced) -> (loss sum, rows)`, which the loop
-supplies (mean, penalty, optimizer step):
+all ranks and hands the sum to `update(params, reduced) -> tail`, which the loop supplies (mean,
+penalty, optimizer step) and which returns the reduced tail as floats. The votes let ranks agree
+to stop (a signal reached some rank) or to checkpoint (rank 0's clock says it is time) at the
+same step, inside the reduction they do anyway: no extra collective.
 
     setup(params, rows_per_step, buffer_dtype)   once, before the first step
-    step(params, buffer, update) -> (global loss sum, global row count)
+    step(params, buffer, update) -> tail [loss sum, rows, stop votes, checkpoint votes]
     allreduce(buf, codec=FLOAT)            in-place global sum (evaluation, full-batch solvers)
     broadcast(buf, root=0)
     finish_training(params)                every rank, once, after its last step
@@ -35,7 +37,7 @@ from . import packing
 from .codecs import FLOAT, make_codec
 from .fusion import GradientPipe
 
-EXTRA_SLOTS = 2       # loss sum, row count
+EXTRA_SLOTS = 4       # loss sum, row count, stop votes, checkpoint votes
 INT_MAX = 2**31 - 1   # MPI counts are C ints
 
 
@@ -64,7 +66,7 @@ class Strategy(ABC):
         return self.rank, self.size
 
     # ------------------------------------------------------------------ the step
-    def step(self, params, buffer, update) -> tuple[float, float]:
+    def step(self, params, buffer, update):
         self.pipe.reduce(buffer, self.allreduce)
         return update(params, buffer)
 

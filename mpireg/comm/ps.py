@@ -30,7 +30,7 @@ class ParameterServerStrategy(AllreduceStrategy):
     def setup(self, params, rows_per_step: float = 1.0, buffer_dtype=None) -> None:
         super().setup(params, rows_per_step, buffer_dtype)
         n = params.shape[0] + EXTRA_SLOTS
-        self.reply = np.empty(n, dtype=params.dtype)  # parameters, loss sum, rows
+        self.reply = np.empty(n, dtype=params.dtype)  # parameters, then the reduced tail
         if self.rank == 0:
             self.inboxes = [self.pipe.empty_wires(self.buffer_dtype) for _ in range(self.size - 1)]
             self.total = np.empty(n, dtype=self.buffer_dtype)
@@ -52,7 +52,7 @@ class ParameterServerStrategy(AllreduceStrategy):
         self._count_traffic(t, sum(a.nbytes for a, _ in wires) + self.reply.nbytes)
         n = params.shape[0]
         params[...] = self.reply[:n]
-        return float(self.reply[n]), float(self.reply[n + 1])
+        return self.reply[n:].astype(np.float64)
 
     def _serve_step(self, params, buffer, update):
         import time
@@ -65,15 +65,15 @@ class ParameterServerStrategy(AllreduceStrategy):
         self.total[...] = buffer
         for inbox in self.inboxes:  # rank order: the sum does not depend on arrival order
             self.pipe.add_decoded(inbox, self.total, self.scratch)
-        loss, count = update(params, self.total)
+        tail = update(params, self.total)
         n = params.shape[0]
         self.reply[:n] = params
-        self.reply[n], self.reply[n + 1] = loss, count
+        self.reply[n:] = tail
         t = time.perf_counter()
         MPI.Request.Waitall([self.comm.Isend(self.reply, dest=w, tag=PARAMS_TAG) for w in range(1, self.size)])
         self._count_traffic(t, 0, extra_s=comm_s)
         self.pipe.stats["wire_bytes"] += sum(a.nbytes for a, _ in self.inboxes[0]) + self.reply.nbytes
-        return loss, count
+        return tail
 
     def _count_traffic(self, start, nbytes, extra_s=0.0):
         import time

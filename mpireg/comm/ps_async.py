@@ -45,7 +45,7 @@ class AsyncParameterServerStrategy(AllreduceStrategy):
         super().setup(params, rows_per_step, buffer_dtype)
         n = params.shape[0]
         self.head = np.zeros(2, dtype=np.int64)          # [worker clock or DONE, version used]
-        self.reply = np.empty(n + EXTRA_SLOTS, dtype=params.dtype)  # params, server version, gap
+        self.reply = np.empty(n + EXTRA_SLOTS, dtype=params.dtype)  # params, server version, ...
 
     # ------------------------------------------------------------------ worker
     def step(self, params, buffer, update):
@@ -61,7 +61,7 @@ class AsyncParameterServerStrategy(AllreduceStrategy):
         n = params.shape[0]
         params[...] = self.reply[:n]
         self.version = int(self.reply[n])
-        return float(buffer[n]), float(buffer[n + 1])  # this worker's own batch
+        return np.asarray(buffer[n:], dtype=np.float64)  # this worker's own batch and votes
 
     def finish_training(self, params) -> None:
         if not self.serves:
@@ -114,6 +114,7 @@ class AsyncParameterServerStrategy(AllreduceStrategy):
             stats["max_clock_gap"] = max(stats["max_clock_gap"], clocks.get(worker, slowest) - slowest)
             n = params.shape[0]
             self.reply[:n] = params
-            self.reply[n], self.reply[n + 1] = stats["updates"], 0
+            self.reply[n:] = 0
+            self.reply[n] = stats["updates"]
             self.comm.Send(self.reply, dest=worker, tag=PARAMS_TAG)
         return waiting

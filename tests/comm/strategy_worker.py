@@ -68,16 +68,17 @@ def check_step(strategy, comm) -> None:
     if rank != size - 1 or size == 1:
         buffer[:5] = np.arange(5) * (rank + 1)
         buffer[5], buffer[6] = 10.0 * (rank + 1), rank + 1
+    buffer[7] = 1.0 if rank == size - 1 else 0.0  # one rank votes to stop: everyone learns it
     active = range(size) if size == 1 else range(size - 1)
     total = sum(r + 1 for r in active)
 
     def update(p, reduced):
         n = p.shape[0]
         p -= reduced[:n] / reduced[n + 1]
-        return float(reduced[n]), float(reduced[n + 1])
+        return reduced[n:].astype(np.float64)
 
-    loss, count = strategy.step(params, buffer, update)
-    assert count == total and loss == 10.0 * total
+    loss, count, stop_votes, _ = strategy.step(params, buffer, update)
+    assert count == total and loss == 10.0 * total and stop_votes == 1
     np.testing.assert_allclose(params, -np.arange(5) * total / total)
     verify_identical(comm, params, step=1)
 
