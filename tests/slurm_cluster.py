@@ -1,0 +1,156 @@
+"""A throwaway one-node Slurm for tests: Debian's slurmctld, slurmd and munge, every file under
+one temporary directory, daemons stopped by their PID files. Facts it relies on are in
+shared/notes/slurm-and-pypi-mpi.md (measured on this kind of machine, no systemd).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+PACKAGES = ["slurmd", "slurmctld", "slurm-client", "munge"]
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+            "DEADLINE", "PREEMPTED"}
+
+
+def why_not_available() -> str | None:
+    """None when a Slurm can be started here, else the reason to skip."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return "needs root to run slurmctld/slurmd and munged"
+    if all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "munged", "mungekey")):
+        return None
+    if not shutil.which("apt-get"):
+        return "Slurm is not installed and there is no apt-get to install it"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
+    if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+        result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            return f"could not install Slurm from Debian's packages: {result.stderr.strip()[-300:]}"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OneNodeSlurm:
+    def __init__(self, root: Path, cpus: int = 8):
+        self.root = Path(root)
+        self.host = socket.gethostname().split(".")[0]
+        self.conf = self.root / "slurm.conf"
+        self.env = dict(os.environ, SLURM_CONF=str(self.conf))
+        self.cpus = cpus
+
+    def start(self) -> None:
+        r = self.root
+        for sub in ("state", "spool"):
+            (r / sub).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mungekey", "-c", "-k", str(r / "munge.key")], check=True, capture_output=True)
+        os.chmod(r / "munge.key", 0o600)
+        subprocess.run(["munged", "--force", f"--socket={r}/munge.socket", f"--key-file={r}/munge.key",
+                        f"--pid-file={r}/munged.pid", f"--log-file={r}/munged.log",
+                        f"--seed-file={r}/munged.seed"], check=True, capture_output=True)
+        self.conf.write_text(self._config())
+        for daemon in ("slurmctld", "slurmd"):
+            subprocess.run([daemon, "-f", str(self.conf)], check=True, env=self.env, capture_output=True)
+        self._wait_idle()
+
+    def _config(self) -> str:
+        r = self.root
+        return f"""ClusterName=mpireg-test
+SlurmctldHost={self.host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+AuthType=auth/munge
+AuthInfo=socket={r}/munge.socket
+StateSaveLocation={r}/state
+SlurmdSpoolDir={r}/spool
+SlurmctldPidFile={r}/slurmctld.pid
+SlurmdPidFile={r}/slurmd.pid
+SlurmctldLogFile={r}/slurmctld.log
+SlurmdLogFile={r}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+MailProg=/bin/true
+MpiDefault=pmi2
+SlurmdParameters=config_overrides
+ReturnToService=2
+NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+
+    def _wait_idle(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=self.env, capture_output=True, text=True)
+            if out.returncode == 0 and out.stdout.strip() in ("idle", "mix", "alloc"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the node never became idle:\n{self.logs()}")
+
+    def submit(self, *args, cwd, env=None) -> int:
+        out = subprocess.run(["sbatch", "--parsable", *map(str, args)], cwd=cwd, env={**self.env, **(env or {})},
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout.strip().split(";")[0].split("_")[0])
+
+    def state(self, job: str) -> dict:
+        out = subprocess.run(["scontrol", "show", "job", "-o", str(job)], env=self.env,
+                             capture_output=True, text=True)
+        fields = dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
+        return fields
+
+    def wait(self, job, timeout: float = 180, states=TERMINAL) -> dict:
+        """Poll scontrol every 0.2 s (sbatch --wait backs off up to 10 s per poll)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fields = self.state(job)
+            if fields.get("JobState") in states:
+                return fields
+            time.sleep(0.2)
+        raise TimeoutError(f"job {job} still {self.state(job).get('JobState')} after {timeout} s\n{self.logs()}")
+
+    def run(self, *args, cwd, env=None):
+        return subprocess.run([*args], cwd=cwd, env={**self.env, **(env or {})}, capture_output=True, text=True)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.root.glob("*.log")))
+
+    def stop(self) -> None:
+        """SIGTERM by PID file, then SIGKILL after a few seconds; never by process name."""
+        pids = []
+        for name in ("slurmd", "slurmctld", "munged"):
+            path = self.root / f"{name}.pid"
+            if path.exists():
+                try:
+                    pid = int(path.read_text().strip())
+                    os.kill(pid, signal.SIGTERM)
+                    pids.append(pid)
+                except (ValueError, ProcessLookupError):
+                    pass
+        deadline = time.monotonic() + 5
+        for pid in pids:
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
