@@ -139,9 +139,39 @@ static void f16_to_f32(const uint16_t *src, float *dst, size_t n, float s)
     for (; i < n; i++) dst[i] = bits_f32(f16_to_f32_bits(src[i])) * s;
 }
 
+static int have_avx2 = 0;
+
+#ifdef HAVE_F16C_DISPATCH
+/* The same rounding as f32_to_bf16_bits, eight at a time. */
+__attribute__((target("avx2")))
+static size_t f32_to_bf16_avx2(const float *src, uint16_t *dst, size_t n, float s)
+{
+    const __m256 scale = _mm256_set1_ps(s);
+    const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+    const __m256i magnitude = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i quiet = _mm256_set1_epi32(0x0040);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i u = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(src + i), scale));
+        __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+        __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, bias), odd), 16);
+        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, magnitude), inf);
+        __m256i result = _mm256_blendv_epi8(rounded, _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
+        /* eight 32-bit values below 2^16 -> eight 16-bit words (packus works per 128-bit lane) */
+        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(result, result), 0xD8);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_castsi256_si128(packed));
+    }
+    return i;
+}
+#endif
+
 static void f32_to_bf16(const float *restrict src, uint16_t *restrict dst, size_t n, float s)
 {
-    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16_bits(f32_bits(src[i] * s));
+    size_t i = 0;
+#ifdef HAVE_F16C_DISPATCH
+    if (have_avx2) i = f32_to_bf16_avx2(src, dst, n, s);
+#endif
+    for (; i < n; i++) dst[i] = f32_to_bf16_bits(f32_bits(src[i] * s));
 }
 
 static void bf16_to_f32(const uint16_t *restrict src, float *restrict dst, size_t n, float s)
@@ -398,6 +428,7 @@ PyMODINIT_FUNC PyInit__cpack(void)
 #ifdef HAVE_F16C_DISPATCH
     __builtin_cpu_init();
     have_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    have_avx2 = __builtin_cpu_supports("avx2");
 #endif
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "HAVE_F16C", have_f16c) < 0) {
