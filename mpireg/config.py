@@ -24,7 +24,7 @@ from .errors import ConfigError
 
 MODEL_KINDS = ("linear", "logistic", "softmax")
 OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal")
-STRATEGIES = ("allreduce", "ring", "ps", "ps-async")
+STRATEGIES = ("allreduce", "ring", "ps", "ps-async", "nccl")
 COMPRESSIONS = ("none", "fp16", "bf16")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 
@@ -99,6 +99,8 @@ class CommConfig:
     compression: str = _opt("none", choices=COMPRESSIONS, doc="what travels on the wire (float32 jobs)")
     max_staleness: int = _opt(4, min=0, doc="ps-async: how many steps the fastest worker may lead")
     deterministic: bool = _opt(False, doc="the same model bit for bit on any number of ranks")
+    cuda_aware: str = _opt("auto", choices=("auto", "on", "off"),
+                           doc="device = gpu: hand device buffers to MPI directly (auto: ask MPI)")
     verify_every: int = _opt(0, min=0, doc="steps between parameter checksums across ranks; 0 = off")
     # rarely changed
     max_message_bytes: int = _opt(2**30, min=1, doc="larger reductions are split (MPI counts are C ints)")

@@ -29,7 +29,7 @@ from .config import JobConfig, dumps_toml
 from .data import MODEL_TASKS, ShardReader, epoch_plan, read_schema, resolve_paths
 from .data.local import LocalData
 from .data.synth import synthesize
-from .device import array_module, to_host
+from .device import array_module, select_gpu, to_host
 from .errors import CollectiveError, ConfigError, DataError, MpiregError
 from .metrics import add_sums, finalize, sums_length
 from .model_io import save_model
@@ -106,6 +106,10 @@ class Trainer:
     def _setup(self) -> None:
         cfg, comm = self.cfg, self.comm
         self.xp = agree(comm, lambda: array_module(cfg.device))
+        if cfg.device == "gpu":
+            gpu, sharing = agree(comm, lambda: select_gpu(comm))
+            if sharing > 1 and self.rank == 0:
+                log.warn(f"{sharing} ranks share each GPU on a node (allowed; each gets a fair share at best)")
         if cfg.data.synth is not None:
             on_rank_zero(comm, lambda: _ensure_synthetic(cfg))
         train_schema, test_schema = root_then_bcast(comm, self._read_schemas)
@@ -114,7 +118,7 @@ class Trainer:
         m = cfg.model
         self.model = make_model(m.kind, train_schema.n_features, train_schema.n_classes,
                                 m.fit_intercept, m.l2, m.l1, xp=self.xp, task=train_schema.task)
-        self.strategy = agree(comm, lambda: make_strategy(cfg.comm, comm))
+        self.strategy = agree(comm, lambda: make_strategy(cfg.comm, comm, cfg.device))
         partition = self.strategy.data_partition()  # None: this rank trains on no rows (a server)
         # Deterministic mode: ranks own whole blocks of block_rows rows (some may own none).
         align = cfg.comm.block_rows if cfg.comm.deterministic else 1
@@ -290,6 +294,8 @@ class Trainer:
             if i < len(plan):
                 block, rows = plan[i]
                 X, y = data.block(block)
+                if xp is not np:
+                    rows = xp.asarray(rows)
                 X, y = X[rows], y[rows]
                 t1 = time.perf_counter()
                 buffer[n + LOSS] = model.loss_grad_sum(self.params, X, y, grad)

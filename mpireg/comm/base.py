@@ -32,6 +32,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from mpi4py import MPI
 
+from ..device import namespace_of, synchronize
 from ..errors import MpiregError
 from . import packing
 from .codecs import FLOAT, make_codec
@@ -58,8 +59,9 @@ class Strategy(ABC):
     # ------------------------------------------------------------------ set-up
     def setup(self, params, rows_per_step: float = 1.0, buffer_dtype=None) -> None:
         self.buffer_dtype = np.dtype(buffer_dtype or params.dtype)
-        self.pipe = GradientPipe(params.shape[0], self.buffer_dtype, self.settings.fusion_bytes,
-                                 self.codec, self.packer, rows_per_step, EXTRA_SLOTS)
+        self.pipe = GradientPipe(params.shape[0], self.buffer_dtype, self.settings.fusion_bytes, self.codec,
+                                 packing.for_array(params, self.packer), rows_per_step, EXTRA_SLOTS,
+                                 xp=namespace_of(params))
 
     def data_partition(self) -> tuple[int, int] | None:
         """(index, count) of this rank among the ranks that hold training rows; None for none."""
@@ -75,6 +77,7 @@ class Strategy(ABC):
         """In-place global sum, in messages of at most comm.max_message_bytes (and INT_MAX elements)."""
         if self.size == 1 or buf.size == 0:
             return
+        synchronize(buf)  # device memory handed to MPI must be written already
         for piece in self.message_pieces(buf):
             self._allreduce_piece(piece, codec)
 
@@ -94,6 +97,7 @@ class Strategy(ABC):
     def broadcast(self, buf, root: int = 0) -> None:
         """Make every rank's buffer equal rank `root`'s (parameters start identical)."""
         if self.size > 1:
+            synchronize(buf)
             for piece in self.message_pieces(buf):
                 self.comm.Bcast(piece, root=root)
 

@@ -24,9 +24,9 @@ class Codec:
     def add(self, src, dst) -> None:
         """dst += src, elementwise, in this codec's arithmetic."""
         if self.compressed:
-            packing.default.sum_into(src, dst, self.name)
+            packing.for_array(dst).sum_into(src, dst, self.name)
         else:
-            np.add(dst, src, out=dst)
+            np.add(dst, src, out=dst)  # CuPy arrays dispatch to CuPy through __array_ufunc__
 
     @property
     def mpi_op(self):

@@ -18,7 +18,7 @@ from .codecs import FLOAT, Codec
 
 class GradientPipe:
     def __init__(self, n_params: int, dtype, fusion_bytes: int, codec: Codec, packer,
-                 rows_per_step: float = 1.0, extra: int = 2):
+                 rows_per_step: float = 1.0, extra: int = 2, xp=np):
         self.n_params = n_params
         self.extra = extra
         self.codec = codec
@@ -28,7 +28,7 @@ class GradientPipe:
         span = n_params if codec.compressed else n_params + extra
         cap = max(1, int(fusion_bytes) // wire.itemsize)
         self.buckets = [slice(lo, min(lo + cap, span)) for lo in range(0, span, cap)]
-        self.wires = ([np.empty(s.stop - s.start, dtype=wire) for s in self.buckets]
+        self.wires = ([xp.empty(s.stop - s.start, dtype=wire) for s in self.buckets]
                       if codec.compressed else None)
         self.reset_stats()
 

@@ -125,6 +125,77 @@ def _as_u16(buf, name, writable=False):
     return a.view(np.uint16)
 
 
+class DevicePacking:
+    """The same packing on CuPy arrays: scale and conversion fused in one elementwise kernel per
+    array, with the C extension's rounding (CUDA's __float2half_rn is round-to-nearest-even; the
+    bf16 kernel is the C code's integer arithmetic)."""
+
+    name = "cuda"
+    _KERNELS = {
+        "pack_fp16": ("float32 x, float32 s", "uint16 y", "y = __half_as_ushort(__float2half_rn(x * s))"),
+        "pack_bf16": ("float32 x, float32 s", "uint16 y",
+                      "unsigned int u = __float_as_uint(x * s);"
+                      "y = ((u & 0x7fffffffu) > 0x7f800000u) ? ((u >> 16) | 0x40u)"
+                      "                                      : ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)"),
+        "unpack_fp16": ("uint16 h, float32 s", "float32 y", "y = __half2float(__ushort_as_half(h)) * s"),
+        "unpack_bf16": ("uint16 h, float32 s", "float32 y", "y = __uint_as_float(((unsigned int)h) << 16) * s"),
+        "sum_fp16": ("uint16 a", "uint16 d",
+                     "d = __half_as_ushort(__float2half_rn(__half2float(__ushort_as_half(d))"
+                     " + __half2float(__ushort_as_half(a))))"),
+        "sum_bf16": ("uint16 a", "uint16 d",
+                     "unsigned int u = __float_as_uint(__uint_as_float(((unsigned int)d) << 16)"
+                     " + __uint_as_float(((unsigned int)a) << 16));"
+                     "d = ((u & 0x7fffffffu) > 0x7f800000u) ? ((u >> 16) | 0x40u)"
+                     "                                      : ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)"),
+    }
+
+    def __init__(self):
+        import cupy
+
+        self.cupy = cupy
+        self.kernels = {name: cupy.ElementwiseKernel(args, out, body, f"mpireg_{name}",
+                                                     preamble="#include <cuda_fp16.h>")
+                        for name, (args, out, body) in self._KERNELS.items()}
+
+    def pack(self, arrays, out, scale: float = 1.0, compression: str = "none") -> int:
+        cursor = 0
+        for a in arrays:
+            dest = out[cursor:cursor + a.size]
+            if compression == "none":
+                self.cupy.multiply(a.ravel(), a.dtype.type(scale), out=dest)
+            else:
+                self.kernels[f"pack_{compression}"](a.ravel(), self.cupy.float32(scale), dest)
+            cursor += a.size
+        return cursor
+
+    def unpack(self, buffer, arrays, scale: float = 1.0, compression: str = "none") -> int:
+        cursor = 0
+        for a in arrays:
+            src = buffer[cursor:cursor + a.size]
+            if compression == "none":
+                self.cupy.multiply(src, a.dtype.type(scale), out=a.reshape(-1))
+            else:
+                self.kernels[f"unpack_{compression}"](src, self.cupy.float32(scale), a.reshape(-1))
+            cursor += a.size
+        return cursor
+
+    def sum_into(self, src, dst, compression: str) -> None:
+        self.kernels[f"sum_{compression}"](src, dst)
+
+
+_device_packing = None
+
+
+def for_array(array, host_default=None):
+    """The packing implementation for where `array` lives."""
+    global _device_packing
+    if type(array).__module__.split(".")[0] == "cupy":
+        if _device_packing is None:
+            _device_packing = DevicePacking()
+        return _device_packing
+    return host_default or default
+
+
 NUMPY = NumpyPacking()
 try:
     from .. import _cpack as C  # noqa: N812 - the module is the implementation

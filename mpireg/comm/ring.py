@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..device import namespace_of
 from .base import Strategy
 
 TAG = 71
@@ -42,7 +43,7 @@ class RingStrategy(Strategy):
         p, r, n = self.size, self.rank, buf.size
         bounds = [i * n // p for i in range(p + 1)]
         seg = lambda i: buf[bounds[i % p]:bounds[i % p + 1]]  # noqa: E731
-        scratch = self._scratch_for(buf.dtype, n // p + 1)
+        scratch = self._scratch_for(buf, n // p + 1)
         for s in range(p - 1):
             incoming = seg(r - s - 1)
             recv = scratch[:incoming.size]
@@ -53,8 +54,8 @@ class RingStrategy(Strategy):
             self.comm.Sendrecv(seg(r - s + 1), dest=self.right, sendtag=TAG,
                                recvbuf=seg(r - s), source=self.left, recvtag=TAG)
 
-    def _scratch_for(self, dtype, count: int):
-        key = np.dtype(dtype).str
+    def _scratch_for(self, like, count: int):
+        key = (np.dtype(like.dtype).str, namespace_of(like).__name__)
         if key not in self._scratch or self._scratch[key].size < count:
-            self._scratch[key] = np.empty(count, dtype=dtype)
+            self._scratch[key] = namespace_of(like).empty(count, dtype=like.dtype)
         return self._scratch[key]

@@ -48,6 +48,12 @@ class ShardReader:
         n = stop - start
         X = np.empty((n, self.schema.n_features), dtype=self.x_dtype)
         y = np.empty(n, dtype=self.y_dtype)
+        self.read_into(start, stop, X, y)
+        return X, y
+
+    def read_into(self, start: int, stop: int, X, y) -> None:
+        """Local rows [start, stop) into the first stop - start rows of X and y (host arrays,
+        pinned ones included: the GPU path stages through a small pinned buffer)."""
         local = 0   # local row index at the start of the current segment
         filled = 0
         for seg in self.segments:
@@ -58,7 +64,6 @@ class ShardReader:
                 self._read_into(seg.file_index, f_lo, f_lo + hi - lo, X, y, filled)
                 filled += hi - lo
             local += seg_rows
-        return X, y
 
     def _read_into(self, file_index, lo, hi, X, y, at) -> None:
         path = self.schema.files[file_index]

@@ -2,7 +2,7 @@
 of the gathered inputs, for awkward lengths and distinct values per rank, and that every rank
 ends with the same bits. Exits non-zero on failure (MPI_Abort, so no rank is left waiting).
 
-    python -m tests.comm.strategy_worker STRATEGY [max_message_bytes] [ring_chunk_bytes]
+    python -m tests.comm.strategy_worker STRATEGY max_message_bytes ring_chunk_bytes [staged]
 """
 import sys
 import traceback
@@ -18,11 +18,13 @@ from mpireg.errors import MpiregError
 LENGTHS = [0, 1, 2, 3, 7, 31, 1009, 65537]
 
 
-def check(name: str, max_message_bytes: int, ring_chunk_bytes: int) -> None:
+def check(name: str, max_message_bytes: int, ring_chunk_bytes: int, staged: bool = False) -> None:
     comm = MPI.COMM_WORLD.Dup()
     settings = CommConfig(strategy=name, max_message_bytes=max_message_bytes,
                           ring_chunk_bytes=ring_chunk_bytes)
-    strategy = make_strategy(settings, comm)
+    # staged: every buffer goes through the host-mirror wrapper a GPU rank uses with an MPI that
+    # is not CUDA-aware (here the "device" is host memory, so the copies are real and checked)
+    strategy = make_strategy(settings, comm, force_staging=staged)
     rank, size = comm.rank, comm.size
     for dtype in (np.float32, np.float64):
         for n in LENGTHS:
@@ -85,7 +87,7 @@ def check_step(strategy, comm) -> None:
 
 if __name__ == "__main__":
     try:
-        check(sys.argv[1], *(int(a) for a in sys.argv[2:4]))
+        check(sys.argv[1], *(int(a) for a in sys.argv[2:4]), staged="staged" in sys.argv[4:])
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()

@@ -35,3 +35,11 @@ def test_message_pieces_stay_below_int_max():
     big = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(2**31 + 5,), strides=(0,))
     pieces = strategy.message_pieces(big)  # views only: nothing is allocated
     assert [p.size for p in pieces] == [INT_MAX, 6]
+
+
+@pytest.mark.parametrize("strategy,ranks", [("allreduce", 3), ("ring", 4), ("ps", 3), ("ps-async", 2)])
+def test_staged_through_host_mirrors(strategy, ranks):
+    """The wrapper GPU ranks use when MPI is not CUDA-aware gives the same sums and steps."""
+    result = run_ranks(ranks, strategy, 2**30, 4 * 2**20, "staged", module="tests.comm.strategy_worker",
+                       timeout=120)
+    assert result.returncode == 0, result.stderr
