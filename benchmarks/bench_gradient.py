@@ -2,8 +2,9 @@
 beside two memory-bound references measured in the same run on the same X:
   - copy:   np.copyto(dst, X)          (reads X once, writes it once)
   - read:   X @ ones                   (a streaming read of X: one matrix-vector product)
-The gradient pass of a linear model reads X twice in NumPy's obvious form (X w, then X^T r), so
-its ratio to `read` shows how far it is from the one-pass memory limit.
+The gradient pass of a linear model reads X twice in NumPy's obvious form (X w, then X^T r); the
+C kernel (csrc/cgrad.c) reads it once. Both are measured, and their ratio to `read` shows how
+far each is from the one-pass memory limit.
 
     python benchmarks/bench_gradient.py [--rows 1000000] [--features 100] [--threads 1]
 """
@@ -41,11 +42,12 @@ def main():
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from mpireg.models import make_model
+    from mpireg.models.base import _cgrad
 
     rng = np.random.default_rng(0)
     print(f"gradient pass, {args.rows:,} rows x {args.features} features, {args.threads} BLAS thread(s), "
           f"best of {args.repeats}")
-    header = f"{'dtype':8} {'pass':22} {'ms':>8} {'Mrows/s':>9} {'GB/s of X':>10} {'vs read':>8}"
+    header = f"{'dtype':8} {'pass':30} {'ms':>8} {'Mrows/s':>9} {'GB/s of X':>10} {'vs read':>8}"
     print(header)
     print("-" * len(header))
     for dtype in (np.float32, np.float64):
@@ -65,12 +67,18 @@ def main():
             params = (rng.standard_normal(model.layout.size) * 0.01).astype(dtype)
             grad = np.empty_like(params)
             label = f"{kind}" + (f" (K={k})" if kind == "softmax" else "")
-            results.append((label, best_time(lambda: model.loss_grad_sum(params, X, y, grad), args.repeats)))
+            native = model.one_pass and np.dtype(dtype) in model.one_pass_dtypes  # the default path
+            results.append((f"{label}, NumPy 2-pass" + ("" if native else " *"),
+                            best_time(lambda: model.loss_grad_xp(params, X, y, grad), args.repeats)))
+            if hasattr(model, "_loss_grad_native") and _cgrad is not None and kind != "softmax":
+                results.append((f"{label}, C 1-pass" + (" *" if native else ""),
+                                best_time(lambda: model._loss_grad_native(params, X, y, grad), args.repeats)))
         read = results[1][1]
         for name, t in results:
-            print(f"{np.dtype(dtype).name:8} {name:22} {t * 1e3:8.1f} {args.rows / t / 1e6:9.1f} "
+            print(f"{np.dtype(dtype).name:8} {name:30} {t * 1e3:8.1f} {args.rows / t / 1e6:9.1f} "
                   f"{gb / t:10.2f} {read / t:8.2f}")
         del X
+    print("* = the path training uses by default for this model and dtype")
 
 
 if __name__ == "__main__":

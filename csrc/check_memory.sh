@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the packing extension's tests under AddressSanitizer (out-of-bounds reads and writes, use
+# Run the C extensions' tests (packing, one-pass gradients) under AddressSanitizer (out-of-bounds reads and writes, use
 # after free), then rebuild it normally. From the repository root: bash csrc/check_memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,6 @@ CFLAGS="-fsanitize=address -fno-omit-frame-pointer -O1 -g" python setup.py -q bu
 asan=$(gcc -print-file-name=libasan.so)
 status=0
 LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-    python -m pytest -q -p no:cacheprovider tests/comm/test_packing.py || status=$?
+    python -m pytest -q -p no:cacheprovider tests/comm/test_packing.py tests/models/test_one_pass.py || status=$?
 python setup.py -q build_ext --inplace --force
 exit $status

@@ -19,8 +19,9 @@ from mpireg.checkpoint import list_checkpoints
 from mpireg.model_io import load_model
 from tests.helpers import ROOT, mpiexec_path, run_ranks, write_dataset
 
+# Long enough (seconds, thousands of steps) that a signal or a kill always lands mid-run.
 LONG = ["optimizer.kind=sgd", "optimizer.lr=0.02", "optimizer.momentum=0.9", "optimizer.batch_size=4",
-        "optimizer.epochs=3", "optimizer.tol=0", "model.l2=1e-3", "run.progress=false"]
+        "optimizer.epochs=12", "optimizer.tol=0", "model.l2=1e-3", "run.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,9 @@ def test_signal_makes_every_rank_checkpoint_and_exit_0_then_resume_is_exact(big,
     run = tmp_path / "stopped"
     proc = _start(3, big, run, ["run.checkpoint_every_steps=300"])
     _wait_for(lambda: list_checkpoints(run / "checkpoints"), what="a first checkpoint")
-    for pid in _rank_pids(run).values():  # what Slurm's --signal does: every rank
+    pids = _rank_pids(run)
+    assert len(pids) == 3, "the job ended before it could be signalled"
+    for pid in pids.values():  # what Slurm's --signal does: every rank
         os.kill(pid, signum)
     code, out, err = _finish(proc)
     assert code == 0, err
@@ -107,7 +110,7 @@ def test_signal_makes_every_rank_checkpoint_and_exit_0_then_resume_is_exact(big,
 
 def test_a_killed_rank_ends_the_job_and_a_resume_on_fewer_ranks_is_exact(big, tmp_path):
     exact = ["comm.deterministic=true", "optimizer.batch_size=64", "comm.block_rows=16",
-             "run.checkpoint_every_steps=40"]
+             "run.checkpoint_every_steps=40", "optimizer.epochs=10"]
     _train(2, big, tmp_path / "straight", exact)
     straight = load_model(tmp_path / "straight" / "model.h5")[1]
     run = tmp_path / "killed"
@@ -126,7 +129,7 @@ def test_a_killed_rank_ends_the_job_and_a_resume_on_fewer_ranks_is_exact(big, tm
 
 def test_time_based_checkpoints_happen_mid_epoch(big, tmp_path):
     run = tmp_path / "timed"
-    _train(2, big, run, ["run.checkpoint_every_seconds=0.03", "run.checkpoint_keep=50"])
+    _train(2, big, run, ["run.checkpoint_every_seconds=0.03", "run.checkpoint_keep=500"])
     steps_per_epoch = 12000 // 2 // 4
     mid_epoch = [p for p in list_checkpoints(run / "checkpoints")
                  if int(p.stem.split("-")[1]) % steps_per_epoch]

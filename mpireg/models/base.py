@@ -16,6 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+try:  # one pass over the rows (csrc/cgrad.c); the xp code below stays the reference
+    from .. import _cgrad
+except ImportError:
+    _cgrad = None
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -85,7 +90,30 @@ class Model:
         return z
 
     def loss_grad_sum(self, params, X, y, grad) -> float:
-        """Sum over rows of the data loss; writes the sum of per-row gradients into `grad`."""
+        """Sum over rows of the data loss; writes the sum of per-row gradients into `grad`.
+
+        C-contiguous NumPy arrays take the one-pass C kernel (X read once); anything else
+        (CuPy arrays, strided views, no compiler at install) the array-namespace code."""
+        if self.one_pass and self._native_ok(params, X, grad):
+            return self._loss_grad_native(params, X, y, grad)
+        return self.loss_grad_xp(params, X, y, grad)
+
+    # Where the one-pass kernel measured faster than NumPy (benchmarks/bench_gradient.py).
+    one_pass_dtypes = (np.float32, np.float64)
+
+    @property
+    def one_pass(self) -> bool:
+        return _cgrad is not None and bool(self.one_pass_dtypes)
+
+    def _native_ok(self, params, X, grad) -> bool:
+        return (self.xp is np and isinstance(X, np.ndarray) and X.flags.c_contiguous
+                and X.dtype == params.dtype == grad.dtype and params.flags.c_contiguous
+                and grad.flags.c_contiguous and X.dtype in self.one_pass_dtypes)
+
+    def loss_grad_xp(self, params, X, y, grad) -> float:
+        raise NotImplementedError
+
+    def _loss_grad_native(self, params, X, y, grad) -> float:
         raise NotImplementedError
 
     def loss_sum(self, params, X, y) -> float:

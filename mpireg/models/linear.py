@@ -1,6 +1,6 @@
 """Linear regression: loss_i = (x_i.coef + b - y_i)^2 / 2; with l2 it is ridge, with l1 the lasso
 or elastic net (sklearn's Ridge(alpha) is l2 = alpha / n)."""
-from .base import Model, ParamSpec
+from .base import Model, ParamSpec, _cgrad
 
 
 class LinearModel(Model):
@@ -11,7 +11,10 @@ class LinearModel(Model):
         specs = [ParamSpec("coef", (self.n_features,), True)]
         return specs + ([ParamSpec("intercept", (), False)] if self.fit_intercept else [])
 
-    def loss_grad_sum(self, params, X, y, grad) -> float:
+    def _loss_grad_native(self, params, X, y, grad) -> float:
+        return _cgrad.linear(X, y.astype(X.dtype, copy=False), params, grad, self.fit_intercept)
+
+    def loss_grad_xp(self, params, X, y, grad) -> float:
         r = self.decision(params, X)
         r -= y
         g = self.layout.views(grad)

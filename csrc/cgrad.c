@@ -1,0 +1,208 @@
+/*
+ * mpireg._cgrad: loss and gradient sums of the linear and logistic models in one pass over the
+ * rows. (Softmax stays with NumPy: for K classes its two products are matrix-matrix, where BLAS
+ * beats a row loop; measured in benchmarks/bench_gradient.py.)
+ *
+ * NumPy's obvious form reads X twice (z = X w, then X^T r). Here each row is used twice while it
+ * sits in L1: its dot product gives z, the loss gives the residual r, and r x is added to the
+ * gradient at once, so X streams from memory a single time.
+ *
+ * Layers (as in cpack.c):
+ *   1. kernels   - plain C over rows [lo, hi) for one dtype (generated for float and double by a
+ *                  macro); they never allocate or validate.
+ *   2. wrappers  - validate shapes, dtypes, contiguity once, allocate the float64 accumulator,
+ *                  release the GIL, run the kernels block by block.
+ *   3. Python    - the models in mpireg/models call these for C-contiguous NumPy arrays, NumPy otherwise.
+ *
+ * Numerics: partial gradients are summed over blocks of BLOCK rows in the data's precision, and
+ * the block sums are added into a float64 total (float32 data keeps float32 speed in the hot
+ * loop without float32 round-off growing with the number of rows). The loss is summed in double.
+ * The order of every sum is fixed, so results do not depend on anything but the rows given.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+#define BLOCK 256
+
+/* An AVX2+FMA clone of each kernel, chosen at load time on CPUs that have it (GCC's ifunc). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FAST __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define FAST
+#endif
+
+/* ------------------------------------------------------------------ 1. kernels */
+
+#define DEFINE_KERNELS(T, SUFFIX, EXP, LOG1P)                                                       \
+FAST static double linear_##SUFFIX(const T *X, const T *y, const T *w, size_t lo, size_t hi, size_t d,    \
+                              int fit, T *g)                                                        \
+{                                                                                                   \
+    double loss = 0.0;                                                                              \
+    T b = fit ? w[d] : (T)0;                                                                        \
+    for (size_t i = lo; i < hi; i++) {                                                              \
+        const T *x = X + i * d;                                                                     \
+        T z = b;                                                                                    \
+        _Pragma("omp simd reduction(+:z)")                                                          \
+        for (size_t j = 0; j < d; j++) z += x[j] * w[j];                                            \
+        T r = z - y[i];                                                                             \
+        loss += 0.5 * (double)r * (double)r;                                                        \
+        _Pragma("omp simd")                                                                         \
+        for (size_t j = 0; j < d; j++) g[j] += r * x[j];                                            \
+        if (fit) g[d] += r;                                                                         \
+    }                                                                                               \
+    return loss;                                                                                    \
+}                                                                                                   \
+                                                                                                    \
+FAST static double logistic_##SUFFIX(const T *X, const T *y, const T *w, size_t lo, size_t hi, size_t d,  \
+                                int fit, T *g)                                                      \
+{                                                                                                   \
+    double loss = 0.0;                                                                              \
+    T b = fit ? w[d] : (T)0;                                                                        \
+    for (size_t i = lo; i < hi; i++) {                                                              \
+        const T *x = X + i * d;                                                                     \
+        T z = b;                                                                                    \
+        _Pragma("omp simd reduction(+:z)")                                                          \
+        for (size_t j = 0; j < d; j++) z += x[j] * w[j];                                            \
+        /* log(1 + e^z) - y z without overflow; sigmoid from the same exponential */               \
+        T e = EXP(-(z < 0 ? -z : z));                                                               \
+        loss += (double)((z > 0 ? z : (T)0) + LOG1P(e) - y[i] * z);                                 \
+        T p = z >= 0 ? (T)1 / ((T)1 + e) : e / ((T)1 + e);                                          \
+        T r = p - y[i];                                                                             \
+        _Pragma("omp simd")                                                                         \
+        for (size_t j = 0; j < d; j++) g[j] += r * x[j];                                            \
+        if (fit) g[d] += r;                                                                         \
+    }                                                                                               \
+    return loss;                                                                                    \
+}                                                                                                   \
+
+
+DEFINE_KERNELS(float, f32, expf, log1pf)
+DEFINE_KERNELS(double, f64, exp, log1p)
+
+/* ------------------------------------------------------------------ 2. wrappers */
+
+enum model { LINEAR, LOGISTIC };
+
+typedef struct {
+    Py_buffer X, y, w, g;
+    int have[4];
+} Views;
+
+static void release(Views *v)
+{
+    Py_buffer *all[4] = {&v->X, &v->y, &v->w, &v->g};
+    for (int i = 0; i < 4; i++)
+        if (v->have[i]) PyBuffer_Release(all[i]);
+}
+
+static int acquire(PyObject *obj, Py_buffer *view, int writable, const char *name, int *have)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", name, writable ? ", writable" : "");
+        return -1;
+    }
+    *have = 1;
+    return 0;
+}
+
+static char kind_of(const Py_buffer *v)
+{
+    const char *f = v->format ? v->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<') f++;
+    if (f[1]) return 0;
+    if (*f == 'f' && v->itemsize == 4) return 'f';
+    if (*f == 'd' && v->itemsize == 8) return 'd';
+    if ((*f == 'q' || *f == 'l') && v->itemsize == 8) return 'q';
+    return 0;
+}
+
+static PyObject *run(enum model which, PyObject *args)
+{
+    PyObject *Xo, *yo, *wo, *go;
+    int fit;
+    if (!PyArg_ParseTuple(args, "OOOOp", &Xo, &yo, &wo, &go, &fit)) return NULL;
+    Views v = {0};
+    if (acquire(Xo, &v.X, 0, "X", &v.have[0]) < 0 || acquire(yo, &v.y, 0, "y", &v.have[1]) < 0 ||
+        acquire(wo, &v.w, 0, "params", &v.have[2]) < 0 || acquire(go, &v.g, 1, "grad", &v.have[3]) < 0)
+        goto fail;
+    char t = kind_of(&v.X);
+    if ((t != 'f' && t != 'd') || v.X.ndim != 2) {
+        PyErr_SetString(PyExc_TypeError, "X must be a 2-D float32 or float64 array");
+        goto fail;
+    }
+    if (kind_of(&v.w) != t || kind_of(&v.g) != t) {
+        PyErr_SetString(PyExc_TypeError, "params and grad must have X's dtype");
+        goto fail;
+    }
+    size_t n = (size_t)v.X.shape[0], d = (size_t)v.X.shape[1];
+    size_t P = d + (fit ? 1 : 0);
+    if ((size_t)(v.w.len / v.w.itemsize) != P || (size_t)(v.g.len / v.g.itemsize) != P) {
+        PyErr_Format(PyExc_ValueError, "params and grad must hold %zu values, got %zd and %zd", P,
+                     v.w.len / v.w.itemsize, v.g.len / v.g.itemsize);
+        goto fail;
+    }
+    char yk = kind_of(&v.y);
+    if ((size_t)(v.y.len / (v.y.itemsize ? v.y.itemsize : 1)) != n || yk != t) {
+        PyErr_Format(PyExc_TypeError, "y must be a 1-D array of %zu values of X's dtype", n);
+        goto fail;
+    }
+    size_t item = (size_t)v.X.itemsize;
+    double *total = PyMem_Calloc(P ? P : 1, sizeof(double));
+    char *block = PyMem_Malloc(P * item + 1);
+    if (!total || !block) {
+        PyMem_Free(total);
+        PyMem_Free(block);
+        PyErr_NoMemory();
+        goto fail;
+    }
+    double loss = 0.0;
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t lo = 0; lo < n; lo += BLOCK) {
+        size_t hi = lo + BLOCK < n ? lo + BLOCK : n;
+        memset(block, 0, P * item);
+        if (t == 'f') {
+            float *gb = (float *)block;
+            loss += which == LINEAR ? linear_f32(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb)
+                                    : logistic_f32(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
+            for (size_t j = 0; j < P; j++) total[j] += gb[j];
+        } else {
+            double *gb = (double *)block;
+            loss += which == LINEAR ? linear_f64(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb)
+                                    : logistic_f64(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
+            for (size_t j = 0; j < P; j++) total[j] += gb[j];
+        }
+    }
+    if (t == 'f')
+        for (size_t j = 0; j < P; j++) ((float *)v.g.buf)[j] = (float)total[j];
+    else
+        memcpy(v.g.buf, total, P * sizeof(double));
+    Py_END_ALLOW_THREADS
+    PyMem_Free(total);
+    PyMem_Free(block);
+    release(&v);
+    return PyFloat_FromDouble(loss);
+fail:
+    release(&v);
+    return NULL;
+}
+
+static PyObject *py_linear(PyObject *self, PyObject *args) { (void)self; return run(LINEAR, args); }
+static PyObject *py_logistic(PyObject *self, PyObject *args) { (void)self; return run(LOGISTIC, args); }
+
+static PyMethodDef methods[] = {
+    {"linear", py_linear, METH_VARARGS,
+     "linear(X, y, params, grad, fit_intercept) -> loss sum\n\n"
+     "Sum over rows of (x.w + b - y)^2 / 2; writes the sum of its gradients into grad."},
+    {"logistic", py_logistic, METH_VARARGS,
+     "logistic(X, y, params, grad, fit_intercept) -> loss sum (log(1 + e^z) - y z)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cgrad", "One-pass loss and gradient sums.", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__cgrad(void) { return PyModule_Create(&module); }

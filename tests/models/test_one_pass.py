@@ -1,0 +1,72 @@
+"""The one-pass C gradient (csrc/cgrad.c) against the array-namespace reference."""
+import warnings
+
+import numpy as np
+import pytest
+
+from mpireg.models import make_model
+from mpireg.models.base import _cgrad
+
+pytestmark = pytest.mark.skipif(_cgrad is None, reason="C extension not built")
+CASES = [("linear", 0), ("logistic", 2)]
+
+
+def _data(kind, k, n, d, dtype, rng, model):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = rng.standard_normal(n).astype(dtype) if kind == "linear" else rng.integers(0, max(k, 2), n)
+    return X, model.prepare_targets(y)
+
+
+@pytest.mark.parametrize("kind,k", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fit", [True, False])
+@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 1000])  # around the 256-row block
+def test_one_pass_equals_the_reference(kind, k, dtype, fit, n, rng):
+    model = make_model(kind, 9, k, fit_intercept=fit)
+    model.one_pass_dtypes = (np.float32, np.float64)  # both kernels, whichever the default picks
+    X, y = _data(kind, k, n, 9, dtype, rng, model)
+    w = (rng.standard_normal(model.layout.size) * 2).astype(dtype)
+    native, reference = np.empty_like(w), np.empty_like(w)
+    loss = model.loss_grad_sum(w, X, y, native)
+    expected = model.loss_grad_xp(w, X, y, reference)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert loss == pytest.approx(expected, rel=tol, abs=tol)
+    np.testing.assert_allclose(native, reference, rtol=tol, atol=tol * max(1.0, np.abs(reference).max()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_logits_stay_finite_in_c(dtype, rng):
+    kind, k = "logistic", 2
+    model = make_model(kind, 4, k)
+    model.one_pass_dtypes = (dtype,)
+    X = (rng.standard_normal((50, 4)) * 1e3).astype(dtype)
+    y = model.prepare_targets(rng.integers(0, k, 50))
+    w = (rng.standard_normal(model.layout.size) * 1e3).astype(dtype)
+    grad = np.empty_like(w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = model.loss_grad_sum(w, X, y, grad)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad)) and loss > 1e3
+
+
+def test_strided_input_falls_back_to_the_reference(rng):
+    model = make_model("linear", 3)
+    X = rng.standard_normal((40, 6))[:, ::2]  # not C-contiguous
+    y, w = rng.standard_normal(40), rng.standard_normal(model.layout.size)
+    g1, g2 = np.empty_like(w), np.empty_like(w)
+    assert model.loss_grad_sum(w, X, y, g1) == pytest.approx(model.loss_grad_xp(w, X, y, g2))
+    np.testing.assert_allclose(g1, g2)
+
+
+def test_bad_arguments_raise():
+    X, w, g = np.zeros((4, 2)), np.zeros(3), np.zeros(3)
+    with pytest.raises(TypeError, match="params and grad must have X's dtype"):
+        _cgrad.linear(X, np.zeros(4), w.astype(np.float32), g, True)
+    with pytest.raises(ValueError, match="must hold 3 values"):
+        _cgrad.linear(X, np.zeros(4), np.zeros(2), g, True)
+    with pytest.raises(TypeError, match="y must be a 1-D array of 4 values"):
+        _cgrad.linear(X, np.zeros(5), w, g, True)
+    with pytest.raises(TypeError, match="writable"):
+        read_only = np.zeros(3)
+        read_only.flags.writeable = False
+        _cgrad.linear(X, np.zeros(4), w, read_only, True)
