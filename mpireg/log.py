@@ -70,3 +70,15 @@ def interactive() -> bool:
         if pid <= 1:
             return False
     return False
+
+
+def run_command_line(prog: str, body) -> int:
+    """The single-process commands' shared ending: a user error is one line and exit code 1."""
+    from .errors import MpiregError
+
+    try:
+        body()
+    except MpiregError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

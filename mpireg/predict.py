@@ -15,6 +15,7 @@ import numpy as np
 
 from .data import ShardReader, read_schema, resolve_paths
 from .errors import DataError, MpiregError
+from .log import run_command_line
 from .model_io import load_model
 
 BUDGET_BYTES = 256 * 2**20
@@ -64,13 +65,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--proba", action="store_true", help="class probabilities (classifiers)")
     args = parser.parse_args(argv)
-    try:
+    def predict():
         rows = predict_file(args.model, args.data, args.out, args.proba)
-    except MpiregError as exc:
-        print(f"mpireg.predict: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {rows} predictions to {args.out}")
-    return 0
+        print(f"wrote {rows} predictions to {args.out}")
+
+    return run_command_line("mpireg.predict", predict)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .errors import MpiregError
+from .log import run_command_line
 
 PARTS = ("read_ms", "compute_ms", "pack_ms", "comm_ms", "unpack_ms", "update_ms", "wait_ms")
 
@@ -153,13 +154,7 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    try:
-        for path in make_report(args.runs, args.out):
-            print(path)
-    except MpiregError as exc:
-        print(f"mpireg.report: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command_line("mpireg.report", lambda: print("\n".join(map(str, make_report(args.runs, args.out)))))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from .config import _toml_value, load_job, tomllib
-from .errors import ConfigError, MpiregError
+from .errors import ConfigError
+from .log import run_command_line
 
 
 def load_sweep(path) -> tuple[str, list[tuple[str, list]]]:
@@ -68,15 +69,13 @@ def main(argv=None) -> int:
     group.add_argument("--count", action="store_true", help="print the number of tasks")
     group.add_argument("--task", type=int, help="print the train arguments of task N")
     args = parser.parse_args(argv)
-    try:
+    def answer():
         if args.count:
             print(len(combinations(load_sweep(args.sweep)[1])))
         else:
             print("\n".join(task_arguments(args.sweep, args.task)))
-    except MpiregError as exc:
-        print(f"mpireg.sweep: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_command_line("mpireg.sweep", answer)
 
 
 if __name__ == "__main__":

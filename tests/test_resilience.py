@@ -157,7 +157,6 @@ def test_watchdog_names_the_rank_that_stalled(big, tmp_path):
 
 def test_report_and_timeline(big, tmp_path):
     pytest.importorskip("matplotlib")
-    from PIL import Image  # noqa: F401  (matplotlib depends on Pillow)
 
     runs = []
     for strategy in ("allreduce", "ring"):

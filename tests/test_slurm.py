@@ -4,7 +4,6 @@ Skipped, with the reason, where Slurm cannot be started (not root, no package ac
 """
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..errors import MpiregError
+from ..log import run_command_line
 from .convert import convert
 from .inspect import inspect
 from .synth import synthesize
@@ -46,29 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "synth":
-            for name in ("rows", "features", "shards", "classes"):
-                if getattr(args, name) < (2 if name == "classes" else 1):
-                    raise MpiregError(f"--{name}: expected a positive count, got {getattr(args, name)}")
-            test_rows = min(args.rows // 10, 100_000) if args.test_rows is None else args.test_rows
-            paths = synthesize(args.task, args.rows, args.features, args.out, args.shards,
-                               args.classes, test_rows, args.noise, args.seed, args.dtype)
-            print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} train rows, "
-                  f"{test_rows} test rows in {args.out}/test)")
-        elif args.command == "convert":
-            summary = convert(args.inputs, args.out, args.shards, args.label_col,
-                              args.test_fraction, args.seed, args.task, args.dtype)
-            print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
-                  f"{summary['features']} features, task {summary['task']}"
-                  + (f", classes {summary['classes']}" if summary["classes"] else ""))
-        else:
-            print("\n".join(inspect(args.paths, scan=not args.no_scan)))
-    except MpiregError as exc:
-        print(f"mpireg.data: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command_line("mpireg.data", lambda: COMMANDS[args.command](args))
 
+
+def _synth(args) -> None:
+    for name in ("rows", "features", "shards", "classes"):
+        if getattr(args, name) < (2 if name == "classes" else 1):
+            raise MpiregError(f"--{name}: expected a positive count, got {getattr(args, name)}")
+    test_rows = min(args.rows // 10, 100_000) if args.test_rows is None else args.test_rows
+    paths = synthesize(args.task, args.rows, args.features, args.out, args.shards,
+                       args.classes, test_rows, args.noise, args.seed, args.dtype)
+    print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} train rows, "
+          f"{test_rows} test rows in {args.out}/test)")
+
+
+def _convert(args) -> None:
+    summary = convert(args.inputs, args.out, args.shards, args.label_col,
+                      args.test_fraction, args.seed, args.task, args.dtype)
+    print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
+          f"{summary['features']} features, task {summary['task']}"
+          + (f", classes {summary['classes']}" if summary["classes"] else ""))
+
+
+def _inspect(args) -> None:
+    print("\n".join(inspect(args.paths, scan=not args.no_scan)))
+
+
+COMMANDS = {"synth": _synth, "convert": _convert, "inspect": _inspect}
 
 if __name__ == "__main__":
     sys.exit(main())
