@@ -307,7 +307,8 @@ class Trainer:
             buffer[n + CHECKPOINT] = self._checkpoint_vote()
             t2 = time.perf_counter()
             if strategy.synchronous and progress.step % cfg.run.log_every == 0:
-                self.comm.Barrier()  # sampled: how long this rank waits for the slowest
+                with self.watchdog.waiting("step", progress.step):
+                    self.comm.Barrier()  # sampled: how long this rank waits for the slowest
                 window["wait"] += (time.perf_counter() - t2) * cfg.run.log_every
             t3 = time.perf_counter()
             lr = learning_rate(opt, progress.step, epoch, total_steps)
