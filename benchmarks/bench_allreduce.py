@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
-STRATEGIES = ("allreduce", "ring", "ps")
+STRATEGIES = ("allreduce", "ring", "hierarchical", "ps")
 
 
 def parse_size(text: str) -> int:
@@ -41,7 +41,7 @@ def worker(sizes, budget_s: float) -> None:
     from mpi4py import MPI
 
     sys.path.insert(0, str(ROOT))
-    from mpireg.comm import make_strategy
+    from mpireg.comm import EXTRA_SLOTS, make_strategy
     from mpireg.config import CommConfig
 
     comm = MPI.COMM_WORLD.Dup()
@@ -53,11 +53,12 @@ def worker(sizes, budget_s: float) -> None:
         for nbytes in sizes:
             count = max(1, nbytes // 4)
             buf = np.ones(count, dtype=np.float32)
-            if name == "ps":  # a step moves count - 2 gradient entries plus [loss, rows]
-                params = np.zeros(max(count - 2, 1), dtype=np.float32)
+            if name == "ps":  # a step moves the gradient entries plus the buffer's tail
+                params = np.zeros(max(count - EXTRA_SLOTS, 1), dtype=np.float32)
                 strategy.setup(params)
-                step_buf = np.ones(params.size + 2, dtype=np.float32)
-                op = lambda: strategy.step(params, step_buf, lambda p, r: (0.0, 1.0))  # noqa: E731
+                step_buf = np.ones(params.size + EXTRA_SLOTS, dtype=np.float32)
+                tail = np.zeros(EXTRA_SLOTS)
+                op = lambda: strategy.step(params, step_buf, lambda p, r: tail)  # noqa: E731
             else:
                 op = lambda: strategy.allreduce(buf)  # noqa: E731
             op()
@@ -97,7 +98,14 @@ def main() -> None:
     else:
         sizes = [parse_size(s) for s in args.sizes.split(",")]
     if args.worker:
-        worker(sizes, args.budget)
+        try:
+            worker(sizes, args.budget)
+        except BaseException:  # one failing rank must not leave the others waiting
+            import traceback
+
+            from mpi4py import MPI
+            traceback.print_exc()
+            MPI.COMM_WORLD.Abort(1)
         return
     mpiexec = Path(sys.executable).with_name("mpiexec")
     rows = []
@@ -107,9 +115,9 @@ def main() -> None:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ, CI="1"))
         rows += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     print(f"{os.cpu_count()} cores; ranks beyond that are oversubscribed. float32; median time.")
-    print(f"{'p':>2} {'size':>8} | " + " | ".join(f"{s:^27}" for s in STRATEGIES) + " | ring/MPI")
+    print(f"{'p':>2} {'size':>8} | " + " | ".join(f"{s:^27}" for s in STRATEGIES) + " | ring/MPI hier/MPI")
     print(f"{'':>2} {'':>8} | " + " | ".join(f"{'lat us':>8} {'algbw':>8} {'busbw':>8}" for _ in STRATEGIES)
-          + " | busbw")
+          + " | busbw    busbw")
     table = {(r["strategy"], r["p"], r["bytes"]): r for r in rows}
     for ranks in sorted({r["p"] for r in rows}):
         for nbytes in sorted({r["bytes"] for r in rows}):
@@ -119,7 +127,8 @@ def main() -> None:
                 algbw = nbytes / r["time_s"] / 1e9
                 bus[s] = algbw * 2 * (ranks - 1) / ranks
                 cells.append(f"{r['time_s'] * 1e6:8.1f} {algbw:8.3f} {bus[s]:8.3f}")
-            print(f"{ranks:>2} {human(nbytes):>8} | " + " | ".join(cells) + f" | {bus['ring'] / bus['allreduce']:6.2f}")
+            print(f"{ranks:>2} {human(nbytes):>8} | " + " | ".join(cells)
+                  + f" | {bus['ring'] / bus['allreduce']:8.2f} {bus['hierarchical'] / bus['allreduce']:9.2f}")
     print("algbw and busbw in GB/s")
     _plot(rows, args.plot)
 

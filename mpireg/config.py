@@ -24,7 +24,7 @@ from .errors import ConfigError
 
 MODEL_KINDS = ("linear", "logistic", "softmax")
 OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal")
-STRATEGIES = ("allreduce", "ring", "ps", "ps-async", "nccl")
+STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl")
 COMPRESSIONS = ("none", "fp16", "bf16")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 
@@ -106,6 +106,7 @@ class CommConfig:
     max_message_bytes: int = _opt(2**30, min=1, doc="larger reductions are split (MPI counts are C ints)")
     ring_chunk_bytes: int = _opt(4 * 2**20, min=1, doc="ring: bytes per segment processed at a time")
     block_rows: int = _opt(64, min=1, doc="deterministic mode: rows per fixed summation block")
+    ranks_per_node: int = _opt(0, min=0, doc="hierarchical: group ranks in nodes of N (0: the real nodes)")
 
 
 @dataclass

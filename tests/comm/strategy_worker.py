@@ -20,8 +20,9 @@ LENGTHS = [0, 1, 2, 3, 7, 31, 1009, 65537]
 
 def check(name: str, max_message_bytes: int, ring_chunk_bytes: int, staged: bool = False) -> None:
     comm = MPI.COMM_WORLD.Dup()
+    name, _, per_node = name.partition(":")  # "hierarchical:2": nodes of 2 ranks
     settings = CommConfig(strategy=name, max_message_bytes=max_message_bytes,
-                          ring_chunk_bytes=ring_chunk_bytes)
+                          ring_chunk_bytes=ring_chunk_bytes, ranks_per_node=int(per_node or 0))
     # staged: every buffer goes through the host-mirror wrapper a GPU rank uses with an MPI that
     # is not CUDA-aware (here the "device" is host memory, so the copies are real and checked)
     strategy = make_strategy(settings, comm, force_staging=staged)

@@ -5,7 +5,9 @@ import pytest
 from tests.helpers import run_ranks
 
 CASES = [("ring", p) for p in (1, 2, 3, 4, 5, 8)] + [("allreduce", p) for p in (1, 2, 3, 4)] \
-    + [("ps", p) for p in (1, 3)] + [("ps-async", 2)]
+    + [("ps", p) for p in (1, 3)] + [("ps-async", 2)] \
+    + [("hierarchical", p) for p in (1, 2, 3, 5)] \
+    + [("hierarchical:2", 4), ("hierarchical:2", 5), ("hierarchical:1", 3)]  # forced nodes
 
 
 @pytest.mark.parametrize("strategy,ranks", CASES)
