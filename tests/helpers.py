@@ -32,17 +32,25 @@ def run_ranks(n: int, *args, timeout: float = MPI_TIMEOUT, cwd=None, module: str
 
 
 def run_command(cmd, timeout: float = MPI_TIMEOUT, cwd=None):
+    return finish_command(start_command(cmd, cwd), timeout)
+
+
+def start_command(cmd, cwd=None) -> subprocess.Popen:
+    """Start `cmd` in its own process group, with this checkout importable."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd or ROOT, env=env, start_new_session=True,
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd or ROOT, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+
+
+def finish_command(proc: subprocess.Popen, timeout: float = MPI_TIMEOUT):
+    """Wait for `proc`; on timeout kill its whole group and fail the test as a hang."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout} s (a hang): {' '.join(cmd)}\n{out}\n{err}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+        raise AssertionError(f"timed out after {timeout} s (a hang): {' '.join(proc.args)}\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def write_dataset(directory, X, y, task, n_classes=0, shards=1) -> Path:

@@ -7,7 +7,6 @@ checks how the whole job ends and what a resumed run reaches.
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from mpireg.checkpoint import list_checkpoints
 from mpireg.model_io import load_model
-from tests.helpers import ROOT, mpiexec_path, run_ranks, write_dataset
+from tests.helpers import ROOT, finish_command, mpiexec_path, run_ranks, start_command, write_dataset
 
 # Long enough (seconds, thousands of steps) that a signal or a kill always lands mid-run.
 LONG = ["optimizer.kind=sgd", "optimizer.lr=0.02", "optimizer.momentum=0.9", "optimizer.batch_size=4",
@@ -41,20 +40,13 @@ def _args(data, run_dir, overrides):
 
 
 def _start(n, data, run_dir, overrides, resume=False):
-    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpireg.train",
-           *_args(data, run_dir, overrides)] + (["--resume"] if resume else [])
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return start_command([mpiexec_path(), "-n", n, sys.executable, "-m", "mpireg.train",
+                          *_args(data, run_dir, overrides)] + (["--resume"] if resume else []))
 
 
 def _finish(proc, timeout=120):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"hung:\n{out}\n{err}")
-    return proc.returncode, out, err
+    result = finish_command(proc, timeout)
+    return result.returncode, result.stdout, result.stderr
 
 
 def _rank_pids(run_dir) -> dict:
