@@ -2,11 +2,12 @@
 beside two memory-bound references measured in the same run on the same X:
   - copy:   np.copyto(dst, X)          (reads X once, writes it once)
   - read:   X @ ones                   (a streaming read of X: one matrix-vector product)
-The gradient pass of a linear model reads X twice in NumPy's obvious form (X w, then X^T r); the
-C kernel (csrc/cgrad.c) reads it once. Both are measured, and their ratio to `read` shows how
-far each is from the one-pass memory limit.
+NumPy's obvious gradient of a linear model reads X twice (X w, then X^T r); the C kernel
+(csrc/cgrad.c) reads it once. The candidates are timed in turn, round after round, and each keeps
+its best round, so a drift in the host's memory bandwidth hits all of them alike; `vs read` is the
+ratio to the streaming read of the same X in the same run.
 
-    python benchmarks/bench_gradient.py [--rows 1000000] [--features 100] [--threads 1]
+    python benchmarks/bench_gradient.py [--rows 1000000] [--features 100,1000] [--threads 1]
 """
 import argparse
 import os
@@ -16,22 +17,55 @@ import time
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--features", type=int, default=100)
+    p.add_argument("--rows", type=int, default=1_000_000, help="rows at the first feature count; "
+                   "other counts keep X's size")
+    p.add_argument("--features", default="100,1000", help="comma-separated feature counts")
     p.add_argument("--classes", type=int, default=10, help="softmax classes")
-    p.add_argument("--repeats", type=int, default=5, help="best of this many")
+    p.add_argument("--repeats", type=int, default=5, help="rounds; each candidate keeps its best")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (1 = one rank's share)")
+    p.add_argument("--dtypes", default="float32,float64")
     return p.parse_args()
 
 
-def best_time(fn, repeats):
-    fn()  # warm up: page faults, BLAS thread start
-    times = []
+def race(candidates, repeats):
+    """{name: best seconds}, timing the candidates in turn, round after round."""
+    for _, fn in candidates:
+        fn()  # warm up: page faults, BLAS thread start
+    best = {name: float("inf") for name, _ in candidates}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for name, fn in candidates:
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best
+
+
+def candidates_for(np, X, args, rng):
+    from mpireg.models import make_model
+    from mpireg.models.base import _cgrad
+
+    dst = np.empty_like(X)
+    ones = np.ones(X.shape[1], dtype=X.dtype)
+    out = [("copy (memory limit)", lambda: np.copyto(dst, X)), ("read (X @ ones)", lambda: X @ ones)]
+    for kind, k in (("linear", 0), ("logistic", 2), ("softmax", args.classes)):
+        model = make_model(kind, X.shape[1], k, l2=1e-4)
+        y = rng.standard_normal(len(X)) if kind == "linear" else rng.integers(0, max(k, 2), len(X))
+        y = model.prepare_targets(y.astype(X.dtype) if kind == "linear" else y)
+        params = (rng.standard_normal(model.layout.size) * 0.01).astype(X.dtype)
+        grad = np.empty_like(params)
+        label = kind + (f" (K={k})" if kind == "softmax" else "")
+        native = model.one_pass and X.dtype in model.one_pass_dtypes  # what training uses
+        two_pass = getattr(model, "loss_grad_whole", model.loss_grad_xp)
+        out.append((f"{label}, NumPy 2-pass", lambda m=two_pass, p=params, y=y, g=grad: m(p, X, y, g)))
+        if kind == "softmax":
+            out.append((f"{label}, NumPy blocked *",
+                        lambda m=model, p=params, y=y, g=grad: m.loss_grad_xp(p, X, y, g)))
+        elif _cgrad is not None:
+            out.append((f"{label}, C 1-pass" + (" *" if native else ""),
+                        lambda m=model, p=params, y=y, g=grad: m._loss_grad_native(p, X, y, g)))
+        if not native and kind != "softmax":
+            out[-2] = (out[-2][0] + " *", out[-2][1])
+    return out
 
 
 def main():
@@ -41,43 +75,22 @@ def main():
     import numpy as np
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from mpireg.models import make_model
-    from mpireg.models.base import _cgrad
-
     rng = np.random.default_rng(0)
-    print(f"gradient pass, {args.rows:,} rows x {args.features} features, {args.threads} BLAS thread(s), "
-          f"best of {args.repeats}")
-    header = f"{'dtype':8} {'pass':30} {'ms':>8} {'Mrows/s':>9} {'GB/s of X':>10} {'vs read':>8}"
+    counts = [int(f) for f in args.features.split(",")]
+    print(f"gradient pass, {args.threads} BLAS thread(s), best of {args.repeats} interleaved rounds")
+    header = f"{'features':>8} {'dtype':8} {'pass':30} {'ms':>8} {'Mrows/s':>9} {'GB/s of X':>10} {'vs read':>8}"
     print(header)
     print("-" * len(header))
-    for dtype in (np.float32, np.float64):
-        X = rng.standard_normal((args.rows, args.features)).astype(dtype)
-        dst = np.empty_like(X)
-        ones = np.ones(args.features, dtype=dtype)
-        gb = X.nbytes / 1e9
-        results = [("copy (memory limit)", best_time(lambda: np.copyto(dst, X), args.repeats)),
-                   ("read (X @ ones)", best_time(lambda: X @ ones, args.repeats))]
-        del dst
-        for kind, k in (("linear", 0), ("logistic", 2), ("softmax", args.classes)):
-            model = make_model(kind, args.features, k, l2=1e-4)
-            y = model.prepare_targets(rng.standard_normal(args.rows) if kind == "linear"
-                                      else rng.integers(0, max(k, 2), args.rows))
-            if kind == "linear":
-                y = y.astype(dtype)
-            params = (rng.standard_normal(model.layout.size) * 0.01).astype(dtype)
-            grad = np.empty_like(params)
-            label = f"{kind}" + (f" (K={k})" if kind == "softmax" else "")
-            native = model.one_pass and np.dtype(dtype) in model.one_pass_dtypes  # the default path
-            results.append((f"{label}, NumPy 2-pass" + ("" if native else " *"),
-                            best_time(lambda: model.loss_grad_xp(params, X, y, grad), args.repeats)))
-            if hasattr(model, "_loss_grad_native") and _cgrad is not None and kind != "softmax":
-                results.append((f"{label}, C 1-pass" + (" *" if native else ""),
-                                best_time(lambda: model._loss_grad_native(params, X, y, grad), args.repeats)))
-        read = results[1][1]
-        for name, t in results:
-            print(f"{np.dtype(dtype).name:8} {name:30} {t * 1e3:8.1f} {args.rows / t / 1e6:9.1f} "
-                  f"{gb / t:10.2f} {read / t:8.2f}")
-        del X
+    for d in counts:
+        rows = args.rows * counts[0] // d
+        for dtype in args.dtypes.split(","):
+            X = rng.standard_normal((rows, d)).astype(dtype)
+            best = race(candidates_for(np, X, args, rng), args.repeats)
+            read = best["read (X @ ones)"]
+            for name, t in best.items():
+                print(f"{d:8} {dtype:8} {name:30} {t * 1e3:8.1f} {rows / t / 1e6:9.2f} "
+                      f"{X.nbytes / 1e9 / t:10.2f} {read / t:8.2f}", flush=True)
+            del X
     print("* = the path training uses by default for this model and dtype")
 
 

@@ -100,6 +100,7 @@ class Trainer:
         self.timeline.write(self.run_dir / "trace.json")
         self.watchdog.close()
         self.strategy.finish()
+        self.train_data.close()
         self.metrics_log.close()
         return summary
 
@@ -293,7 +294,7 @@ class Trainer:
             t0 = time.perf_counter()
             if i < len(plan):
                 block, rows = plan[i]
-                X, y = data.block(block)
+                X, y = data.block(block, then=plan[i + 1][0] if i + 1 < len(plan) else None)
                 if xp is not np:
                     rows = xp.asarray(rows)
                 X, y = X[rows], y[rows]

@@ -164,10 +164,14 @@ def _check_same(schema: Schema, header: dict, path, first) -> None:
 
 def check_rows(path, X, y, schema: Schema, first_row: int) -> None:
     """Content checks on rows as they are read; names the file and the row."""
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        raise DataError(f"{path}: X has a NaN or Inf value at row {first_row + row}")
+    # A NaN or Inf anywhere makes the sum non-finite; the sum is one streaming pass, where
+    # isfinite() writes and re-reads a mask as large as X. Only a non-finite sum (which
+    # overflow can also cause) pays for the exact search.
+    if X.size and not np.isfinite(X.sum(dtype=X.dtype)):
+        bad = ~np.isfinite(X)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise DataError(f"{path}: X has a NaN or Inf value at row {first_row + row}")
     if schema.task == "regression":
         bad_y = ~np.isfinite(y)
         if bad_y.any():

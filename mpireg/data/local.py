@@ -1,8 +1,14 @@
 """This rank's rows as the model wants them: arrays of one namespace (`xp`), prepared targets.
 
-Resident data is one block, read once and kept; streamed data keeps only the block in use.
+Resident data is one block, read once and kept. Streamed data keeps the block in use and, on
+the CPU, reads the next one on a background thread meanwhile (double buffering: h5py releases
+the GIL inside HDF5's reads, and the gradient kernels release it too), so an epoch costs about
+the slower of reading and computing, not their sum. The reader's blocks are half the memory
+budget, which leaves room for both.
 """
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -18,6 +24,10 @@ class LocalData:
         self.xp = xp
         self._index = None
         self._arrays = None
+        self._next = None  # (index, future) of the block being read ahead
+        self._slot = 1     # which of the two streaming buffers holds the current block
+        self._buffers = [None, None]
+        self._reader_thread = None
 
     @property
     def n_rows(self) -> int:
@@ -27,17 +37,65 @@ class LocalData:
     def block_sizes(self) -> list[int]:
         return self.reader.block_sizes
 
-    def block(self, index: int):
+    def block(self, index: int, then: int | None = None):
+        """(X, y) of block `index`; starts reading block `then` ahead when the data streams.
+        A streamed block's arrays are reused two blocks later: use them before asking again."""
         if index != self._index:
             self._arrays = None  # free the old block before reading the next
-            start = index * self.reader.block_rows
-            self._arrays = self._read(start, min(start + self.reader.block_rows, self.n_rows))
-            self._index = index
+            ahead = self._take_ahead(index)
+            if ahead is None:
+                self._slot = 1 - self._slot
+                ahead = self._read_block(index, self._slot)
+            else:
+                self._slot = 1 - self._slot
+            self._arrays, self._index = ahead, index
+        if then is not None and then != index:
+            self._read_ahead(then)
         return self._arrays
 
     def blocks(self):
-        for index in range(len(self.block_sizes)):
-            yield self.block(index)
+        count = len(self.block_sizes)
+        for index in range(count):
+            yield self.block(index, then=index + 1 if index + 1 < count else None)
+
+    def _read_block(self, index: int, slot: int):
+        start = index * self.reader.block_rows
+        stop = min(start + self.reader.block_rows, self.n_rows)
+        if self.reader.resident or self.xp is not np:
+            return self._read(start, stop)
+        # Streamed host blocks land in two reused buffers: a fresh 100 MB array costs a page
+        # fault per 4 KiB, about as long as reading it.
+        if self._buffers[slot] is None:
+            shape = (self.reader.block_rows, self.reader.schema.n_features)
+            self._buffers[slot] = (np.empty(shape, self.reader.x_dtype),
+                                   np.empty(shape[0], self.reader.y_dtype))
+        X, y = self._buffers[slot]
+        self.reader.read_into(start, stop, X, y)
+        return X[:stop - start], self.prepare_targets(y[:stop - start])
+
+    def _read_ahead(self, index: int) -> None:
+        if self.reader.resident or self.xp is not np or (self._next and self._next[0] == index):
+            return  # device reads stay on the thread that owns the CUDA context
+        self._take_ahead(None)
+        if self._reader_thread is None:
+            self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="mpireg-read")
+        self._next = (index, self._reader_thread.submit(self._read_block, index, 1 - self._slot))
+
+    def _take_ahead(self, index):
+        """The block read ahead if it is `index` (its read error, if any, raised here); else None."""
+        pending, self._next = self._next, None
+        if pending is None:
+            return None
+        if pending[0] == index:
+            return pending[1].result()
+        pending[1].cancel() or pending[1].exception()  # wait: one read at a time
+        return None
+
+    def close(self) -> None:
+        self._take_ahead(None)
+        if self._reader_thread is not None:
+            self._reader_thread.shutdown()
+            self._reader_thread = None
 
     def rows(self, lo: int, hi: int):
         """Local rows [lo, hi): a slice of resident data, or a read from disk."""

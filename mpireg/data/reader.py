@@ -7,6 +7,8 @@ The reader knows files, row ranges and bytes; it knows nothing of models.
 """
 from __future__ import annotations
 
+import threading
+
 import h5py
 import numpy as np
 
@@ -30,6 +32,7 @@ class ShardReader:
         self.resident = self.nbytes <= budget_bytes
         self.block_rows = max(self.n_rows, 1) if self.resident else max(1, int(budget_bytes // (2 * row_bytes)))
         self._files: dict[int, h5py.File] = {}
+        self._opening = threading.Lock()  # the read-ahead thread opens files too
 
     # ------------------------------------------------------------------ blocks
     @property
@@ -77,6 +80,10 @@ class ShardReader:
         check_rows(path, X[dest], y[dest], self.schema, first_row=lo)
 
     def _file(self, index: int) -> h5py.File:
+        with self._opening:
+            return self._open_file(index)
+
+    def _open_file(self, index: int) -> h5py.File:
         if index not in self._files:
             path = self.schema.files[index]
             try:

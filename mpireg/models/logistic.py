@@ -4,10 +4,8 @@
 Stable for any z: log(1 + exp(z)) is computed as logaddexp(0, z), and the sigmoid as
 (1 + tanh(z/2)) / 2, neither of which overflows.
 """
-import numpy as np
 
 from .base import Model, ParamSpec, _cgrad
-
 
 class LogisticModel(Model):
     kind = "logistic"
@@ -19,9 +17,6 @@ class LogisticModel(Model):
 
     def prepare_targets(self, y):
         return y.astype(self.xp.float64) if y.dtype.kind in "iub" else y
-
-    # float32: the row loop's scalar expf/log1pf cost what NumPy's SIMD functions save.
-    one_pass_dtypes = (np.float64,)
 
     def _loss_grad_native(self, params, X, y, grad) -> float:
         return _cgrad.logistic(X, y.astype(X.dtype, copy=False), params, grad, self.fit_intercept)

@@ -1,8 +1,15 @@
 """Multinomial (softmax) regression over K classes: loss_i = logsumexp(z_i) - z_i[y_i].
 
 The log-sum-exp subtracts each row's maximum first, so no logit overflows whatever its size.
+On the CPU the rows go in blocks of about BLOCK_BYTES of X: the block's logits, probabilities
+and its second product X_b^T (P_b - Y_b) then work in cache instead of streaming an n x K array
+through memory five times (about 3x faster at 1,000,000 x 100, K = 10; bench_gradient.py).
 """
+import numpy as np
+
 from .base import Model, ParamSpec
+
+BLOCK_BYTES = 256 << 10
 
 
 class SoftmaxModel(Model):
@@ -30,6 +37,19 @@ class SoftmaxModel(Model):
         return self.loss_grad_xp(params, X, y, grad)
 
     def loss_grad_xp(self, params, X, y, grad) -> float:
+        block = max(64, BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
+        if self.xp is not np or X.shape[0] <= block:
+            return self.loss_grad_whole(params, X, y, grad)
+        total = np.zeros(grad.shape, dtype=np.float64)  # float32 blocks add up in double
+        loss = 0.0
+        for lo in range(0, X.shape[0], block):
+            loss += self.loss_grad_whole(params, X[lo:lo + block], y[lo:lo + block], grad)
+            total += grad
+        grad[...] = total
+        return loss
+
+    def loss_grad_whole(self, params, X, y, grad) -> float:
+        """The loss and gradient sums over all of X at once (on a GPU, one kernel per operation)."""
         rows = self.xp.arange(X.shape[0])
         z, e, lse = self._shifted(params, X)
         loss = float(lse.sum() - z[rows, y].sum())

@@ -64,3 +64,35 @@ def test_epoch_plan_is_a_permutation_and_differs_by_rank_and_epoch():
     assert flat(plan) == flat(epoch_plan(sizes, 4, seed=1, epoch=0, rank=0))
     assert flat(plan) != flat(epoch_plan(sizes, 4, seed=1, epoch=1, rank=0))
     assert flat(plan) != flat(epoch_plan(sizes, 4, seed=1, epoch=0, rank=1))
+
+
+def _streamed(schema, rows_per_block=3):
+    from mpireg.data.local import LocalData
+
+    reader = ShardReader(schema, 0, 1, budget_bytes=2 * rows_per_block * (schema.n_features * 8 + 8))
+    return LocalData(reader, lambda y: y, np)
+
+
+def test_read_ahead_hands_out_the_same_blocks_in_any_order(table):
+    schema, X, y = table
+    data = _streamed(schema)
+    order = [4, 0, 7, 7, 2, 12, 1]  # with repeats, and a read-ahead that is never used
+    for index, then in zip(order, order[1:] + [None]):
+        Xb, yb = data.block(index, then=then)
+        lo = index * 3
+        assert np.array_equal(yb, y[lo:lo + 3]) and np.array_equal(Xb, X[lo:lo + 3])
+        if then not in (None, index):
+            assert data._next[0] == then  # being read while this block is used
+    data.close()
+    assert data._next is None and data._reader_thread is None
+
+
+def test_a_bad_block_read_ahead_fails_when_it_is_used(tmp_path):
+    X = np.ones((12, 2))
+    X[10, 0] = np.inf
+    write_dataset(tmp_path, X, np.zeros(12), "regression", shards=1)
+    data = _streamed(read_schema(resolve_paths([tmp_path])), rows_per_block=2)
+    data.block(4, then=5)  # block 5 holds row 10
+    with pytest.raises(DataError, match=r"part-00000.h5: X has a NaN or Inf value at row 10"):
+        data.block(5)
+    data.close()
