@@ -59,7 +59,9 @@ def worker(sizes, budget_s: float) -> None:
                 step_buf = np.ones(params.size + EXTRA_SLOTS, dtype=np.float32)
                 tail = np.zeros(EXTRA_SLOTS)
                 op = lambda: strategy.step(params, step_buf, lambda p, r: tail)  # noqa: E731
-            else:
+            else:  # the step's own buffer: hierarchical places it in its shared window
+                buf = strategy.step_buffer(count, np.float32)
+                buf[...] = 1
                 op = lambda: strategy.allreduce(buf)  # noqa: E731
             op()
             times, start = [], time.perf_counter()

@@ -24,7 +24,7 @@ from .errors import ConfigError
 
 MODEL_KINDS = ("linear", "logistic", "softmax")
 OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal")
-STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl")
+STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "auto")
 COMPRESSIONS = ("none", "fp16", "bf16")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 

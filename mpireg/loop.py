@@ -119,7 +119,9 @@ class Trainer:
         m = cfg.model
         self.model = make_model(m.kind, train_schema.n_features, train_schema.n_classes,
                                 m.fit_intercept, m.l2, m.l1, xp=self.xp, task=train_schema.task)
-        self.strategy = agree(comm, lambda: make_strategy(cfg.comm, comm, cfg.device))
+        step_bytes = (self.model.layout.size + EXTRA_SLOTS) * self.dtype.itemsize
+        self.strategy = agree(comm, lambda: make_strategy(cfg.comm, comm, cfg.device, message_bytes=step_bytes,
+                                                          overlaps=self.model.overlaps))
         partition = self.strategy.data_partition()  # None: this rank trains on no rows (a server)
         # Deterministic mode: ranks own whole blocks of block_rows rows (some may own none).
         align = cfg.comm.block_rows if cfg.comm.deterministic else 1
@@ -270,8 +272,7 @@ class Trainer:
         cfg, model, data, strategy = self.cfg, self.model, self.train_data, self.strategy
         opt, xp, progress, window, timeline = cfg.optimizer, self.xp, self.progress, self.window, self.timeline
         n = model.layout.size
-        buffer = xp.zeros(n + EXTRA_SLOTS, dtype=self.dtype)
-        grad = buffer[:n]
+        buffer = strategy.step_buffer(n + EXTRA_SLOTS, self.dtype, xp)
         plan = epoch_plan(data.block_sizes, opt.batch_size, cfg.seed, epoch, self.rank)
         total_steps = self.steps_per_epoch * opt.epochs
         # Synchronous strategies: every rank takes the same number of steps. Asynchronous: each
@@ -292,30 +293,27 @@ class Trainer:
 
         for i in range(progress.epoch_step, n_steps):
             t0 = time.perf_counter()
-            if i < len(plan):
-                block, rows = plan[i]
-                X, y = data.block(block, then=plan[i + 1][0] if i + 1 < len(plan) else None)
-                if xp is not np:
-                    rows = xp.asarray(rows)
-                X, y = X[rows], y[rows]
-                t1 = time.perf_counter()
-                buffer[n + LOSS] = model.loss_grad_sum(self.params, X, y, grad)
-                buffer[n + ROWS] = len(rows)
-            else:
-                t1 = t0
-                buffer[...] = 0
+            batch = self._batch(data, plan, i)
+            t1 = time.perf_counter()
             buffer[n + STOP] = self.stop.requested
             buffer[n + CHECKPOINT] = self._checkpoint_vote()
-            t2 = time.perf_counter()
-            if strategy.synchronous and progress.step % cfg.run.log_every == 0:
-                with self.watchdog.waiting("step", progress.step):
-                    self.comm.Barrier()  # sampled: how long this rank waits for the slowest
-                window["wait"] += (time.perf_counter() - t2) * cfg.run.log_every
-            t3 = time.perf_counter()
+            sample_wait = strategy.synchronous and progress.step % cfg.run.log_every == 0
             lr = learning_rate(opt, progress.step, epoch, total_steps)
+            marks = {}
+
+            def compute(on_ready, batch=batch, sample_wait=sample_wait, marks=marks):
+                self._write_gradient(buffer, batch, on_ready)
+                marks["computed"] = time.perf_counter()
+                if sample_wait:
+                    self.comm.Barrier()  # sampled: how long this rank waits for the slowest
+                marks["waited"] = time.perf_counter()
+
             with self.watchdog.waiting("step", progress.step):
-                tail = strategy.step(self.params, buffer, update)
+                tail = strategy.overlap_step(self.params, buffer, update, compute)
             t4 = time.perf_counter()
+            t2, t3 = marks["computed"], marks["waited"]
+            if sample_wait:
+                window["wait"] += (t3 - t2) * cfg.run.log_every
             window["read"] += t1 - t0
             window["compute"] += t2 - t1
             self.timings["compute_s"] += t2 - t0
@@ -355,6 +353,29 @@ class Trainer:
             self._bar.set_postfix(loss=f"{record['loss']:.4g}", rows_s=f"{record['samples_per_s']:.3g}",
                                   refresh=False)
 
+    def _batch(self, data, plan, i):
+        """(X, y) of step i of this rank's epoch plan; None past its end (a rank short of rows
+        still takes part in every reduction, with zeros)."""
+        if i >= len(plan):
+            return None
+        block, rows = plan[i]
+        X, y = data.block(block, then=plan[i + 1][0] if i + 1 < len(plan) else None)
+        if self.xp is not np:
+            rows = self.xp.asarray(rows)
+        return X[rows], y[rows]
+
+    def _write_gradient(self, buffer, batch, on_ready) -> None:
+        """Gradient sum, loss sum and row count of the batch into the step buffer."""
+        n = self.model.layout.size
+        if batch is None:
+            buffer[:n + ROWS + 1] = 0
+        else:
+            X, y = batch
+            buffer[n + LOSS] = self.model.loss_grad_sum(self.params, X, y, buffer[:n], on_ready)
+            buffer[n + ROWS] = X.shape[0]
+        if on_ready is not None:
+            on_ready(buffer.size)  # every rank starts every reduction before any other collective
+
     def _timing_record(self, now: float) -> dict:
         """Mean per-step milliseconds of each part since the last record, rows/s, and bandwidth
         (nccl-tests definitions); wait is sampled once per record and scaled."""
@@ -365,6 +386,7 @@ class Trainer:
         record = {f"{k}_ms": 1e3 * v / steps for k, v in self.window.items()}
         record.update(pack_ms=1e3 * stats.get("pack_s", 0.0) / steps,
                       comm_ms=1e3 * stats.get("comm_s", 0.0) / steps,
+                      exposed_comm_ms=1e3 * stats.get("exposed_s", 0.0) / steps,
                       unpack_ms=1e3 * stats.get("unpack_s", 0.0) / steps,
                       wire_bytes=stats.get("wire_bytes", 0) // steps, algbw_gbs=algbw,
                       busbw_gbs=algbw * self.strategy.bus_factor(), samples_per_s=rate)
@@ -593,7 +615,7 @@ class Trainer:
             "wall_s": wall_seconds,
             "samples_per_s": self.progress.samples / max(train_seconds, 1e-9),
             "ranks": self.comm.size,
-            "strategy": cfg.comm.strategy,
+            "strategy": self.strategy.name,
             "model": cfg.model.kind,
             "optimizer": cfg.optimizer.kind,
             "dtype": str(self.dtype),

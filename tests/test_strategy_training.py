@@ -33,6 +33,12 @@ def test_ring_and_ps_train_what_allreduce_trains(datasets, tmp_path, strategy):
                                                              "comm.fusion_bytes=100", "comm.verify_every=5"))
     assert summary["strategy"] == strategy
     np.testing.assert_allclose(params, reference, rtol=1e-9, atol=1e-12)
+    # The traffic tells the strategies apart: a parameter-server worker sends its gradient and
+    # receives the parameters (two buffers per step); the ring moves one buffer in place.
+    steps = [json.loads(line) for line in (tmp_path / strategy / "metrics.jsonl").read_text().splitlines()]
+    wire = {r["wire_bytes"] for r in steps if r["type"] == "step"}
+    n_bytes = (params.size + 4) * params.itemsize
+    assert wire == ({2 * n_bytes} if strategy == "ps" else {n_bytes}), wire
 
 
 @pytest.mark.parametrize("compression", ["fp16", "bf16"])

@@ -1,4 +1,6 @@
 """Synchronisation strategies, one file each, one interface (`base.Strategy`)."""
+from dataclasses import replace
+
 from .. import log
 from ..errors import ConfigError
 from . import packing
@@ -18,13 +20,25 @@ STRATEGIES = {s.name: s for s in (AllreduceStrategy, RingStrategy, HierarchicalS
 DIRECT_ON_DEVICE = ("allreduce", "ring")
 
 
-def make_strategy(settings, comm, device: str = "cpu", packer=None, force_staging: bool = False):
+def make_strategy(settings, comm, device: str = "cpu", packer=None, force_staging: bool = False,
+                  message_bytes: int = 0, overlaps: bool = False):
     """The strategy named by `settings.strategy` (a CommConfig), logged once on rank 0.
+
+    "auto" probes the candidates for a step buffer of `message_bytes` (autotune.py); on the GPU
+    it means allreduce.
 
     On the GPU, buffers go to MPI directly when it is CUDA-aware (or `comm.cuda_aware = "on"`),
     else through pinned host buffers (`StagedStrategy`). NCCL always reduces on the device.
     """
     name = settings.strategy
+    if name == "auto" and device == "cpu" and comm.size > 1 and not force_staging:
+        from .autotune import autotune
+
+        return autotune(settings, comm, max(message_bytes, 8), overlaps,
+                        lambda chosen: STRATEGIES[chosen.strategy](comm, chosen, packer))[0]
+    if name == "auto":
+        settings = replace(settings, strategy="allreduce")
+        name = settings.strategy
     if name not in STRATEGIES:
         raise ConfigError(f"comm.strategy: expected one of {', '.join(STRATEGIES)}, got {name!r}")
     if name == "nccl" and device != "gpu":

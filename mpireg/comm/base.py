@@ -13,6 +13,9 @@ same step, inside the reduction they do anyway: no extra collective.
 
     setup(params, rows_per_step, buffer_dtype)   once, before the first step
     step(params, buffer, update) -> tail [loss sum, rows, stop votes, checkpoint votes]
+    overlap_step(params, buffer, update, compute) -> tail
+                                           the same, the buffer written by compute(on_ready);
+                                           a strategy that can overlaps its reduction with it
     allreduce(buf, codec=FLOAT)            in-place global sum (evaluation, full-batch solvers)
     broadcast(buf, root=0)
     finish_training(params)                every rank, once, after its last step
@@ -63,6 +66,11 @@ class Strategy(ABC):
                                  packing.for_array(params, self.packer), rows_per_step, EXTRA_SLOTS,
                                  xp=namespace_of(params))
 
+    def step_buffer(self, size: int, dtype, xp=np):
+        """The zeroed buffer a step's gradient is written into; a strategy may place it where
+        its reduction reads it without a copy (hierarchical: in shared memory). Collective."""
+        return xp.zeros(size, dtype=dtype)
+
     def data_partition(self) -> tuple[int, int] | None:
         """(index, count) of this rank among the ranks that hold training rows; None for none."""
         return self.rank, self.size
@@ -71,6 +79,12 @@ class Strategy(ABC):
     def step(self, params, buffer, update):
         self.pipe.reduce(buffer, self.allreduce)
         return update(params, buffer)
+
+    def overlap_step(self, params, buffer, update, compute):
+        """`compute(on_ready)` writes the buffer; strategies that can reduce buckets while it
+        runs pass an on_ready(hi) to be told that buffer[:hi] is final. Here: no overlap."""
+        compute(None)
+        return self.step(params, buffer, update)
 
     # ------------------------------------------------------------------ reductions
     def allreduce(self, buf, codec=FLOAT) -> None:

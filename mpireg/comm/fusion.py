@@ -6,12 +6,17 @@ bucket is packed into a 16-bit wire buffer, pre-scaled by 1 / (nominal global ba
 sums of per-row gradients stay far inside fp16's range (65504), and unpacked after the reduction
 with the inverse scale; the [loss, rows] tail goes uncompressed, since the row count must be
 exact. Per step the pipe records pack, communicate and unpack seconds and the bytes on the wire.
+
+`overlap` reduces the way DDP's buckets do: the model reports how much of the gradient is final
+while it computes the rest, and each bucket's non-blocking reduction starts as soon as the bucket
+is complete. What the step still waits for after the computation is the exposed communication.
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
+from mpi4py import MPI
 
 from .codecs import FLOAT, Codec
 
@@ -33,7 +38,8 @@ class GradientPipe:
         self.reset_stats()
 
     def reset_stats(self) -> None:
-        self.stats = {"pack_s": 0.0, "comm_s": 0.0, "unpack_s": 0.0, "wire_bytes": 0, "steps": 0}
+        self.stats = {"pack_s": 0.0, "comm_s": 0.0, "exposed_s": 0.0, "unpack_s": 0.0, "wire_bytes": 0,
+                      "steps": 0}
 
     # ---------------------------------------------------------------- sender side
     def encode(self, buffer) -> list:
@@ -82,7 +88,34 @@ class GradientPipe:
         t = time.perf_counter()
         for array, codec in wires:
             reduce_fn(array, codec)
-        self.stats["comm_s"] += time.perf_counter() - t
+        elapsed = time.perf_counter() - t
+        self.stats["comm_s"] += elapsed
+        self.stats["exposed_s"] += elapsed  # nothing overlaps a blocking reduction
         self.stats["wire_bytes"] += sum(a.nbytes for a, _ in wires)
         self.stats["steps"] += 1
         self.decode(wires, buffer)
+
+    def overlap(self, buffer, start, compute) -> None:
+        """Reduce `buffer` while `compute(on_ready)` writes it. on_ready(hi) says buffer[:hi] is
+        final; every bucket inside it then starts reducing through `start(array) -> request`.
+        Uncompressed buckets only (they are views of the buffer). Every rank must report the
+        same points, so that all start the same reductions in the same order."""
+        requests, first = [], []
+
+        def on_ready(hi):
+            while len(requests) < len(self.buckets) and self.buckets[len(requests)].stop <= hi:
+                if not first:
+                    first.append(time.perf_counter())
+                requests.append(start(buffer[self.buckets[len(requests)]]))
+            if requests:
+                MPI.Request.Testall(requests)  # MPICH moves a message only inside an MPI call
+
+        compute(on_ready)
+        t = time.perf_counter()
+        on_ready(buffer.size)
+        MPI.Request.Waitall(requests)
+        end = time.perf_counter()
+        self.stats["exposed_s"] += end - t
+        self.stats["comm_s"] += end - (first[0] if first else t)
+        self.stats["wire_bytes"] += buffer.nbytes
+        self.stats["steps"] += 1

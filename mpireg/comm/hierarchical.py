@@ -1,17 +1,19 @@
 """Node-aware allreduce: shared memory within a node, a ring among nodes.
 
 Ranks of a node (COMM_TYPE_SHARED; or groups of `comm.ranks_per_node` ranks, to exercise the
-multi-node path on one machine) share one MPI-3 window holding a slot per rank and a result:
+multi-node path on one machine) share MPI-3 windows of one slot per rank. A reduction:
 
-    1. each rank copies its buffer into its slot                      (write n)
-    2. barrier; rank i of the node sums slice i of every slot, in slot order, into the result
-                                                                      (read n, write n/p)
-    3. one leader per node reduces the result with the other leaders over the ring (multi-node)
-    4. barrier; every other rank copies the result into its buffer    (read n)
+    1. barrier: every slot holds its rank's buffer
+    2. rank i of the node sums slice i of every slot (in slot order, its own first) and writes
+       the sum into slice i of every slot                       (read n, write n per rank)
+    3. barrier; multi-node: the node leader reduces its slot with the other leaders over the
+       ring, and the other ranks of the node copy the leader's slot (then a last barrier)
 
-Each element is summed once, in one order, so every rank ends with the same bits, and the data
-moves through memory about three times, against the many copies of a message-based allreduce
-between processes of one node.
+Every element is summed by one rank in one order, so every rank ends with the same bits. The
+step buffer lives in the rank's slot (`step_buffer`): the model writes its gradient straight into
+shared memory and `update` reads the sum from it, so a step on one node moves each byte through
+memory about twice, where a message-based allreduce copies it through MPI's buffers several
+times. Other buffers (evaluation sums, L-BFGS) are copied into a scratch window and back.
 """
 from __future__ import annotations
 
@@ -20,6 +22,32 @@ from mpi4py import MPI
 
 from .base import Strategy
 from .ring import RingStrategy
+
+
+class SharedSlots:
+    """An MPI-3 shared window on one node: `node.size` slots of `nbytes` each."""
+
+    def __init__(self, node, nbytes: int):
+        self.nbytes, self.count = nbytes, node.size
+        self.window = MPI.Win.Allocate_shared(self.count * nbytes if node.rank == 0 else 0, 1, comm=node)
+        memory, _ = self.window.Shared_query(0)
+        self.memory = np.frombuffer(memory, dtype=np.uint8)
+
+    def slot(self, index: int, dtype, offset: int = 0, nbytes: int | None = None):
+        """Bytes [offset, offset + nbytes) of slot `index`, as an array of `dtype`."""
+        start = index * self.nbytes + offset
+        return self.memory[start:start + (self.nbytes - offset if nbytes is None else nbytes)].view(dtype)
+
+    def offset_of(self, buf, index: int):
+        """Byte offset of `buf` inside slot `index`, or None when it lies elsewhere."""
+        if not isinstance(buf, np.ndarray) or not buf.flags.c_contiguous:
+            return None
+        start = buf.__array_interface__["data"][0] - (self.memory.__array_interface__["data"][0]
+                                                      + index * self.nbytes)
+        return start if 0 <= start and start + buf.nbytes <= self.nbytes else None
+
+    def free(self) -> None:
+        self.window.Free()
 
 
 class HierarchicalStrategy(Strategy):
@@ -34,47 +62,68 @@ class HierarchicalStrategy(Strategy):
         self.leaders = comm.Split(0 if self.local == 0 else MPI.UNDEFINED, self.rank)
         self.inter = (RingStrategy(self.leaders, settings, packer)
                       if self.leaders != MPI.COMM_NULL and self.leaders.size > 1 else None)
-        self.window, self.capacity = None, 0
+        self.nodes = comm.allreduce(1 if self.local == 0 else 0)
+        self.resident = None  # the window holding the step buffers
+        self.scratch = None   # a window for any other buffer, grown as needed
 
-    def _shared(self, nbytes: int):
-        """The node's window: local_size slots and a result, each of `nbytes` (grown as needed)."""
-        if nbytes > self.capacity:
-            if self.window is not None:
-                self.window.Free()
-            size = (self.local_size + 1) * nbytes if self.local == 0 else 0
-            self.window = MPI.Win.Allocate_shared(size, 1, comm=self.node)
-            self.memory, _ = self.window.Shared_query(0)
-            self.capacity = nbytes
-        return self.memory
+    def step_buffer(self, size: int, dtype, xp=np):
+        """This rank's slot of a shared window (collective over the node; reused while it fits)."""
+        nbytes = size * np.dtype(dtype).itemsize
+        if xp is not np:
+            return super().step_buffer(size, dtype, xp)
+        if self.resident is None or self.resident.nbytes != nbytes:
+            if self.resident is not None:
+                self.resident.free()
+            self.resident = SharedSlots(self.node, nbytes)
+        buffer = self.resident.slot(self.local, dtype)
+        buffer[...] = 0
+        return buffer
 
     def _allreduce_piece(self, buf, codec) -> None:
-        n, nbytes = buf.size, buf.nbytes
-        memory = np.frombuffer(self._shared(nbytes), dtype=np.uint8)
-        slots = [memory[s * self.capacity:s * self.capacity + nbytes].view(buf.dtype)
-                 for s in range(self.local_size + 1)]
-        result = slots[-1]
-        slots[self.local][...] = buf
+        offset = self.resident.offset_of(buf, self.local) if self.resident is not None else None
+        if offset is None:  # not in the step window: through the scratch window
+            if self.scratch is None or self.scratch.nbytes < buf.nbytes:
+                if self.scratch is not None:
+                    self.scratch.free()
+                self.scratch = SharedSlots(self.node, buf.nbytes)
+            slots, offset = self.scratch, 0
+            slots.slot(self.local, buf.dtype, 0, buf.nbytes)[...] = buf
+        else:
+            slots = self.resident
+        views = [slots.slot(s, buf.dtype, offset, buf.nbytes) for s in range(self.local_size)]
+        self._reduce_in_node(views, codec)
+        if self.nodes > 1:
+            self._across_nodes(views, codec)
+        if slots is self.scratch:
+            buf[...] = views[self.local]
+
+    def _reduce_in_node(self, views, codec) -> None:
         self.node.Barrier()  # every slot written (MPI-3 unified model: visible after the barrier)
-        lo, hi = self.local * n // self.local_size, (self.local + 1) * n // self.local_size
+        n, p, i = views[0].size, self.local_size, self.local
+        lo, hi = i * n // p, (i + 1) * n // p
         if hi > lo:
-            mine = result[lo:hi]
-            mine[...] = slots[0][lo:hi]
-            for s in range(1, self.local_size):
-                codec.add(slots[s][lo:hi], mine)
+            mine = views[i][lo:hi]
+            for s in range(p):
+                if s != i:
+                    codec.add(views[s][lo:hi], mine)
+            for s in range(p):
+                if s != i:
+                    views[s][lo:hi] = mine
+        self.node.Barrier()  # every slice summed into every slot
+
+    def _across_nodes(self, views, codec) -> None:
+        if self.inter is not None:  # the node's leader, whose slot now holds the node's sum
+            self.inter.allreduce(views[0], codec)
         self.node.Barrier()
-        if self.inter is not None:  # a leader: across nodes, in its own buffer (MPI describes it)
-            buf[...] = result
-            self.inter.allreduce(buf, codec)
-            result[...] = buf
-        self.node.Barrier()
-        if self.inter is None:
-            buf[...] = result
-        self.node.Barrier()  # nobody overwrites a slot before everyone has read the result
+        if self.local != 0:
+            views[self.local][...] = views[0]
+        self.node.Barrier()  # nobody writes its slot again before the others have read slot 0
 
     def finish(self) -> None:
-        if self.window is not None:
-            self.window.Free()
-            self.window = None
+        for slots in (self.resident, self.scratch):
+            if slots is not None:
+                slots.free()
+        self.resident = self.scratch = None
         if self.inter is not None:
             self.inter.finish()
         super().finish()

@@ -32,6 +32,13 @@ class StagedStrategy:
         self.host_params = self.staging.to_host(params, out=np.empty(params.shape, dtype=params.dtype))
         self.inner.setup(self.host_params, rows_per_step, buffer_dtype)
 
+    def step_buffer(self, size: int, dtype, xp=np):
+        return xp.zeros(size, dtype=dtype)
+
+    def overlap_step(self, params, buffer, update, compute):
+        compute(None)  # the device finishes the gradient before the copy to the host
+        return self.step(params, buffer, update)
+
     def step(self, params, buffer, update):
         host_buffer = self.staging.to_host(buffer)
         updated_here = []

@@ -65,6 +65,7 @@ class Model:
 
     kind = "base"
     task = ()  # data tasks the model trains on
+    overlaps = False  # True: loss_grad_sum reports parts of the gradient ready as it goes
 
     def __init__(self, n_features: int, n_classes: int = 0, fit_intercept: bool = True,
                  l2: float = 0.0, l1: float = 0.0, xp=np):
@@ -89,11 +90,13 @@ class Model:
             z += v["intercept"]
         return z
 
-    def loss_grad_sum(self, params, X, y, grad) -> float:
+    def loss_grad_sum(self, params, X, y, grad, on_ready=None) -> float:
         """Sum over rows of the data loss; writes the sum of per-row gradients into `grad`.
 
         C-contiguous NumPy arrays take the one-pass C kernel (X read once); anything else
-        (CuPy arrays, strided views, no compiler at install) the array-namespace code."""
+        (CuPy arrays, strided views, no compiler at install) the array-namespace code.
+        `on_ready(hi)`, where given, may be called as grad[:hi] becomes final, so that its
+        reduction can start early; models with one gradient pass never call it."""
         if self.one_pass and self._native_ok(params, X, grad):
             return self._loss_grad_native(params, X, y, grad)
         return self.loss_grad_xp(params, X, y, grad)

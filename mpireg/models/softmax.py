@@ -33,8 +33,32 @@ class SoftmaxModel(Model):
 
     one_pass_dtypes = ()  # two matrix products: BLAS beats a one-pass row loop here
 
-    def loss_grad_sum(self, params, X, y, grad) -> float:
-        return self.loss_grad_xp(params, X, y, grad)
+    overlaps = True
+    OVERLAP_CHUNKS = 8  # pieces of the coef gradient reported ready one after another
+
+    def loss_grad_sum(self, params, X, y, grad, on_ready=None) -> float:
+        if on_ready is None:
+            return self.loss_grad_xp(params, X, y, grad)
+        return self._loss_grad_in_chunks(params, X, y, grad, on_ready)
+
+    def _loss_grad_in_chunks(self, params, X, y, grad, on_ready) -> float:
+        """The coef gradient X^T (P - Y) in slabs of features, each reported ready when
+        written (flat layout: coef row j is grad[j K:(j + 1) K]), so that the reduction of the
+        first slabs overlaps the product for the later ones."""
+        rows = self.xp.arange(X.shape[0])
+        z, e, lse = self._shifted(params, X)
+        loss = float(lse.sum() - z[rows, y].sum())
+        e /= self.xp.exp(lse)[:, None]
+        e[rows, y] -= 1
+        g = self.layout.views(grad)
+        d, k = self.n_features, self.n_classes
+        step = -(-d // self.OVERLAP_CHUNKS)
+        for lo in range(0, d, step):
+            hi = min(lo + step, d)
+            self.xp.matmul(X[:, lo:hi].T, e, out=g["coef"][lo:hi])
+            on_ready(hi * k)
+        self._write_bias_grad(g, e)
+        return loss
 
     def loss_grad_xp(self, params, X, y, grad) -> float:
         block = max(64, BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))

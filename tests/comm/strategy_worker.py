@@ -67,7 +67,7 @@ def check_step(strategy, comm) -> None:
     rank, size = comm.rank, comm.size
     params = np.zeros(5)
     strategy.setup(params)
-    buffer = np.zeros(5 + EXTRA_SLOTS)
+    buffer = strategy.step_buffer(5 + EXTRA_SLOTS, np.float64)  # hierarchical: in shared memory
     if rank != size - 1 or size == 1:
         buffer[:5] = np.arange(5) * (rank + 1)
         buffer[5], buffer[6] = 10.0 * (rank + 1), rank + 1
