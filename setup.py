@@ -55,7 +55,9 @@ setup(
         "mpi": ["mpich"],
         "test": ["pytest>=7", "pytest-timeout>=2", "scikit-learn>=1.1", "matplotlib"],
         "gpu": ["cupy"],
-        "bench": ["matplotlib"],
+        # The peers that benchmarks/compare_peers.py races; never needed by the tests. (On a
+        # CPU-only machine, a CPU build of torch is much smaller: see the README.)
+        "bench": ["matplotlib", "scikit-learn", "torch", "pyspark", "pyarrow"],
     },
     ext_modules=extensions,
     cmdclass={"build_ext": OptionalBuildExt},

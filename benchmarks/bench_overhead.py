@@ -30,6 +30,8 @@ def parse(argv=None):
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--features", type=int, default=8)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="job overrides for the mpireg loop, e.g. --set run.watchdog_seconds=0")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -50,12 +52,14 @@ def worker(args):
     from mpi4py import MPI
 
     sys.path.insert(0, str(ROOT))
+    from mpireg import log
     from mpireg.config import load_job
     from mpireg.data.synth import synthesize
     from mpireg.loop import Trainer
     from mpireg.models import make_model
 
     comm = MPI.COMM_WORLD
+    log.set_rank(comm.rank)
     rows = args.batch * args.steps * comm.size
     data_dir = Path(args.dir) / "data"
     if comm.rank == 0:
@@ -92,7 +96,8 @@ def worker(args):
     run_dir = Path(args.dir) / "run"
     cfg = load_job(None, [f"data.train={data_dir}", "model.kind=linear", "optimizer.kind=sgd",
                           "optimizer.lr=0.01", f"optimizer.batch_size={args.batch}", "optimizer.epochs=1",
-                          "data.dtype=float64", "run.progress=false", "run.log_every=500"])
+                          "data.dtype=float64", "run.progress=false", "run.log_every=500",
+                          *args.overrides])
     Trainer(cfg, comm, run_dir).run()
     if comm.rank == 0:
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -109,6 +114,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="mpireg-overhead-") as tmp:
         command = ["mpiexec", "-n", str(args.ranks), sys.executable, __file__, "--worker", "--dir", tmp,
                    "--steps", str(args.steps), "--features", str(args.features), "--batch", str(args.batch)]
+        for item in args.overrides:
+            command += ["--set", item]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     if out.returncode:

@@ -64,6 +64,7 @@ class Trainer:
         self.cfg = cfg
         self.comm = comm
         self.rank = comm.rank
+        log.set_rank(comm.rank)  # rank 0 alone prints and writes metrics, however we were started
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.stop = stop or StopRequest()

@@ -2,12 +2,14 @@
 
 Each collective candidate (allreduce, ring, hierarchical) reduces a few message sizes around the
 model's step buffer; a least-squares fit of t(n) = alpha + beta n per candidate (Hockney's model)
-predicts the time of one reduction of the buffer. The fastest prediction wins. The fusion size
-matters only when the model overlaps its reduction with its gradient (softmax): with k buckets
-the exposed time is about k alpha + (n / k) beta (every bucket pays the latency once; only the last
-bucket's transfer is left after the computation), smallest at k = sqrt(n beta / alpha). The
-choice and its predicted time are logged; benchmarks/bench_autotune.py checks it against every
-fixed setting. The probe takes well under a second on one node.
+predicts the time of one reduction of the buffer, and the fastest prediction wins. Splitting the
+buffer into k buckets costs k alpha + n beta and can only pay off where the reductions progress
+while the gradient is computed. MPICH (the PyPI wheel) moves a non-blocking reduction only inside
+MPI calls, so the overlap it achieves is partial and the extra latencies dominate: measured in
+benchmarks/bench_autotune.py, one bucket was the best fixed setting for every model tried. The
+tuner therefore keeps the whole step buffer in one bucket unless the probe measures an overlap
+benefit (`overlap_gain`, a fraction of n beta hidden per extra bucket; 0 here). The choice and
+its predicted time are logged; the benchmark checks the pick against every fixed setting.
 """
 from __future__ import annotations
 
@@ -30,20 +32,21 @@ class Fit:
     alpha: float  # seconds per message
     beta: float   # seconds per byte
 
-    def predict(self, nbytes: float, buckets: int = 1) -> float:
-        return buckets * self.alpha + nbytes / buckets * self.beta if buckets > 1 else self.alpha + nbytes * self.beta
+    def predict(self, nbytes: float, buckets: int = 1, overlap_gain: float = 0.0) -> float:
+        hidden = overlap_gain * (buckets - 1) / buckets
+        return buckets * self.alpha + nbytes * self.beta * (1 - hidden)
 
 
 def probe_sizes(nbytes: int) -> list[int]:
-    """Message sizes around the step buffer: from 4 KiB to twice its size (at most 64 MiB)."""
-    top = int(min(max(2 * nbytes, 64 << 10), 64 << 20))
-    sizes = sorted({4 << 10, 64 << 10, max(top // 16, 4 << 10), max(top // 4, 4 << 10), top})
-    return [s - s % 8 for s in sizes]
+    """Message sizes around the step buffer, the buffer's own size among them (at most 64 MiB)."""
+    top = int(min(4 * nbytes, 64 << 20))
+    sizes = {8, min(nbytes, 64 << 20), max(top // 16, 8), max(top // 4, 8), top}
+    return sorted(max(8, s - s % 8) for s in sizes)
 
 
 def measure(strategy, nbytes: int) -> float:
-    """Median seconds of one in-place float64 reduction of `nbytes` (the same on every rank)."""
-    buf = np.ones(max(1, nbytes // 8))
+    """Median seconds of one reduction of a `nbytes` step buffer (the slowest rank's)."""
+    buf = strategy.step_buffer(max(1, nbytes // 8), np.float64)  # where a step's buffer lives
     times = []
     for _ in range(REPEATS):
         strategy.comm.Barrier()
@@ -51,20 +54,23 @@ def measure(strategy, nbytes: int) -> float:
         strategy.allreduce(buf)
         times.append(time.perf_counter() - t)
     times = np.array(times)
-    strategy.comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)  # the slowest rank sets the pace
+    strategy.comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
     return float(np.median(times))
 
 
 def fit(name: str, sizes, seconds) -> Fit:
-    A = np.column_stack([np.ones(len(sizes)), np.asarray(sizes, dtype=float)])
-    (alpha, beta), *_ = np.linalg.lstsq(A, np.asarray(seconds), rcond=None)
+    """Least squares in relative error, so the latency-bound small sizes weigh as much as the big."""
+    t = np.asarray(seconds)
+    A = np.column_stack([np.ones(len(sizes)), np.asarray(sizes, dtype=float)]) / t[:, None]
+    (alpha, beta), *_ = np.linalg.lstsq(A, np.ones(len(t)), rcond=None)
     return Fit(name, max(alpha, 1e-7), max(beta, 1e-13))
 
 
-def best_buckets(fit_: Fit, nbytes: int, overlaps: bool) -> int:
-    if not overlaps or fit_.name != "allreduce":  # only MPI's Iallreduce overlaps (allreduce.py)
+def best_buckets(fit_: Fit, nbytes: int, overlaps: bool, overlap_gain: float = 0.0) -> int:
+    """k minimising k alpha + n beta (1 - gain (k - 1) / k); k = 1 without a measured gain."""
+    if not overlaps or fit_.name != "allreduce" or overlap_gain <= 0:  # only Iallreduce overlaps
         return 1
-    return max(1, min(64, round(math.sqrt(nbytes * fit_.beta / fit_.alpha))))
+    return max(1, min(64, round(math.sqrt(overlap_gain * nbytes * fit_.beta / fit_.alpha))))
 
 
 def autotune(settings, comm, nbytes: int, overlaps: bool, make):

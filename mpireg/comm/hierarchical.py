@@ -4,8 +4,9 @@ Ranks of a node (COMM_TYPE_SHARED; or groups of `comm.ranks_per_node` ranks, to 
 multi-node path on one machine) share MPI-3 windows of one slot per rank. A reduction:
 
     1. barrier: every slot holds its rank's buffer
-    2. rank i of the node sums slice i of every slot (in slot order, its own first) and writes
-       the sum into slice i of every slot                       (read n, write n per rank)
+    2. rank i of the node sums slice i of every slot (its own first, then in slot order) and
+       writes the sum into slice i of every slot, a cache-sized piece at a time
+                                                                (read n, write n per rank)
     3. barrier; multi-node: the node leader reduces its slot with the other leaders over the
        ring, and the other ranks of the node copy the leader's slot (then a last barrier)
 
@@ -22,6 +23,8 @@ from mpi4py import MPI
 
 from .base import Strategy
 from .ring import RingStrategy
+
+CHUNK_BYTES = 256 << 10  # a piece of a slice that stays in L2 while it is summed and copied out
 
 
 class SharedSlots:
@@ -101,14 +104,18 @@ class HierarchicalStrategy(Strategy):
         self.node.Barrier()  # every slot written (MPI-3 unified model: visible after the barrier)
         n, p, i = views[0].size, self.local_size, self.local
         lo, hi = i * n // p, (i + 1) * n // p
-        if hi > lo:
-            mine = views[i][lo:hi]
+        # In cache-sized pieces: each piece is summed and copied out while it is still in cache,
+        # so the slice crosses the memory bus once to be read and once to be written.
+        step = max(1, CHUNK_BYTES // views[0].itemsize)
+        for start in range(lo, hi, step):
+            piece = slice(start, min(start + step, hi))
+            mine = views[i][piece]
             for s in range(p):
                 if s != i:
-                    codec.add(views[s][lo:hi], mine)
+                    codec.add(views[s][piece], mine)
             for s in range(p):
                 if s != i:
-                    views[s][lo:hi] = mine
+                    views[s][piece] = mine
         self.node.Barrier()  # every slice summed into every slot
 
     def _across_nodes(self, views, codec) -> None:

@@ -62,7 +62,7 @@ class SoftmaxModel(Model):
 
     def loss_grad_xp(self, params, X, y, grad) -> float:
         block = max(64, BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
-        if self.xp is not np or X.shape[0] <= block:
+        if self.xp is not np or X.shape[0] <= 8 * block:  # a mini-batch's arrays fit in cache anyway
             return self.loss_grad_whole(params, X, y, grad)
         total = np.zeros(grad.shape, dtype=np.float64)  # float32 blocks add up in double
         loss = 0.0
