@@ -7,8 +7,9 @@ records: no start-up, no epoch-end evaluation or checkpoint).
              efficiency = step time(1) / step time(p)
     strong   --rows-per-rank x 2 rows in all and a global batch of 2 x --batch, split over p
              ranks: ideal = p times the throughput; efficiency = rows/s(p) / (p rows/s(1))
-The comm column is the share of a step spent in the reduction (mpireg's own per-step timing);
-wait is the sampled time a rank waits for the slowest at the barrier before it. Ranks beyond the
+Columns are mpireg's own per-step timings (ms): batch = gathering the step's rows, compute =
+the gradient, comm = the reduction, wait = the sampled time a rank waits for the slowest before
+it; comm % is comm's share of the step. Ranks beyond the
 machine's cores are oversubscribed: the table marks them.
 
     python benchmarks/bench_scaling.py [--ranks 1,2,4,8] [--rows-per-rank 400000] [--batch 4096]
@@ -35,8 +36,10 @@ def parse():
 def run(data_dir, run_dir, ranks, batch, strategy):
     job = [f"data.train={data_dir}", "model.kind=logistic", "optimizer.kind=sgd", "optimizer.lr=0.5",
            f"optimizer.batch_size={batch}", "optimizer.epochs=1", f"comm.strategy={strategy}",
-           "run.progress=false", "run.log_every=20", "data.dtype=float32", "name=scaling"]
-    command = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpireg.train", os.devnull, "--run-dir",
+           "run.progress=false", "run.log_every=10", "data.dtype=float32", "name=scaling"]
+    job_file = run_dir.with_suffix(".toml")
+    job_file.write_text("# every key comes from --set\n")
+    command = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpireg.train", str(job_file), "--run-dir",
                str(run_dir)]
     for item in job:
         command += ["--set", item]
@@ -50,18 +53,18 @@ def run(data_dir, run_dir, ranks, batch, strategy):
     n = last["step"] - first["step"]
     step_ms = 1e3 * (last["time_s"] - first["time_s"]) / n
     mean = lambda key: sum(r[key] for r in steps[1:]) / len(steps[1:])  # noqa: E731
-    return {"step_ms": step_ms, "comm_ms": mean("comm_ms"), "wait_ms": mean("wait_ms"),
+    return {"step_ms": step_ms, "comm_ms": mean("comm_ms"), "wait_ms": mean("wait_ms"), "read_ms": mean("read_ms"),
             "compute_ms": mean("compute_ms"), "rows_s": batch * ranks / (step_ms / 1e3)}
 
 
 def table(title, rows, base, efficiency):
     cores = os.cpu_count()
     print(f"\n{title}")
-    print(f"  {'p':>3} {'rows/rank':>10} {'batch/rank':>10} {'step ms':>8} {'compute':>8} {'comm':>7} "
+    print(f"  {'p':>3} {'rows/rank':>10} {'batch/rank':>10} {'step ms':>8} {'batch':>6} {'compute':>8} {'comm':>7} "
           f"{'wait':>6} {'comm %':>7} {'rows/s':>11} {'efficiency':>10}")
     for p, rows_per_rank, batch, r in rows:
         note = "  oversubscribed" if p > cores else ""
-        print(f"  {p:3} {rows_per_rank:10,} {batch:10,} {r['step_ms']:8.2f} {r['compute_ms']:8.2f} "
+        print(f"  {p:3} {rows_per_rank:10,} {batch:10,} {r['step_ms']:8.2f} {r['read_ms']:6.2f} {r['compute_ms']:8.2f} "
               f"{r['comm_ms']:7.2f} {r['wait_ms']:6.2f} {100 * r['comm_ms'] / r['step_ms']:6.1f}% "
               f"{r['rows_s']:11,.0f} {efficiency(p, r, base):9.0%}{note}")
 

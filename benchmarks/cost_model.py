@@ -3,13 +3,15 @@
 Measured on this machine, in this run:
     alpha, beta  point-to-point latency and inverse bandwidth between two ranks (a ping-pong of
                  8 B ... 16 MiB under mpiexec -n 2, least-squares fit of t = alpha + n beta)
-    mem          one core's copy bandwidth (the shared-memory stage of `hierarchical`)
+    mem          one core's copy rate, bytes copied per second (the shared-memory stage of
+                 `hierarchical`; assumes the node's memory system keeps that rate for all R ranks)
     gamma        one rank's gradient time for each workload, with mpireg's model code
 Per step, for P ranks (R per node, N = P / R nodes) and a gradient of n bytes (Hockney/Thakur):
     ring          2 (P-1) alpha + 2 (P-1)/P n beta
     MPI (tree)    min(recursive doubling  ceil(log2 P) (alpha + n beta),
                       Rabenseifner        2 ceil(log2 P) alpha + 2 (P-1)/P n beta)
-    hierarchical  3 n / mem  +  2 (N-1) alpha + 2 (N-1)/N n beta      (shared memory, then leaders)
+    hierarchical  n / mem  +  2 (N-1) alpha + 2 (N-1)/N n beta   (shared memory: each rank reads n
+                  and writes n, about one copy of the buffer; then the ring among node leaders)
     param server  2 (P-1) (alpha + n beta)                    (rank 0's link carries every copy)
 Step time = gamma + comm (no overlap: an upper bound); weak-scaling efficiency = gamma / step.
 The parameter server stops scaling where its comm equals the compute:
@@ -70,15 +72,15 @@ def pingpong():
 
 
 def measure_link():
-    import numpy as np
-
     done = subprocess.run(["mpiexec", "-n", "2", sys.executable, __file__, "--pingpong"],
                           capture_output=True, text=True, timeout=300, check=True)
     points = json.loads(done.stdout.strip().splitlines()[-1])
-    n = np.array([float(k) for k in points])
-    t = np.array(list(points.values()))
-    (alpha, beta), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(n), n]), t, rcond=None)
-    return max(alpha, 1e-7), beta
+    sys.path.insert(0, str(ROOT))
+    from mpireg.comm.autotune import fit  # least squares in relative error, as the autotuner fits
+
+    link = fit("link", [float(k) for k in points], list(points.values()))
+    print("ping-pong, one way: " + ", ".join(f"{int(k):,} B {v * 1e6:.1f} us" for k, v in points.items()))
+    return link.alpha, link.beta
 
 
 def measure_memory():
@@ -129,7 +131,7 @@ def comm_time(strategy, P, R, n, alpha, beta, mem):
     if strategy == "hierarchical":
         N = max(1, P // R)
         inter = 2 * (N - 1) * alpha + 2 * (N - 1) / N * n * beta if N > 1 else 0.0
-        return 3 * n / mem + inter
+        return n / mem + inter
     if strategy == "param server":
         return 2 * (P - 1) * (alpha + n * beta)
     raise ValueError(strategy)

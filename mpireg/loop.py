@@ -391,7 +391,7 @@ class Trainer:
                       unpack_ms=1e3 * stats.get("unpack_s", 0.0) / steps,
                       wire_bytes=stats.get("wire_bytes", 0) // steps, algbw_gbs=algbw,
                       busbw_gbs=algbw * self.strategy.bus_factor(), samples_per_s=rate)
-        self.window = dict.fromkeys(TIMED, 0.0)
+        self.window.update(dict.fromkeys(TIMED, 0.0))  # in place: the step loop holds this dict
         self._window_start, self._window_steps, self._window_samples = now, self.progress.step, self.progress.samples
         return record
 

@@ -107,3 +107,4 @@ def test_overlapped_bucket_reductions_equal_the_single_process(datasets, tmp_pat
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r["type"] == "step"]
     assert steps and all(0 <= r["exposed_comm_ms"] <= r["comm_ms"] + 1e-9 for r in steps)
+    assert all(r["compute_ms"] > 0 for r in steps)  # every record, not just the first, has timings

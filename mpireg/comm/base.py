@@ -92,6 +92,9 @@ class Strategy(ABC):
         if self.size == 1 or buf.size == 0:
             return
         synchronize(buf)  # device memory handed to MPI must be written already
+        if buf.nbytes <= self.settings.max_message_bytes and buf.size <= INT_MAX:
+            self._allreduce_piece(buf, codec)  # the common case, without building a list
+            return
         for piece in self.message_pieces(buf):
             self._allreduce_piece(piece, codec)
 

@@ -91,7 +91,7 @@ class GradientPipe:
         elapsed = time.perf_counter() - t
         self.stats["comm_s"] += elapsed
         self.stats["exposed_s"] += elapsed  # nothing overlaps a blocking reduction
-        self.stats["wire_bytes"] += sum(a.nbytes for a, _ in wires)
+        self.stats["wire_bytes"] += buffer.nbytes if not self.codec.compressed else sum(a.nbytes for a, _ in wires)
         self.stats["steps"] += 1
         self.decode(wires, buffer)
 
