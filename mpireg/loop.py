@@ -65,6 +65,7 @@ class Trainer:
         self.comm = comm
         self.rank = comm.rank
         log.set_rank(comm.rank)  # rank 0 alone prints and writes metrics, however we were started
+        self._batch_X = self._batch_y = None  # the step's gathered rows, reused (see _batch)
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.stop = stop or StopRequest()
@@ -363,7 +364,16 @@ class Trainer:
         X, y = data.block(block, then=plan[i + 1][0] if i + 1 < len(plan) else None)
         if self.xp is not np:
             rows = self.xp.asarray(rows)
-        return X[rows], y[rows]
+            return X[rows], y[rows]
+        # Gathered into buffers kept from step to step: a fresh megabyte-sized batch costs a
+        # page fault per 4 KiB, as much again as the gather itself.
+        if self._batch_X is None or self._batch_X.shape[0] < len(rows) \
+                or self._batch_X.dtype != X.dtype or self._batch_y.dtype != y.dtype:
+            self._batch_X = np.empty((max(len(rows), self.cfg.optimizer.batch_size), X.shape[1]), X.dtype)
+            self._batch_y = np.empty(self._batch_X.shape[0], y.dtype)
+        k = len(rows)
+        return (np.take(X, rows, axis=0, out=self._batch_X[:k]),
+                np.take(y, rows, axis=0, out=self._batch_y[:k]))
 
     def _write_gradient(self, buffer, batch, on_ready) -> None:
         """Gradient sum, loss sum and row count of the batch into the step buffer."""
