@@ -87,9 +87,15 @@ def autotune(settings, comm, nbytes: int, overlaps: bool, make):
     fusion = max(8, -(-nbytes // buckets))
     chosen = replace(settings, strategy=best.name, fusion_bytes=int(fusion))
     table = ", ".join(f"{f.name} {f.predict(nbytes, best_buckets(f, nbytes, overlaps)) * 1e6:.0f} us "
-                      f"(alpha {f.alpha * 1e6:.1f} us, beta {1 / f.beta / 1e9:.2f} GB/s)" for f in fits)
+                      f"(alpha {f.alpha * 1e6:.1f} us, {_bandwidth(f)})" for f in fits)
     log.info(f"comm.strategy = auto: {best.name}, fusion {fusion} bytes ({buckets} bucket"
              f"{'s' if buckets > 1 else ''}) for a {nbytes}-byte step buffer; predicted "
              f"{best.predict(nbytes, buckets) * 1e6:.0f} us per reduction; probed: {table}")
     return make(chosen), fits
 
+
+
+def _bandwidth(f: Fit) -> str:
+    if f.beta <= 1e-13:  # the clamp: messages this small are all latency
+        return "bandwidth not resolved at these sizes"
+    return f"{1 / f.beta / 1e9:.2f} GB/s"
