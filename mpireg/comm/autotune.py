@@ -94,7 +94,6 @@ def autotune(settings, comm, nbytes: int, overlaps: bool, make):
     return make(chosen), fits
 
 
-
 def _bandwidth(f: Fit) -> str:
     if f.beta <= 1e-13:  # the clamp: messages this small are all latency
         return "bandwidth not resolved at these sizes"
