@@ -372,8 +372,10 @@ class Trainer:
             self._batch_X = np.empty((max(len(rows), self.cfg.optimizer.batch_size), X.shape[1]), X.dtype)
             self._batch_y = np.empty(self._batch_X.shape[0], y.dtype)
         k = len(rows)
-        return (np.take(X, rows, axis=0, out=self._batch_X[:k]),
-                np.take(y, rows, axis=0, out=self._batch_y[:k]))
+        # mode="clip": the plan's indices are in range by construction, and the default "raise"
+        # gathers into a hidden temporary first (twice the time, measured).
+        return (np.take(X, rows, axis=0, out=self._batch_X[:k], mode="clip"),
+                np.take(y, rows, axis=0, out=self._batch_y[:k], mode="clip"))
 
     def _write_gradient(self, buffer, batch, on_ready) -> None:
         """Gradient sum, loss sum and row count of the batch into the step buffer."""
