@@ -120,8 +120,12 @@ def worker(args):
 
 def main():
     args = parse()
-    if args.worker:
-        return worker(args)
+    if args.worker:  # under mpiexec: an error on one rank must end them all, not hang them
+        from mpi4py import MPI
+
+        sys.path.insert(0, str(ROOT))
+        from mpireg.parallel import exit_on_error
+        sys.exit(exit_on_error(MPI.COMM_WORLD, lambda: worker(args) or 0))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     out = subprocess.run(["mpiexec", "-n", str(args.ranks), sys.executable, __file__, "--worker", "--steps",
                           str(args.steps)], capture_output=True, text=True, env=env, timeout=1800)

@@ -92,11 +92,11 @@ def worker(args):
     parts = {name: median_per_step(fn, args.steps, comm) for name, fn in
              (("gradient", gradient), ("wire", wire), ("floor", floor))}
 
-    # The real loop: one epoch of args.steps steps per rank, a step record every 500 steps.
+    # The real loop: one epoch of args.steps steps per rank, six step records.
     run_dir = Path(args.dir) / "run"
     cfg = load_job(None, [f"data.train={data_dir}", "model.kind=linear", "optimizer.kind=sgd",
                           "optimizer.lr=0.01", f"optimizer.batch_size={args.batch}", "optimizer.epochs=1",
-                          "data.dtype=float64", "run.progress=false", "run.log_every=500",
+                          "data.dtype=float64", "run.progress=false", f"run.log_every={max(1, args.steps // 6)}",
                           *args.overrides])
     Trainer(cfg, comm, run_dir).run()
     if comm.rank == 0:
@@ -109,8 +109,12 @@ def worker(args):
 
 def main():
     args = parse()
-    if args.worker:
-        return worker(args)
+    if args.worker:  # under mpiexec: an error on one rank must end them all, not hang them
+        from mpi4py import MPI
+
+        sys.path.insert(0, str(ROOT))
+        from mpireg.parallel import exit_on_error
+        sys.exit(exit_on_error(MPI.COMM_WORLD, lambda: worker(args) or 0))
     with tempfile.TemporaryDirectory(prefix="mpireg-overhead-") as tmp:
         command = ["mpiexec", "-n", str(args.ranks), sys.executable, __file__, "--worker", "--dir", tmp,
                    "--steps", str(args.steps), "--features", str(args.features), "--batch", str(args.batch)]

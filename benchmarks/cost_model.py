@@ -139,8 +139,12 @@ def comm_time(strategy, P, R, n, alpha, beta, mem):
 
 def main():
     args = parse()
-    if args.pingpong:
-        return pingpong()
+    if args.pingpong:  # under mpiexec: an error on one rank must end them all, not hang them
+        from mpi4py import MPI
+
+        sys.path.insert(0, str(ROOT))
+        from mpireg.parallel import exit_on_error
+        sys.exit(exit_on_error(MPI.COMM_WORLD, lambda: pingpong() or 0))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     alpha, beta = measure_link()
     mem = measure_memory()

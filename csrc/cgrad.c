@@ -3,9 +3,9 @@
  * rows. (Softmax stays with NumPy: for K classes its two products are matrix-matrix, where BLAS
  * beats a row loop; measured in benchmarks/bench_gradient.py.)
  *
- * NumPy's obvious form reads X twice (z = X w, then X^T r). Here each row is used twice while it
- * sits in L1: its dot product gives z, the loss gives the residual r, and r x is added to the
- * gradient at once, so X streams from memory a single time.
+ * NumPy's obvious form reads X twice (z = X w, then X^T r). Here rows are used twice while they
+ * sit in L1, four at a time: their dot products give z, the loss gives the residuals r, and r x
+ * is added to the gradient at once, so X streams from memory a single time.
  *
  * Layers (as in cpack.c):
  *   1. kernels   - plain C over rows [lo, hi) for one dtype (generated for float and double by a

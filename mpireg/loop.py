@@ -102,7 +102,9 @@ class Trainer:
         self.timeline.write(self.run_dir / "trace.json")
         self.watchdog.close()
         self.strategy.finish()
-        self.train_data.close()
+        for data in (self.train_data, self.test_data):
+            if data is not None:
+                data.close()
         self.metrics_log.close()
         return summary
 

@@ -15,8 +15,12 @@ class AllreduceStrategy(Strategy):
     name = "allreduce"
 
     def overlap_step(self, params, buffer, update, compute):
+        # Only the collective step overlaps: a subclass that sends its step elsewhere (the
+        # parameter servers) keeps its own, and so do compressed or oversized buffers.
+        collective = type(self).step is Strategy.step
         small = buffer.size <= int(self.settings.max_message_bytes) // buffer.itemsize
-        if self.size == 1 or self.codec.compressed or not isinstance(buffer, np.ndarray) or not small:
+        if (not collective or self.size == 1 or self.codec.compressed or not isinstance(buffer, np.ndarray)
+                or not small):
             return super().overlap_step(params, buffer, update, compute)
         self.pipe.overlap(buffer, lambda bucket: self.comm.Iallreduce(MPI.IN_PLACE, bucket, op=MPI.SUM), compute)
         return update(params, buffer)

@@ -70,7 +70,8 @@ class HierarchicalStrategy(Strategy):
         self.scratch = None   # a window for any other buffer, grown as needed
 
     def step_buffer(self, size: int, dtype, xp=np):
-        """This rank's slot of a shared window (collective over the node; reused while it fits)."""
+        """This rank's slot of a shared window (collective over the node; reused while the size
+        stays the same)."""
         nbytes = size * np.dtype(dtype).itemsize
         if xp is not np:
             return super().step_buffer(size, dtype, xp)
@@ -133,4 +134,8 @@ class HierarchicalStrategy(Strategy):
         self.resident = self.scratch = None
         if self.inter is not None:
             self.inter.finish()
+        for comm in (self.leaders, self.node):
+            if comm != MPI.COMM_NULL:
+                comm.Free()
+        self.leaders = self.node = MPI.COMM_NULL
         super().finish()

@@ -17,7 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .allreduce import AllreduceStrategy
-from .base import EXTRA_SLOTS, Strategy
+from .base import EXTRA_SLOTS
 
 GRAD_TAG, PARAMS_TAG = 81, 82
 
@@ -26,8 +26,6 @@ class ParameterServerStrategy(AllreduceStrategy):
     """Global sums outside the step (evaluation, full-batch solvers) use MPI's Allreduce."""
 
     name = "ps"
-    # Gradients go to the server, not into an allreduce: no overlapped bucket reductions.
-    overlap_step = Strategy.overlap_step
 
     def setup(self, params, rows_per_step: float = 1.0, buffer_dtype=None) -> None:
         super().setup(params, rows_per_step, buffer_dtype)

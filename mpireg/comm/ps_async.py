@@ -20,7 +20,7 @@ from mpi4py import MPI
 
 from ..errors import ConfigError
 from .allreduce import AllreduceStrategy
-from .base import EXTRA_SLOTS, Strategy
+from .base import EXTRA_SLOTS
 
 HEAD_TAG, GRAD_TAG, PARAMS_TAG = 91, 92, 93
 DONE = -1
@@ -28,8 +28,6 @@ DONE = -1
 
 class AsyncParameterServerStrategy(AllreduceStrategy):
     name = "ps-async"
-    # Gradients go to the server, not into an allreduce: no overlapped bucket reductions.
-    overlap_step = Strategy.overlap_step
     synchronous = False
 
     def __init__(self, comm, settings, packer=None):

@@ -42,13 +42,10 @@ class LocalData:
         A streamed block's arrays are reused two blocks later: use them before asking again."""
         if index != self._index:
             self._arrays = None  # free the old block before reading the next
-            ahead = self._take_ahead(index)
-            if ahead is None:
-                self._slot = 1 - self._slot
-                ahead = self._read_block(index, self._slot)
-            else:
-                self._slot = 1 - self._slot
-            self._arrays, self._index = ahead, index
+            ahead = self._take_ahead(index)  # read ahead into the other slot, or None
+            self._slot = 1 - self._slot
+            self._arrays = ahead if ahead is not None else self._read_block(index, self._slot)
+            self._index = index
         if then is not None and then != index:
             self._read_ahead(then)
         return self._arrays
