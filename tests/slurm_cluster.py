@@ -35,10 +35,18 @@ def why_not_available() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports: every socket stays bound until all are chosen, so the kernel cannot
+    hand the same port out twice (it did: slurmctld and slurmd were given one port and slurmd
+    could not bind)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class OneNodeSlurm:
@@ -49,12 +57,27 @@ class OneNodeSlurm:
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
         self.cpus = cpus
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start munged, slurmctld and slurmd; a port taken between choosing and binding it
+        (another process on the machine) restarts the daemons on fresh ports."""
+        for attempt in range(attempts):
+            try:
+                self._start_once()
+                return
+            except RuntimeError:
+                if "Address already in use" not in self.logs() or attempt == attempts - 1:
+                    raise
+                self.stop()
+                for log in self.root.glob("*.log"):
+                    log.unlink()
+
+    def _start_once(self) -> None:
         r = self.root
         for sub in ("state", "spool"):
             (r / sub).mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mungekey", "-c", "-k", str(r / "munge.key")], check=True, capture_output=True)
-        os.chmod(r / "munge.key", 0o600)
+        if not (r / "munge.key").exists():
+            subprocess.run(["mungekey", "-c", "-k", str(r / "munge.key")], check=True, capture_output=True)
+            os.chmod(r / "munge.key", 0o600)
         subprocess.run(["munged", "--force", f"--socket={r}/munge.socket", f"--key-file={r}/munge.key",
                         f"--pid-file={r}/munged.pid", f"--log-file={r}/munged.log",
                         f"--seed-file={r}/munged.seed"], check=True, capture_output=True)
@@ -65,12 +88,13 @@ class OneNodeSlurm:
 
     def _config(self) -> str:
         r = self.root
+        ctld_port, slurmd_port = _free_ports(2)
         return f"""ClusterName=mpireg-test
 SlurmctldHost={self.host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
 AuthType=auth/munge
 AuthInfo=socket={r}/munge.socket
 StateSaveLocation={r}/state
@@ -99,6 +123,8 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=self.env, capture_output=True, text=True)
             if out.returncode == 0 and out.stdout.strip() in ("idle", "mix", "alloc"):
                 return
+            if "Address already in use" in self.logs():
+                break  # a daemon could not bind its port: it will not come up
             time.sleep(0.2)
         raise RuntimeError(f"the node never became idle:\n{self.logs()}")
 
