@@ -117,44 +117,102 @@ INLINE double logistic_r_##SUFFIX(T *z, const T *y, size_t m)                   
  * Rows go four at a time: their four dot products share each load of w; their residuals are
  * computed together in SIMD lanes; and the update g += r0 x0 + r1 x1 + r2 x2 + r3 x3 reuses the
  * four rows while they are still in L1 and loads and stores g once per four rows instead of
- * once per row. X comes from memory once. A software prefetch a few KiB ahead keeps enough
- * memory requests in flight: without it the dependent chain dot -> residual -> update stalls
- * on each new line and the pass ran at ~0.6 of a streaming read; with it, ~0.9-1.0 (linear,
- * 100 features; benchmarks/bench_gradient.py).
+ * once per row. X comes from memory once.
+ *
+ * The chain dot -> residual -> update keeps the core from running ahead to the next rows'
+ * loads, so software prefetches keep memory requests in flight. How depends on the row length
+ * (benchmarks/bench_gradient.py, ratio to a streaming read of the same X):
+ *   short rows - the four rows' bytes, PREFETCH_BYTES ahead, asked for at once before the dot
+ *                products: linear at 100 features went from ~0.6 to ~0.9-1.0.
+ *   long rows  - a block of four rows is longer than the out-of-order window, so a burst at its
+ *                start is spent before the update; instead each 64-byte step of the dot products
+ *                asks for the same step of the next block, and two vector accumulators per row
+ *                hide the FMA latency: 1,000 features went from ~0.4 to ~0.5-0.6. (On short rows
+ *                this form measured slower, hence two.)
  */
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096
 #endif
+#define LONG_ROW_BYTES 2048
 
-#define DEFINE_KERNEL(T, SUFFIX, MODEL)                                                             \
-FAST static double MODEL##_##SUFFIX(const T *X, const T *y, const T *w, size_t lo, size_t hi,     \
-                                    size_t d, int fit, T *g)                                        \
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"  /* vectors only pass between always-inlined helpers */
+#endif
+typedef float vec_f32 __attribute__((vector_size(32)));
+typedef double vec_f64 __attribute__((vector_size(32)));
+
+#define DEFINE_DOTS(T, SUFFIX)                                                                      \
+INLINE vec_##SUFFIX load_##SUFFIX(const T *p)                                                      \
+{                                                                                                   \
+    vec_##SUFFIX v;                                                                                 \
+    memcpy(&v, p, sizeof v);  /* an unaligned vector load */                                       \
+    return v;                                                                                       \
+}                                                                                                   \
+                                                                                                    \
+INLINE T hsum_##SUFFIX(vec_##SUFFIX v)                                                             \
+{                                                                                                   \
+    enum { N = sizeof v / sizeof(T) };                                                              \
+    T half[N / 2];                                                                                  \
+    for (int l = 0; l < N / 2; l++) half[l] = v[l] + v[l + N / 2];                                  \
+    return N == 8 ? (half[0] + half[2]) + (half[1] + half[3]) : half[0] + half[1];                 \
+}                                                                                                   \
+                                                                                                    \
+INLINE void dots_short_##SUFFIX(const T *x[4], const T *w, size_t d, T z[4])                       \
+{                                                                                                   \
+    for (size_t o = 0; o < 4 * d * sizeof(T); o += 64)  /* never faults, even past X's end */    \
+        __builtin_prefetch((const void *)((uintptr_t)x[0] + PREFETCH_BYTES + o), 0, 0);            \
+    const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                         \
+    T z0 = z[0], z1 = z[1], z2 = z[2], z3 = z[3];                                                   \
+    _Pragma("omp simd reduction(+:z0, z1, z2, z3)")                                                 \
+    for (size_t j = 0; j < d; j++) {                                                                \
+        z0 += x0[j] * w[j];                                                                         \
+        z1 += x1[j] * w[j];                                                                         \
+        z2 += x2[j] * w[j];                                                                         \
+        z3 += x3[j] * w[j];                                                                         \
+    }                                                                                               \
+    z[0] = z0, z[1] = z1, z[2] = z2, z[3] = z3;                                                     \
+}                                                                                                   \
+                                                                                                    \
+INLINE void dots_long_##SUFFIX(const T *x[4], const T *w, size_t d, T z[4])                        \
+{                                                                                                   \
+    enum { LANES = sizeof(vec_##SUFFIX) / sizeof(T), STEP = 2 * LANES };  /* STEP: 64 bytes */     \
+    const size_t ahead = 4 * d * sizeof(T);  /* same column, next block of four rows */           \
+    vec_##SUFFIX a[4] = {{0}}, c[4] = {{0}};                                                        \
+    size_t j = 0;                                                                                   \
+    for (; j + STEP <= d; j += STEP) {                                                              \
+        vec_##SUFFIX wa = load_##SUFFIX(w + j), wc = load_##SUFFIX(w + j + LANES);                  \
+        for (int k = 0; k < 4; k++) {                                                               \
+            __builtin_prefetch((const void *)((uintptr_t)(x[k] + j) + ahead), 0, 0);                \
+            a[k] += load_##SUFFIX(x[k] + j) * wa;                                                   \
+            c[k] += load_##SUFFIX(x[k] + j + LANES) * wc;                                           \
+        }                                                                                           \
+    }                                                                                               \
+    for (int k = 0; k < 4; k++) {                                                                   \
+        T s = z[k] + hsum_##SUFFIX(a[k] + c[k]);                                                    \
+        for (size_t t = j; t < d; t++) s += x[k][t] * w[t];                                         \
+        z[k] = s;                                                                                   \
+    }                                                                                               \
+}
+
+#define DEFINE_KERNEL(T, SUFFIX, MODEL, SHAPE)                                                      \
+FAST static double MODEL##_##SHAPE##_##SUFFIX(const T *X, const T *y, const T *w, size_t lo,       \
+                                              size_t hi, size_t d, int fit, T *g)                   \
 {                                                                                                   \
     double loss = 0.0;                                                                              \
     T b = fit ? w[d] : (T)0;                                                                        \
     for (size_t i = lo; i < hi; i += 4) {                                                           \
         size_t m = hi - i < 4 ? hi - i : 4;                                                         \
         const T *x0 = X + i * d;   /* rows past hi repeat row i, and get a zero residual */        \
-        const T *x1 = m > 1 ? x0 + d : x0, *x2 = m > 2 ? x0 + 2 * d : x0, *x3 = m > 3 ? x0 + 3 * d : x0; \
-        /* Ask for the bytes PREFETCH_BYTES ahead, a line at a time (past the rows' end too: a   \
-         * prefetch never faults, and the next block of rows follows in memory). */                \
-        for (size_t o = 0; o < 4 * d * sizeof(T); o += 64)                                          \
-            __builtin_prefetch((const void *)((uintptr_t)x0 + PREFETCH_BYTES + o), 0, 0);           \
-        T z0 = b, z1 = b, z2 = b, z3 = b;                                                           \
-        _Pragma("omp simd reduction(+:z0, z1, z2, z3)")                                             \
-        for (size_t j = 0; j < d; j++) {                                                            \
-            z0 += x0[j] * w[j];                                                                     \
-            z1 += x1[j] * w[j];                                                                     \
-            z2 += x2[j] * w[j];                                                                     \
-            z3 += x3[j] * w[j];                                                                     \
-        }                                                                                           \
-        T r[4] = {z0, z1, z2, z3};                                                                  \
+        const T *x[4] = {x0, m > 1 ? x0 + d : x0, m > 2 ? x0 + 2 * d : x0, m > 3 ? x0 + 3 * d : x0}; \
+        T r[4] = {b, b, b, b};                                                                      \
+        dots_##SHAPE##_##SUFFIX(x, w, d, r);                                                        \
         if (m == 4) {                                                                               \
             loss += MODEL##_r_##SUFFIX(r, y + i, 4);                                                \
         } else {                                                                                    \
             loss += MODEL##_r_##SUFFIX(r, y + i, m);                                                \
             for (size_t k = m; k < 4; k++) r[k] = (T)0;                                             \
         }                                                                                           \
+        const T *x1 = x[1], *x2 = x[2], *x3 = x[3];                                                 \
         T r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];                                               \
         _Pragma("omp simd")                                                                         \
         for (size_t j = 0; j < d; j++) g[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]); \
@@ -165,14 +223,22 @@ FAST static double MODEL##_##SUFFIX(const T *X, const T *y, const T *w, size_t l
 
 DEFINE_RESIDUALS(float, f32)
 DEFINE_RESIDUALS(double, f64)
-DEFINE_KERNEL(float, f32, linear)
-DEFINE_KERNEL(double, f64, linear)
-DEFINE_KERNEL(float, f32, logistic)
-DEFINE_KERNEL(double, f64, logistic)
+DEFINE_DOTS(float, f32)
+DEFINE_DOTS(double, f64)
+DEFINE_KERNEL(float, f32, linear, short)
+DEFINE_KERNEL(float, f32, linear, long)
+DEFINE_KERNEL(double, f64, linear, short)
+DEFINE_KERNEL(double, f64, linear, long)
+DEFINE_KERNEL(float, f32, logistic, short)
+DEFINE_KERNEL(float, f32, logistic, long)
+DEFINE_KERNEL(double, f64, logistic, short)
+DEFINE_KERNEL(double, f64, logistic, long)
 
 /* ------------------------------------------------------------------ 2. wrappers */
 
 enum model { LINEAR, LOGISTIC };
+typedef double kernel_f32(const float *, const float *, const float *, size_t, size_t, size_t, int, float *);
+typedef double kernel_f64(const double *, const double *, const double *, size_t, size_t, size_t, int, double *);
 
 typedef struct {
     Py_buffer X, y, w, g;
@@ -247,6 +313,11 @@ static PyObject *run(enum model which, PyObject *args)
         PyErr_NoMemory();
         goto fail;
     }
+    int long_rows = d * item >= LONG_ROW_BYTES;
+    kernel_f32 *k32 = which == LINEAR ? (long_rows ? linear_long_f32 : linear_short_f32)
+                                      : (long_rows ? logistic_long_f32 : logistic_short_f32);
+    kernel_f64 *k64 = which == LINEAR ? (long_rows ? linear_long_f64 : linear_short_f64)
+                                      : (long_rows ? logistic_long_f64 : logistic_short_f64);
     double loss = 0.0;
     Py_BEGIN_ALLOW_THREADS
     for (size_t lo = 0; lo < n; lo += BLOCK) {
@@ -254,13 +325,11 @@ static PyObject *run(enum model which, PyObject *args)
         memset(block, 0, P * item);
         if (t == 'f') {
             float *gb = (float *)block;
-            loss += which == LINEAR ? linear_f32(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb)
-                                    : logistic_f32(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
+            loss += k32(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
             for (size_t j = 0; j < P; j++) total[j] += gb[j];
         } else {
             double *gb = (double *)block;
-            loss += which == LINEAR ? linear_f64(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb)
-                                    : logistic_f64(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
+            loss += k64(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
             for (size_t j = 0; j < P; j++) total[j] += gb[j];
         }
     }

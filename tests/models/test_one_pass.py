@@ -21,10 +21,11 @@ def _data(kind, k, n, d, dtype, rng, model):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("fit", [True, False])
 @pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 1000])  # around the 256-row block
-def test_one_pass_equals_the_reference(kind, k, dtype, fit, n, rng):
-    model = make_model(kind, 9, k, fit_intercept=fit)
+@pytest.mark.parametrize("d", [9, 531])  # short and long rows (>= 2 KiB: the other dot products)
+def test_one_pass_equals_the_reference(kind, k, dtype, fit, n, d, rng):
+    model = make_model(kind, d, k, fit_intercept=fit)
     model.one_pass_dtypes = (np.float32, np.float64)  # both kernels, whichever the default picks
-    X, y = _data(kind, k, n, 9, dtype, rng, model)
+    X, y = _data(kind, k, n, d, dtype, rng, model)
     w = (rng.standard_normal(model.layout.size) * 2).astype(dtype)
     native, reference = np.empty_like(w), np.empty_like(w)
     loss = model.loss_grad_sum(w, X, y, native)
