@@ -120,47 +120,33 @@ INLINE double logistic_r_##SUFFIX(T *z, const T *y, size_t m)                   
  * once per row. X comes from memory once.
  *
  * The chain dot -> residual -> update keeps the core from running ahead to the next rows'
- * loads, so software prefetches keep memory requests in flight. How depends on the row length
+ * loads, so software prefetches keep memory requests in flight. Where depends on the row length
  * (benchmarks/bench_gradient.py, ratio to a streaming read of the same X):
- *   short rows - the four rows' bytes, PREFETCH_BYTES ahead, asked for at once before the dot
- *                products: linear at 100 features went from ~0.6 to ~0.9-1.0.
- *   long rows  - a block of four rows is longer than the out-of-order window, so a burst at its
- *                start is spent before the update; instead each 64-byte step of the dot products
- *                asks for the same step of the next block, and two vector accumulators per row
- *                hide the FMA latency: 1,000 features went from ~0.4 to ~0.5-0.6. (On short rows
- *                this form measured slower, hence two.)
+ *   short rows - the next PREFETCH_BYTES, asked for at once before the dot products: linear
+ *                at 100 features went from ~0.6 to ~0.9-1.0.
+ *   long rows  - four rows outrun the out-of-order window, and memory idles while the update
+ *                works from L1; so the update asks, 64 bytes at a time, for the same bytes of
+ *                the next four rows: 1,000 features went from ~0.5 to ~0.6-0.8, with no loss
+ *                when X sits in cache. (On short rows this form measured slower, hence two.)
  */
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096
 #endif
 #define LONG_ROW_BYTES 2048
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"  /* vectors only pass between always-inlined helpers */
-#endif
-typedef float vec_f32 __attribute__((vector_size(32)));
-typedef double vec_f64 __attribute__((vector_size(32)));
+/* short rows: ask for the next PREFETCH_BYTES before the dot products of rows x0.. (bytes long) */
+INLINE void prefetch_short(const void *x0, size_t bytes)
+{
+    for (size_t o = 0; o < bytes; o += 64)  /* a prefetch never faults, even past X's end */
+        __builtin_prefetch((const void *)((uintptr_t)x0 + PREFETCH_BYTES + o), 0, 0);
+}
 
-#define DEFINE_DOTS(T, SUFFIX)                                                                      \
-INLINE vec_##SUFFIX load_##SUFFIX(const T *p)                                                      \
+/* long rows: nothing before the dot products; their update asks instead */
+INLINE void prefetch_long(const void *x0, size_t bytes) { (void)x0, (void)bytes; }
+
+#define DEFINE_STEPS(T, SUFFIX)                                                                     \
+INLINE void dots_##SUFFIX(const T *x[4], const T *w, size_t d, T z[4])                             \
 {                                                                                                   \
-    vec_##SUFFIX v;                                                                                 \
-    memcpy(&v, p, sizeof v);  /* an unaligned vector load */                                       \
-    return v;                                                                                       \
-}                                                                                                   \
-                                                                                                    \
-INLINE T hsum_##SUFFIX(vec_##SUFFIX v)                                                             \
-{                                                                                                   \
-    enum { N = sizeof v / sizeof(T) };                                                              \
-    T half[N / 2];                                                                                  \
-    for (int l = 0; l < N / 2; l++) half[l] = v[l] + v[l + N / 2];                                  \
-    return N == 8 ? (half[0] + half[2]) + (half[1] + half[3]) : half[0] + half[1];                 \
-}                                                                                                   \
-                                                                                                    \
-INLINE void dots_short_##SUFFIX(const T *x[4], const T *w, size_t d, T z[4])                       \
-{                                                                                                   \
-    for (size_t o = 0; o < 4 * d * sizeof(T); o += 64)  /* never faults, even past X's end */    \
-        __builtin_prefetch((const void *)((uintptr_t)x[0] + PREFETCH_BYTES + o), 0, 0);            \
     const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                         \
     T z0 = z[0], z1 = z[1], z2 = z[2], z3 = z[3];                                                   \
     _Pragma("omp simd reduction(+:z0, z1, z2, z3)")                                                 \
@@ -173,24 +159,28 @@ INLINE void dots_short_##SUFFIX(const T *x[4], const T *w, size_t d, T z[4])    
     z[0] = z0, z[1] = z1, z[2] = z2, z[3] = z3;                                                     \
 }                                                                                                   \
                                                                                                     \
-INLINE void dots_long_##SUFFIX(const T *x[4], const T *w, size_t d, T z[4])                        \
+/* g[lo, hi) += r0 x0 + r1 x1 + r2 x2 + r3 x3 */                                                    \
+INLINE void update_##SUFFIX(const T *x[4], const T r[4], size_t lo, size_t hi, T *g)               \
 {                                                                                                   \
-    enum { LANES = sizeof(vec_##SUFFIX) / sizeof(T), STEP = 2 * LANES };  /* STEP: 64 bytes */     \
-    const size_t ahead = 4 * d * sizeof(T);  /* same column, next block of four rows */           \
-    vec_##SUFFIX a[4] = {{0}}, c[4] = {{0}};                                                        \
-    size_t j = 0;                                                                                   \
-    for (; j + STEP <= d; j += STEP) {                                                              \
-        vec_##SUFFIX wa = load_##SUFFIX(w + j), wc = load_##SUFFIX(w + j + LANES);                  \
-        for (int k = 0; k < 4; k++) {                                                               \
-            __builtin_prefetch((const void *)((uintptr_t)(x[k] + j) + ahead), 0, 0);                \
-            a[k] += load_##SUFFIX(x[k] + j) * wa;                                                   \
-            c[k] += load_##SUFFIX(x[k] + j + LANES) * wc;                                           \
-        }                                                                                           \
-    }                                                                                               \
-    for (int k = 0; k < 4; k++) {                                                                   \
-        T s = z[k] + hsum_##SUFFIX(a[k] + c[k]);                                                    \
-        for (size_t t = j; t < d; t++) s += x[k][t] * w[t];                                         \
-        z[k] = s;                                                                                   \
+    const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                         \
+    T r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];                                                   \
+    _Pragma("omp simd")                                                                             \
+    for (size_t j = lo; j < hi; j++) g[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]); \
+}                                                                                                   \
+                                                                                                    \
+INLINE void update_short_##SUFFIX(const T *x[4], const T r[4], size_t d, T *g)                     \
+{                                                                                                   \
+    update_##SUFFIX(x, r, 0, d, g);                                                                 \
+}                                                                                                   \
+                                                                                                    \
+/* each 64 bytes of the update asks for the same bytes of the next four rows */                   \
+INLINE void update_long_##SUFFIX(const T *x[4], const T r[4], size_t d, T *g)                      \
+{                                                                                                   \
+    const size_t line = 64 / sizeof(T), next = 4 * d * sizeof(T);                                   \
+    for (size_t j = 0; j < d; j += line) {                                                          \
+        for (int k = 0; k < 4; k++)                                                                 \
+            __builtin_prefetch((const void *)((uintptr_t)(x[k] + j) + next), 0, 0);                \
+        update_##SUFFIX(x, r, j, j + line < d ? j + line : d, g);                                   \
     }                                                                                               \
 }
 
@@ -204,27 +194,25 @@ FAST static double MODEL##_##SHAPE##_##SUFFIX(const T *X, const T *y, const T *w
         size_t m = hi - i < 4 ? hi - i : 4;                                                         \
         const T *x0 = X + i * d;   /* rows past hi repeat row i, and get a zero residual */        \
         const T *x[4] = {x0, m > 1 ? x0 + d : x0, m > 2 ? x0 + 2 * d : x0, m > 3 ? x0 + 3 * d : x0}; \
+        prefetch_##SHAPE(x0, 4 * d * sizeof(T));                                                    \
         T r[4] = {b, b, b, b};                                                                      \
-        dots_##SHAPE##_##SUFFIX(x, w, d, r);                                                        \
-        if (m == 4) {                                                                               \
+        dots_##SUFFIX(x, w, d, r);                                                                  \
+        if (m == 4) {  /* a constant count: the residuals of four rows vectorise */                \
             loss += MODEL##_r_##SUFFIX(r, y + i, 4);                                                \
         } else {                                                                                    \
             loss += MODEL##_r_##SUFFIX(r, y + i, m);                                                \
             for (size_t k = m; k < 4; k++) r[k] = (T)0;                                             \
         }                                                                                           \
-        const T *x1 = x[1], *x2 = x[2], *x3 = x[3];                                                 \
-        T r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];                                               \
-        _Pragma("omp simd")                                                                         \
-        for (size_t j = 0; j < d; j++) g[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]); \
-        if (fit) g[d] += (r0 + r1) + (r2 + r3);                                                     \
+        update_##SHAPE##_##SUFFIX(x, r, d, g);                                                      \
+        if (fit) g[d] += (r[0] + r[1]) + (r[2] + r[3]);                                             \
     }                                                                                               \
     return loss;                                                                                    \
 }
 
 DEFINE_RESIDUALS(float, f32)
 DEFINE_RESIDUALS(double, f64)
-DEFINE_DOTS(float, f32)
-DEFINE_DOTS(double, f64)
+DEFINE_STEPS(float, f32)
+DEFINE_STEPS(double, f64)
 DEFINE_KERNEL(float, f32, linear, short)
 DEFINE_KERNEL(float, f32, linear, long)
 DEFINE_KERNEL(double, f64, linear, short)
