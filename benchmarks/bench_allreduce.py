@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from mpi_launch import mpiexec, run_worker
+
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 STRATEGIES = ("allreduce", "ring", "hierarchical", "ps")
@@ -99,20 +101,11 @@ def main() -> None:
             sizes.append(hi)  # the end point is always measured
     else:
         sizes = [parse_size(s) for s in args.sizes.split(",")]
-    if args.worker:
-        try:
-            worker(sizes, args.budget)
-        except BaseException:  # one failing rank must not leave the others waiting
-            import traceback
-
-            from mpi4py import MPI
-            traceback.print_exc()
-            MPI.COMM_WORLD.Abort(1)
-        return
-    mpiexec = Path(sys.executable).with_name("mpiexec")
+    if args.worker:  # under mpiexec
+        run_worker(lambda: worker(sizes, args.budget))
     rows = []
     for ranks in (int(r) for r in args.ranks.split(",")):
-        cmd = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", str(ranks), sys.executable, __file__,
+        cmd = [*mpiexec(ranks), sys.executable, __file__,
                "--worker", "--sizes", ",".join(map(str, sizes)), "--budget", str(args.budget)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ, CI="1"))
         rows += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]

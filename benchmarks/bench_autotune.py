@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from mpi_launch import mpiexec, run_worker
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = [  # label, kind, features, classes, rows per rank per step
     ("linear, 100 features", "linear", 100, 0, 256),
@@ -120,14 +122,10 @@ def worker(args):
 
 def main():
     args = parse()
-    if args.worker:  # under mpiexec: an error on one rank must end them all, not hang them
-        from mpi4py import MPI
-
-        sys.path.insert(0, str(ROOT))
-        from mpireg.parallel import exit_on_error
-        sys.exit(exit_on_error(MPI.COMM_WORLD, lambda: worker(args) or 0))
+    if args.worker:  # under mpiexec
+        run_worker(lambda: worker(args))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    out = subprocess.run(["mpiexec", "-n", str(args.ranks), sys.executable, __file__, "--worker", "--steps",
+    out = subprocess.run([*mpiexec(args.ranks), sys.executable, __file__, "--worker", "--steps",
                           str(args.steps)], capture_output=True, text=True, env=env, timeout=1800)
     if out.returncode:
         sys.exit(out.stderr)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from mpi_launch import mpiexec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,7 +61,6 @@ def device_gradient_table(cp, rows, features, classes, repeats):
 
 
 def end_to_end(rows, features, classes, ranks):
-    mpiexec = Path(sys.executable).with_name("mpiexec")
     print(f"\nend to end, {rows:,} x {features} float32, 2 epochs, batch 4096 per rank; samples/s")
     print(f"{'model':10} {'ranks':>5} {'cpu':>14} {'gpu':>14} {'gpu/cpu':>8}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +75,7 @@ def end_to_end(rows, features, classes, ranks):
                 rates = {}
                 for device in ("cpu", "gpu"):
                     run = Path(tmp) / f"{kind}-{p}-{device}"
-                    cmd = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", str(p), sys.executable, "-m",
+                    cmd = [*mpiexec(p), sys.executable, "-m",
                            "mpireg.train", str(job), "--run-dir", str(run)]
                     for item in (f"data.train={data}", f"model.kind={kind}", "optimizer.kind=adam",
                                  "optimizer.lr=0.01", "optimizer.epochs=2", "optimizer.batch_size=4096",

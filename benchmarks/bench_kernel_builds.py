@@ -5,19 +5,17 @@ only the instructions do). A change to csrc/cgrad.c is measured with this before
 
     python benchmarks/bench_kernel_builds.py [--rev HEAD~1] [--features 100,1000]
 
-The other build is compiled from `git show REV:csrc/cgrad.c` with the flags setup.py uses.
+The other build is that commit's tree (`git archive REV`) built by its own setup.py.
 """
 import argparse
 import importlib.util
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = ["-O3", "-std=c99", "-fopenmp-simd", "-fPIC", "-shared"]  # setup.py's, for one file
 
 
 def parse():
@@ -39,14 +37,15 @@ def load(path: Path, name: str):
 
 
 def build(rev: str, workdir: Path):
-    source = workdir / "cgrad.c"
-    source.write_text(subprocess.run(["git", "show", f"{rev}:csrc/cgrad.c"], cwd=ROOT, check=True,
-                                     capture_output=True, text=True).stdout)
-    target = workdir / f"_cgrad{sysconfig.get_config_var('EXT_SUFFIX')}"
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    subprocess.run([compiler, *FLAGS, f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target)],
-                   check=True, capture_output=True)
-    return load(target, rev)
+    """The `_cgrad` of commit `rev`, built by that commit's own setup.py (so with its flags)."""
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive, check=True)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=workdir, check=True,
+                   capture_output=True)
+    built = sorted((workdir / "mpireg").glob("_cgrad*.so"))
+    if not built:
+        sys.exit(f"{rev}: its setup.py built no mpireg._cgrad")
+    return load(built[0], rev)
 
 
 def race(np, builds, d, dtype, megabytes, repeats):

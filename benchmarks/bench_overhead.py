@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mpi_launch import mpiexec, run_worker
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -109,14 +111,10 @@ def worker(args):
 
 def main():
     args = parse()
-    if args.worker:  # under mpiexec: an error on one rank must end them all, not hang them
-        from mpi4py import MPI
-
-        sys.path.insert(0, str(ROOT))
-        from mpireg.parallel import exit_on_error
-        sys.exit(exit_on_error(MPI.COMM_WORLD, lambda: worker(args) or 0))
+    if args.worker:  # under mpiexec
+        run_worker(lambda: worker(args))
     with tempfile.TemporaryDirectory(prefix="mpireg-overhead-") as tmp:
-        command = ["mpiexec", "-n", str(args.ranks), sys.executable, __file__, "--worker", "--dir", tmp,
+        command = [*mpiexec(args.ranks), sys.executable, __file__, "--worker", "--dir", tmp,
                    "--steps", str(args.steps), "--features", str(args.features), "--batch", str(args.batch)]
         for item in args.overrides:
             command += ["--set", item]

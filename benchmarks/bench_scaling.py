@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mpi_launch import mpiexec
+
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +41,7 @@ def run(data_dir, run_dir, ranks, batch, strategy):
            "run.progress=false", "run.log_every=10", "data.dtype=float32", "name=scaling"]
     job_file = run_dir.with_suffix(".toml")
     job_file.write_text("# every key comes from --set\n")
-    command = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpireg.train", str(job_file), "--run-dir",
+    command = [*mpiexec(ranks), sys.executable, "-m", "mpireg.train", str(job_file), "--run-dir",
                str(run_dir)]
     for item in job:
         command += ["--set", item]
@@ -49,6 +51,9 @@ def run(data_dir, run_dir, ranks, batch, strategy):
         sys.exit(f"{' '.join(command)}\n{done.stderr}")
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r["type"] == "step"][1:]  # the first window holds warm-up
+    if len(steps) < 2:  # steady state needs two windows of 10 steps after the warm-up one
+        sys.exit(f"p = {ranks}: {len(steps) + 1} metrics windows of 10 steps; give --rows-per-rank at least "
+                 f"{30 * batch} rows (30 steps of --batch {batch})")
     first, last = steps[0], steps[-1]
     n = last["step"] - first["step"]
     step_ms = 1e3 * (last["time_s"] - first["time_s"]) / n

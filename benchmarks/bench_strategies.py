@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mpi_launch import mpiexec
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,10 +23,9 @@ def best_rate(repeats, ranks, data, run_dir, overrides):
 
 
 def run(ranks, data, run_dir, overrides):
-    mpiexec = Path(sys.executable).with_name("mpiexec")
     job = Path(run_dir).with_suffix(".toml")
     job.write_text("")
-    cmd = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", str(ranks), sys.executable, "-m",
+    cmd = [*mpiexec(ranks), sys.executable, "-m",
            "mpireg.train", str(job), "--run-dir", str(run_dir)]
     for item in [f"data.train={data}", "run.progress=false", *overrides]:
         cmd += ["--set", item]

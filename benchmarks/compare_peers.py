@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mpi_launch import mpiexec
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -279,7 +280,7 @@ strategy = "{strategy}"
 dir = "{run_dir}"
 progress = false
 """)
-    command = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpireg.train", str(job)]
+    command = [*mpiexec(ranks), sys.executable, "-m", "mpireg.train", str(job)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})

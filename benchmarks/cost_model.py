@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from mpi_launch import mpiexec, run_worker
+
 ROOT = Path(__file__).resolve().parents[1]
 NODES = (1, 16, 64, 256, 1024)
 STRATEGIES = ("ring", "MPI (tree)", "hierarchical", "param server")
@@ -72,7 +74,7 @@ def pingpong():
 
 
 def measure_link():
-    done = subprocess.run(["mpiexec", "-n", "2", sys.executable, __file__, "--pingpong"],
+    done = subprocess.run([*mpiexec(2), sys.executable, __file__, "--pingpong"],
                           capture_output=True, text=True, timeout=300, check=True)
     points = json.loads(done.stdout.strip().splitlines()[-1])
     sys.path.insert(0, str(ROOT))
@@ -139,12 +141,8 @@ def comm_time(strategy, P, R, n, alpha, beta, mem):
 
 def main():
     args = parse()
-    if args.pingpong:  # under mpiexec: an error on one rank must end them all, not hang them
-        from mpi4py import MPI
-
-        sys.path.insert(0, str(ROOT))
-        from mpireg.parallel import exit_on_error
-        sys.exit(exit_on_error(MPI.COMM_WORLD, lambda: pingpong() or 0))
+    if args.pingpong:  # under mpiexec
+        run_worker(pingpong)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     alpha, beta = measure_link()
     mem = measure_memory()
