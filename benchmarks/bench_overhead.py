@@ -5,7 +5,7 @@ timed on every rank, median per step:
     gradient   model.loss_grad_sum on one batch
     wire       comm.Allreduce of the step buffer alone
     floor      a hand-written loop: batch slice, gradient, Allreduce, SGD update (NumPy + mpi4py)
-    mpireg     the real training loop (Trainer), steady-state steps between two log records
+    mpireg     the real training loop (mpireg.fit), steady-state steps between two log records
 overhead = step - gradient - wire, for the floor and for mpireg. mpireg's extra over the floor
 pays for: the epoch plan's row gather, stop and checkpoint votes in the reduced tail, timing,
 the watchdog's bookkeeping and the sampled wait barrier.
@@ -57,7 +57,7 @@ def worker(args):
     from mpireg import log
     from mpireg.config import load_job
     from mpireg.data.synth import synthesize
-    from mpireg.loop import Trainer
+    from mpireg.fit import train
     from mpireg.models import make_model
 
     comm = MPI.COMM_WORLD
@@ -100,7 +100,7 @@ def worker(args):
                           "optimizer.lr=0.01", f"optimizer.batch_size={args.batch}", "optimizer.epochs=1",
                           "data.dtype=float64", "run.progress=false", f"run.log_every={max(1, args.steps // 6)}",
                           *args.overrides])
-    Trainer(cfg, comm, run_dir).run()
+    train(cfg, comm, run_dir)
     if comm.rank == 0:
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         steps = [r for r in records if r["type"] == "step"]

@@ -1,7 +1,9 @@
 """The one place that writes human-facing output: rank 0 only, unless asked otherwise."""
 import sys
+from contextlib import contextmanager
 
 _rank = 0
+_quiet = False
 
 
 def set_rank(rank: int) -> None:
@@ -9,8 +11,19 @@ def set_rank(rank: int) -> None:
     _rank = rank
 
 
+@contextmanager
+def quiet(enabled: bool = True):
+    """Within: no progress messages (the Python API's default); warnings and errors still print."""
+    global _quiet
+    before, _quiet = _quiet, enabled
+    try:
+        yield
+    finally:
+        _quiet = before
+
+
 def info(message: str) -> None:
-    if _rank == 0:
+    if _rank == 0 and not _quiet:
         print(message, flush=True)
 
 
@@ -29,7 +42,9 @@ class JsonlLog:
     """metrics.jsonl: one JSON object per line, flushed as written; rank 0 writes, others don't."""
 
     def __init__(self, path, append: bool = False):
-        self._file = open(path, "a" if append else "w", encoding="utf-8") if _rank == 0 else None
+        # path None: records go nowhere (a fit without a run directory)
+        self._file = (open(path, "a" if append else "w", encoding="utf-8")
+                      if _rank == 0 and path is not None else None)
 
     def write(self, record: dict) -> None:
         if self._file is not None:

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     from . import log
     from .config import load_job
-    from .loop import Trainer
+    from .fit import train
     from .parallel import StopRequest, agree, exit_on_error
 
     comm = MPI.COMM_WORLD.Dup()  # library traffic never meets a user's messages
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         agree(comm, lambda: check_launch(comm.size))
         cfg = agree(comm, lambda: load_job(args.job, overrides))
         run_dir = Path(args.run_dir or cfg.run.dir or Path("runs") / cfg.name)
-        Trainer(cfg, comm, run_dir, resume=args.resume, stop=stop).run()
+        train(cfg, comm, run_dir, resume=args.resume, stop=stop)
         return 0
 
     code = exit_on_error(comm, run)

@@ -37,6 +37,15 @@ class LocalData:
     def block_sizes(self) -> list[int]:
         return self.reader.block_sizes
 
+    @property
+    def resident(self) -> bool:
+        return self.reader.resident
+
+    @property
+    def first_row(self) -> int:
+        """The global row this rank's rows start at."""
+        return self.reader.first_row
+
     def block(self, index: int, then: int | None = None):
         """(X, y) of block `index`; starts reading block `then` ahead when the data streams.
         A streamed block's arrays are reused two blocks later: use them before asking again."""

@@ -1,0 +1,85 @@
+"""Rows handed over as arrays (the Python API), in the interface the fitting procedures read.
+
+Under `mpiexec` each rank passes its own rows; together they are the training set, in rank
+order (rank 0's rows first), exactly as a rank's rows of a set of shards are its slice of the
+files concatenated. The ranks agree on the shape first, so that a mismatch is one error naming
+both ranks rather than a hang in the first reduction (STYLE.md, habit 4).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CollectiveError, DataError
+from ..parallel import agree
+from .format import Schema, check_rows
+
+SOURCE = "<arrays>"  # what messages name where a shard's path would stand
+
+
+class LocalArrays:
+    """This rank's rows as one resident block (the interface of `LocalData`)."""
+
+    resident = True
+
+    def __init__(self, X, y, first_row: int):
+        self.X, self.y, self.first_row = X, y, first_row
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def block_sizes(self) -> list[int]:
+        return [self.n_rows] if self.n_rows else []
+
+    def block(self, index: int, then: int | None = None):
+        return self.X, self.y
+
+    def blocks(self):
+        if self.n_rows:
+            yield self.X, self.y
+
+    def rows(self, lo: int, hi: int):
+        return self.X[lo:hi], self.y[lo:hi]
+
+    def close(self) -> None:
+        pass
+
+
+def arrays_schema(comm, X, y, task: str, n_classes: int) -> tuple[Schema, int]:
+    """(schema of the union of every rank's rows, this rank's first global row). Collective.
+
+    X must be 2-D float32/float64 and y 1-D with one entry per row (targets already encoded:
+    floats for regression, labels 0..K-1 otherwise); values are checked as shards' rows are,
+    rows numbered within the rank's own arrays."""
+    agree(comm, lambda: _check_local(X, y, task, n_classes))
+    everyone = comm.allgather((int(X.shape[1]), str(X.dtype), int(X.shape[0])))
+    features, dtype, _ = everyone[0]
+    for rank, (theirs, their_dtype, _) in enumerate(everyone):  # the same verdict on every rank
+        if theirs != features:
+            raise CollectiveError(f"X: rank {rank} has {theirs} features, rank 0 has {features}", None, 1)
+        if their_dtype != dtype:
+            raise CollectiveError(f"X: rank {rank} holds {their_dtype}, rank 0 holds {dtype}", None, 1)
+    rows = [count for _, _, count in everyone]
+    if sum(rows) == 0:
+        raise CollectiveError("X: no rows on any rank", None, comm.size)
+    schema = Schema(task=task, n_features=features, n_classes=n_classes, dtype=dtype,
+                    files=[SOURCE], rows=[sum(rows)])
+    return schema, sum(rows[:comm.rank])
+
+
+def _check_local(X, y, task: str, n_classes: int) -> None:
+    if getattr(X, "ndim", None) != 2:
+        raise DataError(f"X: expected a 2-D array (rows, features), got "
+                        f"{'shape ' + str(X.shape) if hasattr(X, 'shape') else type(X).__name__}")
+    if X.dtype not in (np.float32, np.float64):
+        raise DataError(f"X: expected float32 or float64 values, got {X.dtype}")
+    if getattr(y, "ndim", None) != 1 or y.shape[0] != X.shape[0]:
+        raise DataError(f"y: expected a 1-D array with one entry per row of X ({X.shape[0]}), "
+                        f"got shape {getattr(y, 'shape', None)}")
+    schema = Schema(task=task, n_features=X.shape[1], n_classes=n_classes, dtype=str(X.dtype))
+    check_rows(SOURCE, _host(X), _host(y), schema, first_row=0)
+
+
+def _host(array):
+    return array.get() if hasattr(array, "get") else array

@@ -1,0 +1,89 @@
+"""Full-batch L-BFGS: every evaluation of the objective is one pass over every rank's rows and
+one allreduce, so every rank sees the same loss and gradient and SciPy's deterministic
+iteration takes the same path everywhere (optim/lbfgs.py)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import log
+from ..comm import EXTRA_SLOTS
+from ..comm.exact import decode
+from ..device import to_host
+from ..optim import minimize_lbfgs
+from .exact import BlockSums
+from .steps import LOSS, ROWS
+
+
+def fit(parts, run) -> None:
+    opt, progress = parts.cfg.optimizer, run.progress
+    objective = GlobalObjective(parts, run)
+    iterations = 0
+
+    def record(intermediate_result):
+        nonlocal iterations
+        iterations += 1
+        run.metrics.write(dict(type="iteration", iteration=iterations, loss=objective.last_loss,
+                               time_s=run.elapsed()))
+        if run.stop_requested_everywhere():  # every rank stops together
+            run.stopped_by_signal = True
+            raise StopIteration
+
+    x, info = minimize_lbfgs(objective, to_host(parts.params), opt.max_iter, opt.tol, opt.history,
+                             callback=record)
+    parts.params[...] = parts.xp.asarray(x.astype(parts.dtype))
+    progress.step, progress.epoch = info["iterations"], info["evaluations"]
+    progress.samples = info["evaluations"] * parts.schema.n_rows
+    if run.stopped_by_signal:
+        run.checkpoint()
+        return
+    log.info(f"lbfgs: {info['iterations']} iterations, {info['evaluations']} passes over the "
+             f"data, {'converged' if info['converged'] else 'stopped'} ({info['message']})")
+
+
+class GlobalObjective:
+    """objective(x) -> (value, gradient) over every rank's rows, in float64."""
+
+    def __init__(self, parts, run):
+        self.parts, self.run = parts, run
+        self.blocks = BlockSums(parts) if parts.cfg.comm.deterministic else None
+        self.last_loss = float("nan")
+
+    def __call__(self, x: np.ndarray):
+        parts, xp, model = self.parts, self.parts.xp, self.parts.model
+        n = model.layout.size
+        start = time.perf_counter()
+        params = xp.asarray(x, dtype=parts.dtype)
+        if self.blocks is not None:
+            sums = self._exact_sums(params, start)
+        else:
+            sums = xp.zeros(n + EXTRA_SLOTS, dtype=np.float64)
+            scratch = xp.empty(n, dtype=parts.dtype)
+            for X, y in parts.train.blocks():
+                sums[n + LOSS] += model.loss_grad_sum(params, X, y, scratch)
+                sums[:n] += scratch
+                sums[n + ROWS] += X.shape[0]
+            self._reduce(sums, start)
+        rows = float(sums[n + ROWS])
+        grad = sums[:n] / rows
+        model.add_l2_grad(xp.asarray(x), grad)
+        self.last_loss = float(sums[n + LOSS]) / rows + model.penalty(xp.asarray(x))
+        return self.last_loss, to_host(grad)
+
+    def _exact_sums(self, params, start: float):
+        n, blocks = self.parts.n_params, self.blocks
+        sums = np.empty(n + EXTRA_SLOTS)
+        ints = np.zeros(n + EXTRA_SLOTS, dtype=np.int64)
+        groups, exponents = blocks.encode(blocks.partials(params, list(blocks.owned)), blocks.n_blocks, ints)
+        self._reduce(ints, start)
+        decode(ints, groups, exponents, sums)
+        sums[n + ROWS] = ints[n + ROWS]
+        return sums
+
+    def _reduce(self, buf, start: float) -> None:
+        """The pass so far was compute; the reduction is communication."""
+        reduce_start = time.perf_counter()
+        self.run.meter.compute(reduce_start - start)
+        self.run.allreduce(buf)
+        self.run.meter.comm(time.perf_counter() - reduce_start)

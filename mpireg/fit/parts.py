@@ -1,0 +1,167 @@
+"""What a fit computes with, built from a validated job: the array namespace, the data, the
+model, the strategy, the parameters and (mini-batch procedures) the optimizer.
+
+Every phase that can fail on some ranks only (opening shards, reading resident rows, a GPU that
+is missing) runs inside `agree`, so every rank fails together with one message (parallel.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import log
+from ..comm import EXTRA_SLOTS, Strategy, make_strategy
+from ..config import JobConfig
+from ..data import MODEL_TASKS, Schema, ShardReader, read_schema, resolve_paths
+from ..data.arrays import LocalArrays, arrays_schema
+from ..data.local import LocalData
+from ..data.synth import synthesize
+from ..device import array_module, select_gpu
+from ..errors import CollectiveError, ConfigError, DataError
+from ..models import Model, make_model
+from ..optim import FULL_BATCH, make_optimizer
+from ..parallel import agree, on_rank_zero, root_then_bcast
+
+HINTS = {"regression": "linear", "binary": "logistic", "multiclass": "softmax"}
+
+
+@dataclass
+class Arrays:
+    """This rank's training rows, handed over by the Python API (targets already encoded)."""
+
+    X: Any
+    y: Any
+    task: str
+    n_classes: int = 0
+
+
+@dataclass
+class Parts:
+    cfg: JobConfig
+    comm: Any
+    xp: Any
+    dtype: np.dtype
+    schema: Schema
+    model: Model
+    strategy: Strategy
+    train: Any              # LocalData or LocalArrays: this rank's training rows
+    test: LocalData | None  # this rank's held-out rows
+    params: Any             # the flat parameter vector (views: model.layout)
+    optimizer: Any = None   # mini-batch procedures only
+
+    @property
+    def n_params(self) -> int:
+        return self.model.layout.size
+
+    def close(self) -> None:
+        self.strategy.finish()
+        for data in (self.train, self.test):
+            if data is not None:
+                data.close()
+
+
+def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
+    """Collective. Shards name the data unless `arrays` hands this rank its rows."""
+    xp = agree(comm, lambda: array_module(cfg.device))
+    if cfg.device == "gpu":
+        _, sharing = agree(comm, lambda: select_gpu(comm))
+        if sharing > 1:
+            log.warn(f"{sharing} ranks share each GPU on a node (allowed; each gets a fair share at best)")
+    if arrays is None:
+        if cfg.data.synth is not None:
+            on_rank_zero(comm, lambda: _ensure_synthetic(cfg))
+        schema, test_schema = root_then_bcast(comm, lambda: _read_schemas(cfg))
+        first_row = None
+    else:
+        schema, first_row = arrays_schema(comm, arrays.X, arrays.y, arrays.task, arrays.n_classes)
+        agree(comm, lambda: _check_task(cfg, schema))
+        test_schema = None
+    dtype = np.dtype(schema.dtype if cfg.data.dtype == "auto" else cfg.data.dtype)
+    m = cfg.model
+    model = make_model(m.kind, schema.n_features, schema.n_classes, m.fit_intercept, m.l2, m.l1,
+                       xp=xp, task=schema.task)
+    step_bytes = (model.layout.size + EXTRA_SLOTS) * dtype.itemsize
+    strategy = agree(comm, lambda: make_strategy(cfg.comm, comm, cfg.device, message_bytes=step_bytes,
+                                                 overlaps=model.overlaps))
+    partition = strategy.data_partition()  # None: this rank trains on no rows (a server)
+    if arrays is None:
+        # Deterministic mode: ranks own whole blocks of block_rows rows (some may own none).
+        align = cfg.comm.block_rows if cfg.comm.deterministic else 1
+        train = agree(comm, lambda: _open(cfg, comm, schema, partition, model, xp, dtype,
+                                          cfg.comm.deterministic, align))
+    else:
+        train = agree(comm, lambda: _hand_over(cfg, arrays, first_row, partition, model, dtype))
+    test = (agree(comm, lambda: _open(cfg, comm, test_schema, (comm.rank, comm.size), model, xp, dtype, True))
+            if test_schema else None)
+    log.info(f"data: {schema.n_rows} rows x {schema.n_features} features ({schema.task}, {dtype}) "
+             + (f"in {len(schema.files)} shard(s); " if arrays is None else "handed over as arrays; ")
+             + f"{'resident' if train.resident else 'streamed'} on each rank")
+    if cfg.comm.compression != "none" and dtype != np.float32:
+        raise CollectiveError(f"comm.compression: {cfg.comm.compression!r} compresses float32 "
+                              f"gradients; this job computes in {dtype} (set data.dtype = "
+                              f"'float32')", None, comm.size)
+    params = model.init_params(dtype)
+    strategy.broadcast(params)
+    data_ranks = partition[1] if partition else comm.size - 1
+    strategy.setup(params, rows_per_step=cfg.optimizer.batch_size * max(data_ranks, 1),
+                   buffer_dtype=np.int64 if cfg.comm.deterministic else dtype)
+    optimizer = make_optimizer(cfg.optimizer, model, dtype) if cfg.optimizer.kind not in FULL_BATCH else None
+    return Parts(cfg, comm, xp, dtype, schema, model, strategy, train, test, params, optimizer)
+
+
+def _read_schemas(cfg: JobConfig):
+    data = cfg.data
+    train = read_schema(resolve_paths(data.train, "data.train"), "data.train")
+    test = read_schema(resolve_paths(data.test, "data.test"), "data.test") if data.test else None
+    if test is not None:
+        for name in ("n_features", "task", "n_classes"):
+            if getattr(test, name) != getattr(train, name):
+                raise DataError(f"data.test: {test.files[0]} has {name} = {getattr(test, name)}, "
+                                f"but the training data ({train.files[0]}) has "
+                                f"{getattr(train, name)}")
+    _check_task(cfg, train)
+    return train, test
+
+
+def _check_task(cfg: JobConfig, schema: Schema) -> None:
+    if schema.task not in MODEL_TASKS[cfg.model.kind]:
+        raise ConfigError(f"model.kind: {cfg.model.kind!r} cannot train on {schema.files[0]} "
+                          f"(task {schema.task!r}); use model.kind = {HINTS[schema.task]!r}")
+
+
+def _open(cfg, comm, schema, partition, model, xp, dtype, allow_empty: bool, align: int = 1) -> LocalData:
+    budget = cfg.data.memory_budget_mb * 2**20
+    index, count = partition if partition else (None, comm.size)
+    reader = ShardReader(schema, index, count, budget, x_dtype=dtype, allow_empty=allow_empty, align=align)
+    return LocalData(reader, model.prepare_targets, xp).load()
+
+
+def _hand_over(cfg, arrays: Arrays, first_row: int, partition, model, dtype) -> LocalArrays:
+    X, y = arrays.X, arrays.y
+    if partition is None and X.shape[0]:
+        raise ConfigError(f"comm.strategy: {cfg.comm.strategy!r} makes rank 0 a server that trains "
+                          f"on no rows, but it was handed {X.shape[0]}; give rank 0 no rows, or "
+                          f"pass shard paths")
+    rows = cfg.comm.block_rows
+    if cfg.comm.deterministic and first_row % rows:
+        raise ConfigError(f"comm.deterministic: this rank's rows start at global row {first_row}, "
+                          f"not at a multiple of comm.block_rows ({rows}); hand every rank but the "
+                          f"last a multiple of {rows} rows, or pass shard paths")
+    X = X.astype(dtype, copy=False)
+    return LocalArrays(X if X.flags.c_contiguous else model.xp.ascontiguousarray(X),
+                       model.prepare_targets(y), first_row)
+
+
+def _ensure_synthetic(cfg: JobConfig) -> None:
+    """The quickstart: make the job's synthetic data when its training directory is absent."""
+    synth, target = cfg.data.synth, Path(cfg.data.train[0])
+    if len(cfg.data.train) != 1:
+        raise ConfigError("data.synth: data.train must be one directory to generate into")
+    if target.exists():
+        return
+    log.info(f"making synthetic {synth.task} data in {target} ({synth.rows} rows, {synth.features} features)")
+    synthesize(synth.task, synth.rows, synth.features, target, synth.shards, synth.classes,
+               synth.test_rows, synth.noise, synth.seed, dtype="float32")

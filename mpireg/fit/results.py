@@ -1,0 +1,64 @@
+"""What a fit ends with: metrics over every rank's rows, summary.json and model.h5."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from .. import log
+from ..metrics import add_sums, finalize, sums_length
+from ..model_io import save_model
+from ..parallel import on_rank_zero
+
+
+def evaluate(parts, run, data) -> dict:
+    """Collective: the model's metrics over every rank's rows of `data`."""
+    start = time.perf_counter()
+    sums = np.zeros(sums_length(parts.model))
+    for X, y in data.blocks():
+        add_sums(parts.model, parts.params, X, y, sums)
+    run.allreduce(sums)
+    run.timeline.add("evaluate", start, time.perf_counter(), step=run.progress.step)
+    return finalize(parts.model, sums, parts.model.penalty(parts.params))
+
+
+def finish(parts, run, train_seconds: float, wall_seconds: float) -> dict:
+    """Collective: the final evaluation; rank 0 writes model.h5 and summary.json."""
+    cfg, progress = parts.cfg, run.progress
+    summary = {
+        "train": evaluate(parts, run, parts.train),
+        "eval": evaluate(parts, run, parts.test) if parts.test is not None else {},
+        "steps": progress.step,
+        "epochs": progress.epoch,
+        "stopped_early": progress.stopped_early,
+        "train_s": train_seconds,
+        "wall_s": wall_seconds,
+        "samples_per_s": progress.samples / max(train_seconds, 1e-9),
+        "ranks": parts.comm.size,
+        "strategy": parts.strategy.name,
+        "model": cfg.model.kind,
+        "optimizer": cfg.optimizer.kind,
+        "dtype": str(parts.dtype),
+        "time_compute_s": run.meter.totals["compute_s"],
+        "time_comm_s": run.meter.totals["comm_s"],
+        "compression": cfg.comm.compression,
+    }
+    if run.staleness:
+        summary["staleness"] = run.staleness
+    run.metrics.write({"type": "summary", **summary})
+    final = "  ".join(f"{split} {k} {v:.6g}" for split in ("train", "eval")
+                      for k, v in summary[split].items() if k != "rows")
+    log.info(f"done: {final}")
+    if run.run_dir is None:
+        return summary
+
+    def write():
+        save_model(run.run_dir / "model.h5", parts.model, parts.params, cfg.to_dict(),
+                   parts.schema.describe(), {"train": summary["train"], "eval": summary["eval"]})
+        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    on_rank_zero(parts.comm, write)
+    log.info(f"{summary['samples_per_s']:.4g} samples/s over {train_seconds:.3g} s; "
+             f"model saved to {run.run_dir / 'model.h5'}")
+    return summary

@@ -1,0 +1,201 @@
+"""One fit, start to end: the only place that knows the order of things.
+
+    build the parts (every rank agrees it worked) -> prepare the run directory -> resume
+    -> the job's fitting procedure (fit/__init__.py chooses it)
+    -> final evaluation over all rows -> model.h5, summary.json (and trace.json with --profile)
+
+`Run` owns the services around a procedure and hands them to it: checkpoints, the metrics log,
+the progress bar, the timeline, the watchdog, signals (a stop request) and the clocks. The
+procedures own the arithmetic; neither reaches into the other's state. Rank 0 alone writes files
+and output. Without a run directory (the Python API's default) nothing is written to disk.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from .. import log
+from ..checkpoint import clear_checkpoints, latest_checkpoint, save_checkpoint
+from ..comm import verify_identical
+from ..config import JobConfig, dumps_toml
+from ..device import to_host
+from ..errors import CollectiveError, ConfigError
+from ..parallel import StopRequest, on_rank_zero, root_then_bcast
+from ..timeline import Timeline
+from ..watchdog import Watchdog
+from .parts import Arrays, build_parts
+from .results import finish
+from .steps import CHECKPOINT, STOP, Meter, NoBar, Progress, progress_bar
+
+
+class Run:
+    def __init__(self, cfg: JobConfig, comm, run_dir=None, resume: bool = False,
+                 stop: StopRequest | None = None, arrays: Arrays | None = None):
+        if resume and run_dir is None:
+            raise ConfigError("resume: continuing a fit needs the run directory it checkpointed in")
+        self.cfg = cfg
+        self.comm = comm
+        log.set_rank(comm.rank)  # rank 0 alone prints and writes metrics, however we were started
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.resume = resume
+        self.stop = stop or StopRequest()
+        self.arrays = arrays
+        self.progress = Progress()
+        self.meter = Meter(self.progress)
+        self.stopped_by_signal = False
+        self.bar = NoBar()
+        self.parts = self.watchdog = self.timeline = None
+        self.metrics = log.JsonlLog(None)
+        self.summary = None
+        self.staleness = None  # ps-async's server: what its clocks saw
+
+    # =================================================================== the order of things
+    def run(self) -> dict | None:
+        """Fit; the summary, or None when a signal stopped the fit (after a checkpoint)."""
+        from . import procedure_for
+
+        start = time.perf_counter()
+        try:
+            self.parts = parts = build_parts(self.cfg, self.comm, self.arrays)
+            self._prepare_run_dir()
+            self._restore()
+            self.watchdog = Watchdog(self.comm, self.cfg.run.watchdog_seconds, self.cfg.comm.strategy)
+            self.timeline = Timeline(self.comm, self.cfg.run.profile and self.run_dir is not None)
+            self.train_start = self._last_checkpoint = time.perf_counter()
+            self.meter.restart(self.train_start)
+            procedure_for(self.cfg)(parts, self)
+            train_seconds = time.perf_counter() - self.train_start
+            if self.stopped_by_signal:
+                log.info(f"stopped by signal at step {self.progress.step}: checkpoint written; "
+                         f"continue with --resume")
+            else:
+                verify_identical(self.comm, to_host(parts.params), self.progress.step)
+                self.summary = finish(parts, self, train_seconds, time.perf_counter() - start)
+            if self.run_dir is not None:
+                self.timeline.write(self.run_dir / "trace.json")
+        except CollectiveError:
+            self.close()  # every rank is here: the closing collectives meet
+            raise
+        except BaseException:
+            if self.comm.size == 1:
+                self.close()
+            raise  # one rank alone: the caller ends the job (parallel.exit_on_error)
+        self.close()
+        return self.summary
+
+    def close(self) -> None:
+        """Collective: stop the watchdog, free the strategy's communicators, close files."""
+        if self.watchdog is not None:
+            self.watchdog.close()
+        if self.parts is not None:
+            self.parts.close()
+        self.metrics.close()
+        self.parts = self.watchdog = None
+
+    def _prepare_run_dir(self) -> None:
+        if self.run_dir is None:
+            return
+        run_dir = self.run_dir
+
+        def prepare():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.toml").write_text(dumps_toml(self.cfg.to_dict()), encoding="utf-8")
+            if not self.resume:
+                removed = clear_checkpoints(run_dir / "checkpoints")
+                if removed:
+                    log.warn(f"{run_dir}: removed {removed} checkpoint(s) of an earlier run "
+                             f"(pass --resume to continue it instead)")
+
+        on_rank_zero(self.comm, prepare)
+        self.metrics = log.JsonlLog(run_dir / "metrics.jsonl", append=self.resume)
+
+    # =================================================================== services
+    def waiting(self, phase: str):
+        """`with run.waiting("step"):` around a collective, for the watchdog."""
+        return self.watchdog.waiting(phase, self.progress.step)
+
+    def allreduce(self, buf) -> None:
+        """In-place global sum of a buffer outside the step (evaluation, full-batch sums)."""
+        with self.waiting("allreduce"):
+            self.parts.strategy.allreduce(buf)
+
+    def vote(self, tail) -> None:
+        """This rank's votes into a step buffer's tail: stop (a signal reached it) and checkpoint
+        (rank 0's clock says it is time); the reduction tells every rank the outcome."""
+        every = self.cfg.run.checkpoint_every_seconds
+        tail[STOP] = self.stop.requested
+        tail[CHECKPOINT] = float(self.comm.rank == 0 and every > 0
+                                 and time.perf_counter() - self._last_checkpoint >= every)
+
+    def act_on_votes(self, tail) -> bool:
+        """Checkpoint when the step's votes (or checkpoint_every_steps) say so; True when the
+        fit must stop here."""
+        synchronous = self.parts.strategy.synchronous
+        if tail[STOP]:
+            self.stopped_by_signal = True
+            if synchronous:
+                self.checkpoint()
+            return True
+        every = self.cfg.run.checkpoint_every_steps
+        if synchronous and (tail[CHECKPOINT] or (every and self.progress.step % every == 0)):
+            self.checkpoint()
+        return False
+
+    def stop_requested_everywhere(self) -> bool:
+        """Collective: did a signal reach any rank? (Full-batch solvers ask once per iteration.)"""
+        return bool(self.comm.allreduce(int(self.stop.requested), op=MPI.MAX))
+
+    def epoch_bar(self, total: int, epoch: int, done: int = 0):
+        self.bar = progress_bar(self.comm.rank == 0 and self.cfg.run.progress, total, epoch,
+                                self.cfg.optimizer.epochs, done)
+        return self.bar
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.train_start
+
+    # =================================================================== checkpoints
+    def checkpoint(self) -> None:
+        """Collective: rank 0 writes parameters, optimizer state and counters."""
+        if self.run_dir is None:
+            return
+        parts, opt_arrays, opt_scalars = self.parts, {}, {}
+        if parts.optimizer is not None:
+            for key, value in parts.optimizer.state_dict().items():
+                (opt_scalars if np.isscalar(value) else opt_arrays)[key] = value
+        arrays = {"params": parts.params, **{f"opt.{k}": v for k, v in opt_arrays.items()}}
+        meta = {"model": parts.model.kind, "progress": asdict(self.progress), "optimizer": opt_scalars,
+                "ranks": self.comm.size}
+        start = time.perf_counter()
+        with self.waiting("checkpoint"):
+            on_rank_zero(self.comm, lambda: save_checkpoint(
+                self.run_dir / "checkpoints", self.progress.step, arrays, meta, self.cfg.run.checkpoint_keep))
+        self._last_checkpoint = time.perf_counter()
+        self.timeline.add("checkpoint", start, self._last_checkpoint, step=self.progress.step)
+
+    def _restore(self) -> None:
+        if not self.resume:
+            return
+        parts = self.parts
+        found = root_then_bcast(self.comm, lambda: latest_checkpoint(self.run_dir / "checkpoints"))
+        if found is None:
+            log.info(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'} yet; starting fresh")
+            return
+        path, arrays, meta = found
+        if arrays["params"].shape != parts.params.shape or meta["model"] != parts.model.kind:
+            raise CollectiveError(f"--resume: {path} holds a {meta['model']} model with "
+                                  f"{arrays['params'].size} parameters; this job builds a "
+                                  f"{parts.model.kind} model with {parts.params.size}", None, self.comm.size)
+        parts.params[...] = parts.xp.asarray(arrays["params"])
+        for key, value in meta["progress"].items():
+            setattr(self.progress, key, value)  # in place: the meter holds this object
+        if parts.optimizer is not None:
+            state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
+            parts.optimizer.load_state_dict({**state, **meta["optimizer"]})
+        ranks = meta.get("ranks", self.comm.size)
+        log.info(f"resumed from {path}: epoch {self.progress.epoch}, step {self.progress.step}"
+                 + (f" (written by {ranks} ranks, resumed on {self.comm.size}: rows reassigned)"
+                    if ranks != self.comm.size else ""))
