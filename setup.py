@@ -48,12 +48,13 @@ setup(
         "mpi4py>=3.1",
         "scipy>=1.8",
         "tqdm>=4.60",
+        "scikit-learn>=1.6",  # the Python API's estimator base (imported only by mpireg.api)
         'tomli>=1.1; python_version < "3.11"',
     ],
     extras_require={
         # An MPI runtime from PyPI, for machines without a system MPI.
         "mpi": ["mpich"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "scikit-learn>=1.1", "matplotlib"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "matplotlib", "pandas"],
         "gpu": ["cupy"],
         # The peers that benchmarks/compare_peers.py races; never needed by the tests. (On a
         # CPU-only machine, a CPU build of torch is much smaller: see the README.)

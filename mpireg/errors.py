@@ -1,8 +1,9 @@
 """User-facing errors: bad input, bad configuration. Printed once, without a traceback."""
 
 
-class MpiregError(Exception):
-    """Base of every error caused by the user's input rather than by a bug."""
+class MpiregError(ValueError):
+    """Base of every error caused by the user's input rather than by a bug. A ValueError, so
+    code written against scikit-learn's estimators catches mpireg's the same way."""
 
 
 class ConfigError(MpiregError):

@@ -14,7 +14,10 @@ from .models import make_model
 MODEL_FORMAT = 1
 
 
-def save_model(path, model, params, config: dict, schema: dict, metrics: dict) -> None:
+def save_model(path, model, params, config: dict, schema: dict, metrics: dict,
+               classes=None, estimator: str = "") -> None:
+    """Atomically (a whole file or none). `classes`: the labels the codes 0..K-1 stand for, and
+    `estimator`: the Python API class that fitted it, where the API wrote the file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     host = params.get() if hasattr(params, "get") else np.asarray(params)
@@ -25,7 +28,13 @@ def save_model(path, model, params, config: dict, schema: dict, metrics: dict) -
         f.attrs.update(mpireg_model=MODEL_FORMAT, kind=model.kind, n_features=model.n_features,
                        n_classes=model.n_classes, fit_intercept=model.fit_intercept,
                        l2=model.l2, l1=model.l1, config=json.dumps(config),
-                       schema=json.dumps(schema), metrics=json.dumps(metrics))
+                       schema=json.dumps(schema), metrics=json.dumps(metrics), estimator=estimator)
+        if classes is not None:
+            classes = np.asarray(classes)
+            if classes.dtype.kind in "OU":  # text labels: UTF-8 strings
+                f.create_dataset("classes", data=classes.astype(str).astype(object), dtype=h5py.string_dtype())
+            else:
+                f.create_dataset("classes", data=classes)
     os.replace(tmp, path)
 
 
@@ -47,4 +56,8 @@ def load_model(path, xp=np):
         for name in views:
             views[name][...] = xp.asarray(f["params"][name][()])
         meta = {k: json.loads(a[k]) for k in ("config", "schema", "metrics")}
+        meta["estimator"] = str(a.get("estimator", ""))
+        if "classes" in f:
+            data = f["classes"]
+            meta["classes"] = data.asstr()[()].astype(str) if h5py.check_string_dtype(data.dtype) else data[()]
     return model, params, meta

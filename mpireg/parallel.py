@@ -20,7 +20,10 @@ T = TypeVar("T")
 def agree(comm, fn: Callable[[], T], name_rank: bool = True) -> T:
     """Run `fn` on every rank; if any rank raises, every rank raises the lowest rank's error.
 
-    `name_rank=False` when the failing rank says nothing useful (rank 0 acting for everyone)."""
+    `name_rank=False` when the failing rank says nothing useful (rank 0 acting for everyone).
+    Alone, there is no one to agree with: the error is raised as it is (its own type)."""
+    if comm.size == 1:
+        return fn()
     result = None
     message = None
     try:
@@ -96,6 +99,20 @@ class StopRequest:
 
     def _handle(self, signum, frame) -> None:
         self.signal = signum
+
+
+_world = None
+
+
+def default_comm():
+    """A duplicate of COMM_WORLD, made once per process (collective the first time): library
+    traffic never meets a user's own messages, as mpi4py and mpi4jax advise."""
+    global _world
+    if _world is None:
+        from mpi4py import MPI
+
+        _world = MPI.COMM_WORLD.Dup()
+    return _world
 
 
 def on_rank_zero(comm, fn: Callable[[], T]) -> T | None:

@@ -72,7 +72,7 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
             log.warn(f"{sharing} ranks share each GPU on a node (allowed; each gets a fair share at best)")
     if arrays is None:
         if cfg.data.synth is not None:
-            on_rank_zero(comm, lambda: _ensure_synthetic(cfg))
+            on_rank_zero(comm, lambda: ensure_synthetic(cfg))
         schema, test_schema = root_then_bcast(comm, lambda: _read_schemas(cfg))
         first_row = None
     else:
@@ -155,7 +155,7 @@ def _hand_over(cfg, arrays: Arrays, first_row: int, partition, model, dtype) -> 
                        model.prepare_targets(y), first_row)
 
 
-def _ensure_synthetic(cfg: JobConfig) -> None:
+def ensure_synthetic(cfg: JobConfig) -> None:
     """The quickstart: make the job's synthetic data when its training directory is absent."""
     synth, target = cfg.data.synth, Path(cfg.data.train[0])
     if len(cfg.data.train) != 1:

@@ -49,6 +49,7 @@ class Run:
         self.stopped_by_signal = False
         self.bar = NoBar()
         self.parts = self.watchdog = self.timeline = None
+        self._closed = False
         self.metrics = log.JsonlLog(None)
         self.summary = None
         self.staleness = None  # ps-async's server: what its clocks saw
@@ -88,13 +89,16 @@ class Run:
         return self.summary
 
     def close(self) -> None:
-        """Collective: stop the watchdog, free the strategy's communicators, close files."""
+        """Collective: stop the watchdog, free the strategy's communicators, close files. The
+        parts stay readable (the API takes the fitted parameters from them)."""
+        if self._closed:
+            return
+        self._closed = True
         if self.watchdog is not None:
             self.watchdog.close()
         if self.parts is not None:
             self.parts.close()
         self.metrics.close()
-        self.parts = self.watchdog = None
 
     def _prepare_run_dir(self) -> None:
         if self.run_dir is None:

@@ -1,0 +1,351 @@
+"""LinearRegression, LogisticRegression and SoftmaxRegression in scikit-learn's shape.
+
+    m = LogisticRegression(C=10.0)               # or l2=1e-4: mpireg's own scale
+    m.fit("data/logistic")                       # shards: each rank reads only its own rows
+    m.fit(X_local, y_local)                      # or this rank's own arrays
+    m.predict(X), m.predict_proba(X), m.score(X, y), m.coef_, m.intercept_, m.n_iter_
+    m.save("model.h5"); mpireg.load("model.h5")
+
+Penalties: mpireg's objective is mean loss + l2/2 ||coef||^2 + l1 ||coef||_1, so scikit-learn's
+Ridge(alpha) is l2 = alpha / n and LogisticRegression(C) is l2 = 1 / (C n), n the rows of all
+ranks; `alpha=` and `C=` do that conversion. Unlike scikit-learn, the default is no penalty.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..data import ShardReader, read_schema, resolve_paths
+from ..device import namespace_of
+from ..errors import ConfigError, DataError
+from ..model_io import load_model, save_model
+from ..models import make_model
+from .base import MpiregEstimator, _is_paths, collective, local_phase
+
+SCORE_BUDGET_BYTES = 256 * 2**20
+
+
+class _Estimator(MpiregEstimator):
+    _kind = ""  # the model kind of the last fit
+
+    def __init__(self, *, l2=0.0, l1=0.0, fit_intercept=True, solver="auto", lr=0.1, momentum=0.0,
+                 batch_size=256, epochs=10, max_iter=500, tol=1e-4, strategy="allreduce",
+                 deterministic=False, compression="none", dtype="auto", device="cpu", seed=0,
+                 job=None, run_dir=None, comm=None, verbose=False):
+        self.l2 = l2
+        self.l1 = l1
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.lr = lr
+        self.momentum = momentum
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.max_iter = max_iter
+        self.tol = tol
+        self.strategy = strategy
+        self.deterministic = deterministic
+        self.compression = compression
+        self.dtype = dtype
+        self.device = device
+        self.seed = seed
+        self.job = job
+        self.run_dir = run_dir
+        self.comm = comm
+        self.verbose = verbose
+
+    def __sklearn_clone__(self):
+        """A clone shares the communicator (a handle, which cannot be deep-copied)."""
+        comm, self.comm = self.comm, None
+        try:
+            clone = super().__sklearn_clone__()
+        finally:
+            self.comm = comm
+        clone.comm = comm
+        return clone
+
+    # ------------------------------------------------------------------ input
+    def _validate_fit(self, X, y):
+        if _on_device(X):
+            return X, y
+        return validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=0,
+                             y_numeric=not self._classifier, reset=True)
+
+    def _validate_predict(self, X, min_rows: int = 1):
+        check_is_fitted(self)
+        if _on_device(X):
+            return X
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_min_samples=min_rows)
+
+    # ------------------------------------------------------------------ fitted state
+    def _set_fitted(self, job: dict, model, params, schema: dict, classes) -> None:
+        """Fitted attributes from the engine's model and flat parameters."""
+        self._kind, self._fitted_intercept = model.kind, model.fit_intercept
+        self.job_ = job
+        self.schema_ = schema
+        self.n_features_in_ = model.n_features
+        self.l2_, self.l1_ = model.l2, model.l1
+        views = model.layout.views(params)
+        coef, intercept = views["coef"], views.get("intercept")
+        if model.kind == "linear":
+            self.coef_, self.intercept_ = coef.copy(), float(intercept) if intercept is not None else 0.0
+        elif model.kind == "logistic":
+            self.coef_ = coef[None, :].copy()
+            self.intercept_ = np.array([float(intercept) if intercept is not None else 0.0])
+        else:
+            self.coef_ = coef.T.copy()
+            self.intercept_ = intercept.copy() if intercept is not None else np.zeros(coef.shape[1])
+        if classes is not None:
+            self.classes_ = np.asarray(classes)
+
+    def _engine_model(self, xp=np):
+        """The engine's model and flat parameters, from coef_ and intercept_."""
+        n_classes = len(self.classes_) if self._kind != "linear" else 0
+        model = make_model(self._kind, self.n_features_in_, n_classes, self._fitted_intercept,
+                           self.l2_, self.l1_, xp=xp)
+        params = model.init_params(self.coef_.dtype)
+        views = model.layout.views(params)
+        coef = {"linear": self.coef_, "logistic": np.ravel(self.coef_), "softmax": self.coef_.T}[self._kind]
+        views["coef"][...] = xp.asarray(coef)
+        if self._fitted_intercept:
+            views["intercept"][...] = xp.asarray(np.reshape(self.intercept_, views["intercept"].shape))
+        return model, params
+
+    # ------------------------------------------------------------------ output
+    def save(self, path) -> None:
+        """Write the model file `mpireg.predict` and `mpireg.load` read (atomically; under
+        mpiexec, call it on one rank, or on all: each writes the same whole file)."""
+        check_is_fitted(self)
+        model, params = self._engine_model()
+        save_model(path, model, params, self.job_, self.schema_, self.summary_ or {},
+                   classes=getattr(self, "classes_", None), estimator=type(self).__name__)
+
+    def score(self, X, y=None, sample_weight=None):
+        """R^2 (regression) or accuracy (classification) over every rank's rows. Collective.
+        X: this rank's rows (y: their targets), or shard paths (each rank reads its own rows)."""
+        if sample_weight is not None:
+            raise ConfigError("sample_weight: not supported by mpireg's estimators")
+        check_is_fitted(self)
+        comm = self._comm()
+
+        def score():
+            sums = local_phase(comm, lambda: self._score_sums(X, y))
+            if comm.size > 1:
+                comm.Allreduce(sums.copy(), sums)
+            if not sums[0]:
+                raise DataError("score: no rows on any rank")
+            return self._score_from(sums)
+
+        return collective(comm, score)
+
+    def _score_sums(self, X, y) -> np.ndarray:
+        """This rank's score sums, [rows, ...] (see _score_from)."""
+        if _is_paths(X):
+            if y is not None:
+                raise ConfigError("y: shards hold their own targets; call score(paths) without y")
+            model, params = self._engine_model()
+            sums = self._block_sums(np.empty(0), np.empty(0))
+            for X_block, targets in _shard_rows(self._comm(), X, self.n_features_in_, params.dtype):
+                sums += self._block_sums(_host(model.predict(params, X_block)), targets)  # codes, if labels
+            return sums
+        X = self._validate_predict(X, min_rows=0)  # under mpiexec a rank may hold no rows
+        y = _host(y) if y is not None else None
+        if y is None or np.shape(y) != (X.shape[0],):
+            raise DataError(f"y: expected one target per row of X ({X.shape[0]}), got shape {np.shape(y)}")
+        return self._block_sums(_host(self._predict(X)), y)
+
+
+class LinearRegression(RegressorMixin, _Estimator):
+    """Least squares; with `alpha` (Ridge's scale) or `l2` ridge, with `l1` lasso / elastic net.
+
+    solver "auto": the normal equations (exact, one pass); with l1, Adam's proximal steps."""
+
+    _classifier = False
+    _penalty_alias = "alpha"
+    _exact_solver = "normal"
+    score = _Estimator.score  # collective, over every rank's rows (not the mixin's local one)
+
+    def __init__(self, *, alpha=None, l2=0.0, l1=0.0, fit_intercept=True, solver="auto", lr=0.1,
+                 momentum=0.0, batch_size=256, epochs=10, max_iter=500, tol=1e-4, strategy="allreduce",
+                 deterministic=False, compression="none", dtype="auto", device="cpu", seed=0,
+                 job=None, run_dir=None, comm=None, verbose=False):
+        self.alpha = alpha
+        super().__init__(l2=l2, l1=l1, fit_intercept=fit_intercept, solver=solver, lr=lr, momentum=momentum,
+                         batch_size=batch_size, epochs=epochs, max_iter=max_iter, tol=tol, strategy=strategy,
+                         deterministic=deterministic, compression=compression, dtype=dtype, device=device,
+                         seed=seed, job=job, run_dir=run_dir, comm=comm, verbose=verbose)
+
+    @staticmethod
+    def _alias_to_l2(alpha: float, n_rows: int) -> float:
+        return alpha / max(n_rows, 1)
+
+    def fit(self, X=None, y=None):
+        """X: shard paths, or this rank's rows (y: their targets). Collective."""
+        return self._fit(X, y, _regression_targets)
+
+    @staticmethod
+    def _model_kind(task: str, n_classes: int) -> str:
+        return "linear"
+
+    def predict(self, X):
+        return self._predict(self._validate_predict(X))
+
+    def _predict(self, X):
+        model, params = self._engine_model(namespace_of(X))
+        return model.predict(params, X.astype(params.dtype, copy=False))
+
+    @staticmethod
+    def _block_sums(pred, y) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        r = y - pred
+        return np.array([y.size, r @ r, y.sum(), y @ y])
+
+    @staticmethod
+    def _score_from(sums) -> float:
+        """R^2 = 1 - SSE / SST, with scikit-learn's answer for a constant target."""
+        n, sse, sum_y, sum_y2 = sums
+        sst = sum_y2 - sum_y * sum_y / n
+        if sst <= 0:
+            return 1.0 if sse == 0 else 0.0
+        return float(1.0 - sse / sst)
+
+
+class _Classifier(ClassifierMixin, _Estimator):
+    _classifier = True
+    _penalty_alias = "C"
+    score = _Estimator.score  # collective, over every rank's rows (not the mixin's local one)
+
+    def __init__(self, *, C=None, l2=0.0, l1=0.0, fit_intercept=True, solver="auto", lr=0.1,
+                 momentum=0.0, batch_size=256, epochs=10, max_iter=500, tol=1e-4, strategy="allreduce",
+                 deterministic=False, compression="none", dtype="auto", device="cpu", seed=0,
+                 job=None, run_dir=None, comm=None, verbose=False):
+        self.C = C
+        super().__init__(l2=l2, l1=l1, fit_intercept=fit_intercept, solver=solver, lr=lr, momentum=momentum,
+                         batch_size=batch_size, epochs=epochs, max_iter=max_iter, tol=tol, strategy=strategy,
+                         deterministic=deterministic, compression=compression, dtype=dtype, device=device,
+                         seed=seed, job=job, run_dir=run_dir, comm=comm, verbose=verbose)
+
+    @staticmethod
+    def _alias_to_l2(C: float, n_rows: int) -> float:
+        if C <= 0:
+            raise ConfigError(f"C: expected a value > 0, got {C!r}")
+        return 1.0 / (C * max(n_rows, 1))
+
+    def fit(self, X=None, y=None):
+        """X: shard paths, or this rank's rows (y: their labels, any values). Collective."""
+        return self._fit(X, y, _class_codes)
+
+    def _validate_fit(self, X, y):
+        X, y = super()._validate_fit(X, y)
+        if not _on_device(y):
+            check_classification_targets(y)
+        return X, y
+
+    def decision_function(self, X):
+        X = self._validate_predict(X)
+        model, params = self._engine_model(namespace_of(X))
+        z = model.decision(params, X.astype(params.dtype, copy=False))
+        if z.ndim == 2 and z.shape[1] == 2:  # binary: one score, for classes_[1], as scikit-learn
+            return z[:, 1] - z[:, 0]
+        return z
+
+    def predict(self, X):
+        return self._predict(self._validate_predict(X))
+
+    def _predict(self, X):
+        model, params = self._engine_model(namespace_of(X))
+        return self.classes_[_host(model.predict(params, X.astype(params.dtype, copy=False)))]
+
+    def predict_proba(self, X):
+        X = self._validate_predict(X)
+        model, params = self._engine_model(namespace_of(X))
+        proba = model.predict_proba(params, X.astype(params.dtype, copy=False))
+        if model.kind == "logistic":
+            xp = namespace_of(proba)
+            proba = xp.stack([1 - proba, proba], axis=1)
+        return proba
+
+    def predict_log_proba(self, X):
+        return namespace_of(X).log(self.predict_proba(X))
+
+    def _block_sums(self, pred, y) -> np.ndarray:
+        return np.array([len(y), np.sum(pred == np.asarray(y))], dtype=np.float64)
+
+    @staticmethod
+    def _score_from(sums) -> float:
+        return float(sums[1] / sums[0])
+
+
+class LogisticRegression(_Classifier):
+    """Logistic regression: binary for two classes, multinomial (softmax) for more, as
+    scikit-learn's LogisticRegression. solver "auto": full-batch L-BFGS (with l1: Adam)."""
+
+    @staticmethod
+    def _model_kind(task: str, n_classes: int) -> str:
+        return "logistic" if n_classes == 2 else "softmax"
+
+
+class SoftmaxRegression(_Classifier):
+    """Multinomial (softmax) regression over the classes, two included."""
+
+    @staticmethod
+    def _model_kind(task: str, n_classes: int) -> str:
+        return "softmax"
+
+
+ESTIMATORS = {cls.__name__: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression)}
+BY_KIND = {"linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression}
+
+
+def load(path):
+    """The estimator a model file holds (written by `save` or by the CLI), ready to predict."""
+    model, params, meta = load_model(path)
+    cls = ESTIMATORS.get(meta["estimator"]) or BY_KIND[model.kind]
+    estimator = cls.from_config(meta["config"])
+    classes = meta.get("classes")
+    if classes is None and model.kind != "linear":
+        classes = np.arange(model.n_classes)
+    estimator._set_fitted(meta["config"], model, params, meta["schema"], classes)
+    estimator.summary_ = meta["metrics"]
+    return estimator
+
+
+# ---------------------------------------------------------------------- helpers
+def _regression_targets(comm, y):
+    return y.astype(np.float64, copy=False) if not _on_device(y) else y, "regression", 0, None
+
+
+def _class_codes(comm, y):
+    """Labels -> codes 0..K-1 over the union of every rank's labels (sorted, as scikit-learn)."""
+    xp = namespace_of(y)
+    local = _host(xp.unique(y))
+    classes = np.unique(np.concatenate([np.asarray(c) for c in comm.allgather(local)]))
+    if len(classes) < 2:
+        raise ConfigError(f"y: a classifier needs samples of at least 2 classes; got 1 class "
+                          f"({classes[0]!r})" if len(classes) else "y: no labels on any rank")
+    codes = xp.asarray(np.searchsorted(classes, _host(y)).astype(np.int64))
+    return codes, "binary" if len(classes) == 2 else "multiclass", len(classes), classes
+
+
+def _shard_rows(comm, paths, n_features: int, dtype):
+    """This rank's rows of the shards `paths`, in blocks."""
+    specs = [paths] if isinstance(paths, str) else list(paths)
+    schema = read_schema(resolve_paths(specs, "X"), "X")
+    if schema.n_features != n_features:
+        raise DataError(f"{schema.files[0]}: {schema.n_features} features, but the model was fitted "
+                        f"on {n_features}")
+    reader = ShardReader(schema, comm.rank, comm.size, SCORE_BUDGET_BYTES, x_dtype=dtype, allow_empty=True)
+    try:
+        for index in range(len(reader.block_sizes)):
+            yield reader.block(index)
+    finally:
+        reader.close()
+
+
+def _on_device(array) -> bool:
+    return type(array).__module__.split(".")[0] == "cupy"
+
+
+def _host(array):
+    return array.get() if hasattr(array, "get") else np.asarray(array)
