@@ -25,6 +25,7 @@ from .. import log
 from ..config import JobConfig, config_from_dict, load_job
 from ..data import read_schema, resolve_paths
 from ..data.arrays import SOURCE
+from ..device import is_device_array, to_host
 from ..errors import CollectiveError, ConfigError, DataError
 from ..fit import Arrays, Run
 from ..fit.parts import ensure_synthetic
@@ -144,6 +145,9 @@ class MpiregEstimator(BaseEstimator):
         self._run(comm, kind, train, self._l2(schema.n_rows), None, classes)
 
     def _fit_arrays(self, comm, X, y, encode):
+        if is_device_array(X) != (self.device == "gpu"):
+            raise ConfigError(f"device: {self.device!r}, but X is a {type(X).__module__.split('.')[0]} array; "
+                              f"pass CuPy arrays with device='gpu' and NumPy arrays with device='cpu'")
         X, y = local_phase(comm, lambda: self._validate_fit(X, y))
         codes, task, n_classes, classes = encode(comm, y)
         n_rows = comm.allreduce(int(X.shape[0]))
@@ -157,7 +161,7 @@ class MpiregEstimator(BaseEstimator):
         run = Run(cfg, comm, self.run_dir, arrays=arrays)
         self.summary_ = run.run()
         parts = run.parts
-        self._set_fitted(cfg.to_dict(), parts.model, np.asarray(_host(parts.params)), parts.schema.describe(), classes)
+        self._set_fitted(cfg.to_dict(), parts.model, to_host(parts.params), parts.schema.describe(), classes)
         self.n_iter_ = self._iterations(cfg, run.progress)
 
     @staticmethod
@@ -202,10 +206,6 @@ def _is_paths(X) -> bool:
     if isinstance(X, (str, os.PathLike)):
         return True
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(x, (str, os.PathLike)) for x in X)
-
-
-def _host(array):
-    return array.get() if hasattr(array, "get") else array
 
 
 # ---------------------------------------------------------------------- dotted keys in tables

@@ -12,20 +12,21 @@ ranks; `alpha=` and `C=` do that conversion. Unlike scikit-learn, the default is
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..data import ShardReader, read_schema, resolve_paths
+from ..device import is_device_array as on_device
 from ..device import namespace_of
+from ..device import to_host as host
 from ..errors import ConfigError, DataError
 from ..model_io import load_model, save_model
 from ..models import make_model
 from .base import MpiregEstimator, _is_paths, collective, local_phase
-
-SCORE_BUDGET_BYTES = 256 * 2**20
-
+from .inputs import class_codes, regression_targets, shard_rows
 
 class _Estimator(MpiregEstimator):
     _kind = ""  # the model kind of the last fit
@@ -67,14 +68,14 @@ class _Estimator(MpiregEstimator):
 
     # ------------------------------------------------------------------ input
     def _validate_fit(self, X, y):
-        if _on_device(X):
+        if on_device(X):
             return X, y
         return validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=0,
                              y_numeric=not self._classifier, reset=True)
 
     def _validate_predict(self, X, min_rows: int = 1):
         check_is_fitted(self)
-        if _on_device(X):
+        if on_device(X):
             return X
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_min_samples=min_rows)
 
@@ -146,14 +147,14 @@ class _Estimator(MpiregEstimator):
                 raise ConfigError("y: shards hold their own targets; call score(paths) without y")
             model, params = self._engine_model()
             sums = self._block_sums(np.empty(0), np.empty(0))
-            for X_block, targets in _shard_rows(self._comm(), X, self.n_features_in_, params.dtype):
-                sums += self._block_sums(_host(model.predict(params, X_block)), targets)  # codes, if labels
+            for X_block, targets in shard_rows(self._comm(), X, self.n_features_in_, params.dtype):
+                sums += self._block_sums(host(model.predict(params, X_block)), targets)  # codes, if labels
             return sums
         X = self._validate_predict(X, min_rows=0)  # under mpiexec a rank may hold no rows
-        y = _host(y) if y is not None else None
+        y = host(y) if y is not None else None
         if y is None or np.shape(y) != (X.shape[0],):
             raise DataError(f"y: expected one target per row of X ({X.shape[0]}), got shape {np.shape(y)}")
-        return self._block_sums(_host(self._predict(X)), y)
+        return self._block_sums(host(self._predict(X)), y)
 
 
 class LinearRegression(RegressorMixin, _Estimator):
@@ -171,10 +172,7 @@ class LinearRegression(RegressorMixin, _Estimator):
                  deterministic=False, compression="none", dtype="auto", device="cpu", seed=0,
                  job=None, run_dir=None, comm=None, verbose=False):
         self.alpha = alpha
-        super().__init__(l2=l2, l1=l1, fit_intercept=fit_intercept, solver=solver, lr=lr, momentum=momentum,
-                         batch_size=batch_size, epochs=epochs, max_iter=max_iter, tol=tol, strategy=strategy,
-                         deterministic=deterministic, compression=compression, dtype=dtype, device=device,
-                         seed=seed, job=job, run_dir=run_dir, comm=comm, verbose=verbose)
+        super().__init__(**_shared(locals()))
 
     @staticmethod
     def _alias_to_l2(alpha: float, n_rows: int) -> float:
@@ -182,7 +180,7 @@ class LinearRegression(RegressorMixin, _Estimator):
 
     def fit(self, X=None, y=None):
         """X: shard paths, or this rank's rows (y: their targets). Collective."""
-        return self._fit(X, y, _regression_targets)
+        return self._fit(X, y, regression_targets)
 
     @staticmethod
     def _model_kind(task: str, n_classes: int) -> str:
@@ -221,10 +219,7 @@ class _Classifier(ClassifierMixin, _Estimator):
                  deterministic=False, compression="none", dtype="auto", device="cpu", seed=0,
                  job=None, run_dir=None, comm=None, verbose=False):
         self.C = C
-        super().__init__(l2=l2, l1=l1, fit_intercept=fit_intercept, solver=solver, lr=lr, momentum=momentum,
-                         batch_size=batch_size, epochs=epochs, max_iter=max_iter, tol=tol, strategy=strategy,
-                         deterministic=deterministic, compression=compression, dtype=dtype, device=device,
-                         seed=seed, job=job, run_dir=run_dir, comm=comm, verbose=verbose)
+        super().__init__(**_shared(locals()))
 
     @staticmethod
     def _alias_to_l2(C: float, n_rows: int) -> float:
@@ -234,11 +229,11 @@ class _Classifier(ClassifierMixin, _Estimator):
 
     def fit(self, X=None, y=None):
         """X: shard paths, or this rank's rows (y: their labels, any values). Collective."""
-        return self._fit(X, y, _class_codes)
+        return self._fit(X, y, class_codes)
 
     def _validate_fit(self, X, y):
         X, y = super()._validate_fit(X, y)
-        if not _on_device(y):
+        if not on_device(y):
             check_classification_targets(y)
         return X, y
 
@@ -255,7 +250,7 @@ class _Classifier(ClassifierMixin, _Estimator):
 
     def _predict(self, X):
         model, params = self._engine_model(namespace_of(X))
-        return self.classes_[_host(model.predict(params, X.astype(params.dtype, copy=False)))]
+        return self.classes_[host(model.predict(params, X.astype(params.dtype, copy=False)))]
 
     def predict_proba(self, X):
         X = self._validate_predict(X)
@@ -311,41 +306,9 @@ def load(path):
     return estimator
 
 
-# ---------------------------------------------------------------------- helpers
-def _regression_targets(comm, y):
-    return y.astype(np.float64, copy=False) if not _on_device(y) else y, "regression", 0, None
+def _shared(arguments: dict) -> dict:
+    """The arguments of a subclass's __init__ that _Estimator's takes (all but its penalty alias)."""
+    return {name: arguments[name] for name in _SHARED}
 
 
-def _class_codes(comm, y):
-    """Labels -> codes 0..K-1 over the union of every rank's labels (sorted, as scikit-learn)."""
-    xp = namespace_of(y)
-    local = _host(xp.unique(y))
-    classes = np.unique(np.concatenate([np.asarray(c) for c in comm.allgather(local)]))
-    if len(classes) < 2:
-        raise ConfigError(f"y: a classifier needs samples of at least 2 classes; got 1 class "
-                          f"({classes[0]!r})" if len(classes) else "y: no labels on any rank")
-    codes = xp.asarray(np.searchsorted(classes, _host(y)).astype(np.int64))
-    return codes, "binary" if len(classes) == 2 else "multiclass", len(classes), classes
-
-
-def _shard_rows(comm, paths, n_features: int, dtype):
-    """This rank's rows of the shards `paths`, in blocks."""
-    specs = [paths] if isinstance(paths, str) else list(paths)
-    schema = read_schema(resolve_paths(specs, "X"), "X")
-    if schema.n_features != n_features:
-        raise DataError(f"{schema.files[0]}: {schema.n_features} features, but the model was fitted "
-                        f"on {n_features}")
-    reader = ShardReader(schema, comm.rank, comm.size, SCORE_BUDGET_BYTES, x_dtype=dtype, allow_empty=True)
-    try:
-        for index in range(len(reader.block_sizes)):
-            yield reader.block(index)
-    finally:
-        reader.close()
-
-
-def _on_device(array) -> bool:
-    return type(array).__module__.split(".")[0] == "cupy"
-
-
-def _host(array):
-    return array.get() if hasattr(array, "get") else np.asarray(array)
+_SHARED = [name for name in inspect.signature(_Estimator.__init__).parameters if name != "self"]

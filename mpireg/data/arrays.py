@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..device import to_host
 from ..errors import CollectiveError, DataError
 from ..parallel import agree
 from .format import Schema, check_rows
@@ -78,8 +79,4 @@ def _check_local(X, y, task: str, n_classes: int) -> None:
         raise DataError(f"y: expected a 1-D array with one entry per row of X ({X.shape[0]}), "
                         f"got shape {getattr(y, 'shape', None)}")
     schema = Schema(task=task, n_features=X.shape[1], n_classes=n_classes, dtype=str(X.dtype))
-    check_rows(SOURCE, _host(X), _host(y), schema, first_row=0)
-
-
-def _host(array):
-    return array.get() if hasattr(array, "get") else array
+    check_rows(SOURCE, to_host(X), to_host(y), schema, first_row=0)

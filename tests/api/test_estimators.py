@@ -172,3 +172,19 @@ def test_from_job_fits_the_jobs_own_data_as_the_cli_does(tmp_path, monkeypatch):
     _, cli_params, _ = load_model(tmp_path / "cli" / "model.h5")
     np.testing.assert_array_equal(api.coef_.ravel(), cli_params[:-1])
     assert api.score("data/quickstart/test") == api.summary_["eval"]["accuracy"]
+
+
+def test_arrays_must_live_where_the_device_says():
+    with pytest.raises(ConfigError, match="device: 'gpu', but X is a numpy array"):
+        mpireg.LinearRegression(device="gpu").fit(np.ones((4, 2)), np.arange(4.0))
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("cupy"), reason="needs CuPy and a GPU")
+def test_cupy_arrays_fit_on_the_gpu_as_numpy_arrays_on_the_cpu():
+    import cupy
+
+    X, y = load_diabetes(return_X_y=True)
+    cpu = mpireg.LinearRegression(alpha=1.0).fit(X, y)
+    gpu = mpireg.LinearRegression(alpha=1.0, device="gpu").fit(cupy.asarray(X), cupy.asarray(y))
+    np.testing.assert_allclose(gpu.coef_, cpu.coef_, rtol=1e-8)
+    np.testing.assert_allclose(cupy.asnumpy(gpu.predict(cupy.asarray(X))), cpu.predict(X), rtol=1e-8)
