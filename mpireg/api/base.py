@@ -98,9 +98,9 @@ class MpiregEstimator(BaseEstimator):
             return self.solver
         if self.l1:
             return "adam"  # an L1 penalty needs a proximal step
-        return "normal" if self._exact_solver == "normal" else "lbfgs"
+        return self._exact_solver
 
-    _exact_solver = "lbfgs"
+    _exact_solver = "lbfgs"  # what "auto" means without l1
 
     def _l2(self, n_rows: int) -> float:
         alias = getattr(self, self._penalty_alias, None) if self._penalty_alias else None
@@ -145,10 +145,7 @@ class MpiregEstimator(BaseEstimator):
         self._run(comm, kind, train, self._l2(schema.n_rows), None, classes)
 
     def _fit_arrays(self, comm, X, y, encode):
-        if is_device_array(X) != (self.device == "gpu"):
-            raise ConfigError(f"device: {self.device!r}, but X is a {type(X).__module__.split('.')[0]} array; "
-                              f"pass CuPy arrays with device='gpu' and NumPy arrays with device='cpu'")
-        X, y = local_phase(comm, lambda: self._validate_fit(X, y))
+        X, y = local_phase(comm, lambda: self._validate_fit(_check_device(X, self.device), y))
         codes, task, n_classes, classes = encode(comm, y)
         n_rows = comm.allreduce(int(X.shape[0]))
         kind = self._model_kind(task, n_classes)
@@ -200,6 +197,13 @@ def local_phase(comm, fn):
             raise DataError(str(exc)) from None
 
     return agree(comm, checked)
+
+
+def _check_device(X, device: str):
+    if is_device_array(X) != (device == "gpu"):
+        raise ConfigError(f"device: {device!r}, but X is a {type(X).__module__.split('.')[0]} array; "
+                          f"pass CuPy arrays with device='gpu' and NumPy arrays with device='cpu'")
+    return X
 
 
 def _is_paths(X) -> bool:
