@@ -48,6 +48,7 @@ setup(
         "mpi4py>=3.1",
         "scipy>=1.8",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",  # BLAS threads per rank (cores.py)
         "scikit-learn>=1.6",  # the Python API's estimator base (imported only by mpireg.api)
         'tomli>=1.1; python_version < "3.11"',
     ],

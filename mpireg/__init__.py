@@ -6,7 +6,8 @@
 
 __version__ = "0.1.0"
 
-_API = ("LinearRegression", "LogisticRegression", "SoftmaxRegression", "load")
+_API = ("LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLPClassifier", "MLPRegressor",
+        "load")
 
 
 def __getattr__(name):

@@ -22,7 +22,8 @@ else:  # pragma: no cover
 
 from .errors import ConfigError
 
-MODEL_KINDS = ("linear", "logistic", "softmax")
+MODEL_KINDS = ("linear", "logistic", "softmax", "mlp")
+SYNTH_TASKS = ("linear", "logistic", "softmax")
 OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal")
 STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "auto")
 COMPRESSIONS = ("none", "fp16", "bf16")
@@ -41,7 +42,7 @@ def _opt(default, *, choices=None, min=None, max=None, min_open=False, max_open=
 class SynthConfig:
     """Synthetic data the job makes for itself when `data.train` is absent (the quickstart)."""
 
-    task: str = _opt("logistic", choices=MODEL_KINDS)
+    task: str = _opt("logistic", choices=SYNTH_TASKS)
     rows: int = _opt(20000, min=1)
     features: int = _opt(20, min=1)
     classes: int = _opt(3, min=2)
@@ -59,6 +60,8 @@ class DataConfig:
                                    doc="a rank keeps its rows resident when they fit, else streams")
     dtype: str = _opt("auto", choices=("auto", "float32", "float64"))
     synth: Optional[SynthConfig] = None
+    example: str = _opt("", choices=("", "digits", "breast_cancer", "iris", "wine", "diabetes"),
+                        doc="a scikit-learn data set written into data.train when that is absent")
 
 
 @dataclass
@@ -67,6 +70,7 @@ class ModelConfig:
     l2: float = _opt(0.0, min=0.0)
     l1: float = _opt(0.0, min=0.0)
     fit_intercept: bool = _opt(True)
+    hidden: list[int] = _opt([128], doc="mlp: widths of the ReLU hidden layers")
 
 
 @dataclass
@@ -238,6 +242,11 @@ def _convert(hint, value, key: str, meta) -> Any:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".")
+    if hint == list[int]:
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                   for v in value):
+            raise ConfigError(f"{key}: expected a list of positive integers, got {_describe(value)}")
+        return list(value)
     if hint is list:
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -295,5 +304,7 @@ def _check_combinations(config: JobConfig) -> None:
     if comm.strategy == "ps-async" and opt.kind in ("lbfgs", "normal"):
         raise ConfigError(f"comm.strategy: 'ps-async' is for mini-batch optimizers; "
                           f"optimizer.kind = {opt.kind!r} is full-batch (use 'allreduce' or 'ring')")
+    if config.data.synth is not None and config.data.example:
+        raise ConfigError("data.example: give data.synth or data.example, not both")
     if not config.data.train and config.data.synth is None:
         raise ConfigError("data.train: no training data given (a path, a glob or a list of them)")

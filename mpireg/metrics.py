@@ -16,7 +16,7 @@ LOGIT_RANGE = 20.0
 
 
 def sums_length(model) -> int:
-    return {"linear": 5, "logistic": 3 + 2 * AUC_BINS, "softmax": 3}[model.kind]
+    return {"regression": 5, "binary": 3 + 2 * AUC_BINS, "multiclass": 3}[model.output]
 
 
 def add_sums(model, params, X, y, out: np.ndarray) -> None:
@@ -27,12 +27,12 @@ def add_sums(model, params, X, y, out: np.ndarray) -> None:
         return
     out[0] += n
     out[1] += model.loss_sum(params, X, y)
-    if model.kind == "linear":
+    if model.output == "regression":
         r = model.predict(params, X) - y
         out[2] += float(r @ r)
         out[3] += float(y.sum())
         out[4] += float(y @ y)
-    elif model.kind == "logistic":
+    elif model.output == "binary":
         z = model.decision(params, X)
         out[2] += float(xp.sum((z > 0) == (y > 0.5)))
         scaled = (xp.clip(z, -LOGIT_RANGE, LOGIT_RANGE) + LOGIT_RANGE) * (AUC_BINS / (2 * LOGIT_RANGE))
@@ -50,13 +50,13 @@ def finalize(model, sums: np.ndarray, penalty: float) -> dict:
         return {}
     data_loss = sums[1] / n
     result = {"rows": int(n), "loss": float(data_loss + penalty)}
-    if model.kind == "linear":
+    if model.output == "regression":
         mse = sums[2] / n
         variance = sums[4] / n - (sums[3] / n) ** 2
         result.update(mse=float(mse), r2=float(1.0 - mse / variance) if variance > 0 else float("nan"))
     else:
         result.update(log_loss=float(data_loss), accuracy=float(sums[2] / n))
-        if model.kind == "logistic":
+        if model.output == "binary":
             result["auc"] = _auc(sums[3:3 + AUC_BINS], sums[3 + AUC_BINS:])
     return result
 

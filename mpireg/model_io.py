@@ -27,7 +27,7 @@ def save_model(path, model, params, config: dict, schema: dict, metrics: dict,
             group.create_dataset(name, data=view)
         f.attrs.update(mpireg_model=MODEL_FORMAT, kind=model.kind, n_features=model.n_features,
                        n_classes=model.n_classes, fit_intercept=model.fit_intercept,
-                       l2=model.l2, l1=model.l1, config=json.dumps(config),
+                       l2=model.l2, l1=model.l1, options=json.dumps(model.options()), config=json.dumps(config),
                        schema=json.dumps(schema), metrics=json.dumps(metrics), estimator=estimator)
         if classes is not None:
             classes = np.asarray(classes)
@@ -49,8 +49,9 @@ def load_model(path, xp=np):
             raise DataError(f"{path}: not an mpireg model file (no attribute mpireg_model)")
         a = f.attrs
         model = make_model(str(a["kind"]), int(a["n_features"]), int(a["n_classes"]),
-                           bool(a["fit_intercept"]), float(a["l2"]), float(a["l1"]), xp=xp)
-        dtype = f["params/coef"].dtype
+                           bool(a["fit_intercept"]), float(a["l2"]), float(a["l1"]), xp=xp,
+                           **json.loads(a.get("options", "{}")))
+        dtype = f["params"][model.layout.specs[0].name].dtype
         params = model.init_params(dtype)
         views = model.layout.views(params)
         for name in views:

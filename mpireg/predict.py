@@ -27,8 +27,8 @@ def predict_file(model_path, data_specs, out, proba: bool = False) -> int:
     if schema.n_features != model.n_features:
         raise DataError(f"{schema.files[0]}: {schema.n_features} features, but the model "
                         f"{model_path} was trained on {model.n_features}")
-    if proba and model.kind == "linear":
-        raise MpiregError("--proba: a linear model predicts values, not probabilities")
+    if proba and model.output == "regression":
+        raise MpiregError("--proba: a regression model predicts values, not probabilities")
     reader = ShardReader(schema, 0, 1, BUDGET_BYTES, x_dtype=params.dtype, allow_empty=True)
     parts = []
     for index in range(len(reader.block_sizes)):

@@ -14,7 +14,7 @@ import pytest
 from mpireg.config import load_job
 from mpireg.data import ShardReader, epoch_plan, rank_range, read_schema, resolve_paths
 from mpireg.model_io import load_model
-from mpireg.models import make_model
+from mpireg.models import make_model, model_options
 from mpireg.optim import learning_rate, make_optimizer
 from tests.helpers import run_ranks
 
@@ -52,7 +52,8 @@ def _replay(overrides, size):
     schema = read_schema(resolve_paths(cfg.data.train))
     readers = [ShardReader(schema, r, size, cfg.data.memory_budget_mb * 2**20) for r in range(size)]
     X, y = ShardReader(schema, 0, 1, 1e12).block(0)
-    model = make_model(cfg.model.kind, schema.n_features, schema.n_classes, l2=cfg.model.l2)
+    model = make_model(cfg.model.kind, schema.n_features, schema.n_classes, l2=cfg.model.l2,
+                       task=schema.task, **model_options(cfg.model, cfg.seed))
     y = model.prepare_targets(y)
     params = model.init_params(np.float64)
     opt = make_optimizer(cfg.optimizer, model, np.float64)
@@ -79,26 +80,32 @@ def _replay(overrides, size):
     ("linear", 4, 16, 1024, "adam"),
     ("softmax", 8, 50, 1024, "sgd"),    # 151 vs 150 rows: some ranks sit out the last step
     ("logistic", 3, 10, 0.002, "sgd"),   # streamed in blocks of ~26 rows
+    ("mlp:softmax", 3, 16, 1024, "adam"),
+    ("mlp:linear", 2, 16, 0.002, "sgd"),
 ])
 def test_minibatch_equals_single_process_on_the_same_global_batches(
         datasets, tmp_path, task, size, batch, budget_mb, optimizer):
-    overrides = [f"data.train={datasets[task]}", f"model.kind={task}", f"optimizer.kind={optimizer}",
+    kind, _, task = task.rpartition(":")  # mlp:softmax = an MLP on the softmax data
+    overrides = [f"data.train={datasets[task]}", f"model.kind={kind or task}", "model.hidden=[5, 3]",
+                 f"optimizer.kind={optimizer}",
                  "optimizer.lr=0.05", "optimizer.momentum=0.9", "optimizer.schedule=cosine",
                  "optimizer.epochs=3", f"optimizer.batch_size={batch}", "optimizer.tol=0",
                  "model.l2=1e-3", f"data.memory_budget_mb={budget_mb}", "seed=11"]
     distributed = _train(size, tmp_path / "run", overrides)
     single, local_steps = _replay(overrides, size)
-    if task == "softmax":
+    if (task, size) == ("softmax", 8):
         assert len(set(local_steps)) == 2  # the uneven case really is uneven
     np.testing.assert_allclose(distributed, single, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("size", [3, 8])
-def test_overlapped_bucket_reductions_equal_the_single_process(datasets, tmp_path, size):
-    """Softmax reports gradient slabs ready while it computes; with buckets of 96 bytes each
-    slab starts its own Iallreduce. At 8 ranks some ranks sit out the last step (zeros) and
-    must still start the same reductions in the same order."""
-    overrides = [f"data.train={datasets['softmax']}", "model.kind=softmax", "optimizer.kind=sgd",
+@pytest.mark.parametrize("size,kind", [(3, "softmax"), (8, "softmax"), (3, "mlp")])
+def test_overlapped_bucket_reductions_equal_the_single_process(datasets, tmp_path, size, kind):
+    """Softmax reports gradient slabs ready while it computes, the MLP each layer as back-
+    propagation finishes it; with buckets of 96 bytes each starts its own Iallreduce. At 8 ranks
+    some ranks sit out the last step (zeros) and must still start the same reductions in the
+    same order."""
+    overrides = [f"data.train={datasets['softmax']}", f"model.kind={kind}", "model.hidden=[7, 4]",
+                 "optimizer.kind=sgd",
                  "optimizer.lr=0.05", "optimizer.epochs=2", "optimizer.batch_size=50", "optimizer.tol=0",
                  "model.l2=1e-3", "comm.fusion_bytes=96", "run.log_every=3", "seed=5"]
     distributed = _train(size, tmp_path / "run", overrides)

@@ -1,4 +1,7 @@
 """The Python API: estimators in scikit-learn's shape on the CLI's engine (see docs/api.md)."""
-from .estimators import LinearRegression, LogisticRegression, SoftmaxRegression, load
+from .estimators import LinearRegression, LogisticRegression, SoftmaxRegression
+from .files import load
+from .mlp import MLPClassifier, MLPRegressor
 
-__all__ = ["LinearRegression", "LogisticRegression", "SoftmaxRegression", "load"]
+__all__ = ["LinearRegression", "LogisticRegression", "MLPClassifier", "MLPRegressor", "SoftmaxRegression",
+           "load"]

@@ -50,6 +50,11 @@ class MpiregEstimator(BaseEstimator):
     scikit-learn penalty alias (alpha, C) becomes `l2`."""
 
     _penalty_alias = ""  # "alpha" or "C"
+    _own_parameters = {}  # parameter -> job key, beyond PARAMETER_KEYS (the MLP's hidden_layer_sizes)
+
+    @classmethod
+    def _parameter_keys(cls) -> dict:
+        return {**PARAMETER_KEYS, **cls._own_parameters}
 
     # ------------------------------------------------------------------ job <-> parameters
     @classmethod
@@ -63,7 +68,7 @@ class MpiregEstimator(BaseEstimator):
         """An estimator whose parameters are a resolved job's (`JobConfig.to_dict()`, or a model
         file's config); keys left at their defaults stay out of `job`."""
         rest = _without_defaults(copy.deepcopy(table), JobConfig().to_dict())
-        params = {name: _pop(rest, key) for name, key in PARAMETER_KEYS.items()}
+        params = {name: _pop(rest, key) for name, key in cls._parameter_keys().items()}
         _pop(rest, "model.kind")
         _pop(rest, "name")
         if _get(rest, "data.train") == [SOURCE]:  # fitted on arrays: nothing to fit again from
@@ -75,14 +80,14 @@ class MpiregEstimator(BaseEstimator):
         table = copy.deepcopy(self.job) if self.job else {}
         if not isinstance(table, dict):
             raise ConfigError(f"job: expected a table of job keys (a dict), got {type(table).__name__}")
-        for name, key in PARAMETER_KEYS.items():
+        for name, key in self._parameter_keys().items():
             if _get(table, key) is not _MISSING:
                 raise ConfigError(f"job: {key} is the parameter {name}= of {type(self).__name__}; set it there")
         for key in OWN_KEYS:
             if key != "data.train" and _get(table, key) is not _MISSING:
                 raise ConfigError(f"job: {key} is chosen by {type(self).__name__} itself")
-        for name, key in PARAMETER_KEYS.items():
-            _set(table, key, getattr(self, name))
+        for name, key in self._parameter_keys().items():
+            _set(table, key, _as_job_value(getattr(self, name)))
         _set(table, "model.l2", l2)
         _set(table, "optimizer.kind", self._solver())
         _set(table, "model.kind", model_kind)
@@ -210,6 +215,11 @@ def _is_paths(X) -> bool:
     if isinstance(X, (str, os.PathLike)):
         return True
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(x, (str, os.PathLike)) for x in X)
+
+
+def _as_job_value(value):
+    """A parameter as a TOML value would hold it (a tuple of widths becomes a list)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 # ---------------------------------------------------------------------- dotted keys in tables

@@ -6,6 +6,8 @@
     m.predict(X), m.predict_proba(X), m.score(X, y), m.coef_, m.intercept_, m.n_iter_
     m.save("model.h5"); mpireg.load("model.h5")
 
+(MLPClassifier and MLPRegressor, on the same base, are in mlp.py; `load` in files.py.)
+
 Penalties: mpireg's objective is mean loss + l2/2 ||coef||^2 + l1 ||coef||_1, so scikit-learn's
 Ridge(alpha) is l2 = alpha / n and LogisticRegression(C) is l2 = 1 / (C n), n the rows of all
 ranks; `alpha=` and `C=` do that conversion. Unlike scikit-learn, the default is no penalty.
@@ -23,7 +25,7 @@ from ..device import is_device_array as on_device
 from ..device import namespace_of
 from ..device import to_host as host
 from ..errors import ConfigError, DataError
-from ..model_io import load_model, save_model
+from ..model_io import save_model
 from ..models import make_model
 from .base import MpiregEstimator, _is_paths, collective, local_phase
 from .inputs import class_codes, regression_targets, shard_rows
@@ -256,7 +258,7 @@ class _Classifier(ClassifierMixin, _Estimator):
         X = self._validate_predict(X)
         model, params = self._engine_model(namespace_of(X))
         proba = model.predict_proba(params, X.astype(params.dtype, copy=False))
-        if model.kind == "logistic":
+        if model.output == "binary":  # P(class 1) only: scikit-learn's two columns
             xp = namespace_of(proba)
             proba = xp.stack([1 - proba, proba], axis=1)
         return proba
@@ -287,23 +289,6 @@ class SoftmaxRegression(_Classifier):
     @staticmethod
     def _model_kind(task: str, n_classes: int) -> str:
         return "softmax"
-
-
-ESTIMATORS = {cls.__name__: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression)}
-BY_KIND = {"linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression}
-
-
-def load(path):
-    """The estimator a model file holds (written by `save` or by the CLI), ready to predict."""
-    model, params, meta = load_model(path)
-    cls = ESTIMATORS.get(meta["estimator"]) or BY_KIND[model.kind]
-    estimator = cls.from_config(meta["config"])
-    classes = meta.get("classes")
-    if classes is None and model.kind != "linear":
-        classes = np.arange(model.n_classes)
-    estimator._set_fitted(meta["config"], model, params, meta["schema"], classes)
-    estimator.summary_ = meta["metrics"]
-    return estimator
 
 
 def _shared(arguments: dict) -> dict:

@@ -1,4 +1,4 @@
-"""The data tool: `python -m mpireg.data {synth,convert,inspect} ...`."""
+"""The data tool: `python -m mpireg.data {synth,example,convert,inspect} ...`."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import sys
 from ..errors import MpiregError
 from ..log import run_command_line
 from .convert import convert
+from .examples import EXAMPLES, write_example
 from .inspect import inspect
 from .synth import synthesize
 
@@ -27,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser("example", help="a data set bundled with scikit-learn (digits, ...) as shards")
+    e.add_argument("name", choices=list(EXAMPLES))
+    e.add_argument("--out", required=True)
+    e.add_argument("--shards", type=int, default=1)
+    e.add_argument("--test-fraction", type=float, default=0.2)
+    e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    e.add_argument("--seed", type=int, default=0)
 
     c = sub.add_parser("convert", help="CSV, .npy/.npz, libsvm text -> shards")
     c.add_argument("inputs", nargs="+")
@@ -61,6 +70,12 @@ def _synth(args) -> None:
           f"{test_rows} test rows in {args.out}/test)")
 
 
+def _example(args) -> None:
+    summary = write_example(args.name, args.out, args.shards, args.test_fraction, args.seed, args.dtype)
+    print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
+          f"{summary['features']} features, task {summary['task']}")
+
+
 def _convert(args) -> None:
     summary = convert(args.inputs, args.out, args.shards, args.label_col,
                       args.test_fraction, args.seed, args.task, args.dtype)
@@ -73,7 +88,7 @@ def _inspect(args) -> None:
     print("\n".join(inspect(args.paths, scan=not args.no_scan)))
 
 
-COMMANDS = {"synth": _synth, "convert": _convert, "inspect": _inspect}
+COMMANDS = {"synth": _synth, "example": _example, "convert": _convert, "inspect": _inspect}
 
 if __name__ == "__main__":
     sys.exit(main())

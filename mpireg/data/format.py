@@ -24,7 +24,8 @@ from ..errors import DataError
 FORMAT_VERSION = 1
 TASKS = ("regression", "binary", "multiclass")
 # The data task each model trains on.
-MODEL_TASKS = {"linear": ("regression",), "logistic": ("binary",), "softmax": ("multiclass", "binary")}
+MODEL_TASKS = {"linear": ("regression",), "logistic": ("binary",), "softmax": ("multiclass", "binary"),
+               "mlp": TASKS}
 
 
 @dataclass

@@ -15,13 +15,15 @@ import numpy as np
 from .. import log
 from ..comm import EXTRA_SLOTS, Strategy, make_strategy
 from ..config import JobConfig
+from ..cores import share_cores
 from ..data import MODEL_TASKS, Schema, ShardReader, read_schema, resolve_paths
 from ..data.arrays import LocalArrays, arrays_schema
 from ..data.local import LocalData
+from ..data.examples import write_example
 from ..data.synth import synthesize
 from ..device import array_module, select_gpu
 from ..errors import CollectiveError, ConfigError, DataError
-from ..models import Model, make_model
+from ..models import Model, make_model, model_options
 from ..optim import FULL_BATCH, make_optimizer
 from ..parallel import agree, on_rank_zero, root_then_bcast
 
@@ -66,12 +68,13 @@ class Parts:
 def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
     """Collective. Shards name the data unless `arrays` hands this rank its rows."""
     xp = agree(comm, lambda: array_module(cfg.device))
+    share_cores(comm)
     if cfg.device == "gpu":
         _, sharing = agree(comm, lambda: select_gpu(comm))
         if sharing > 1:
             log.warn(f"{sharing} ranks share each GPU on a node (allowed; each gets a fair share at best)")
     if arrays is None:
-        if cfg.data.synth is not None:
+        if cfg.data.synth is not None or cfg.data.example:
             on_rank_zero(comm, lambda: ensure_synthetic(cfg))
         schema, test_schema = root_then_bcast(comm, lambda: _read_schemas(cfg))
         first_row = None
@@ -82,7 +85,7 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
     dtype = np.dtype(schema.dtype if cfg.data.dtype == "auto" else cfg.data.dtype)
     m = cfg.model
     model = make_model(m.kind, schema.n_features, schema.n_classes, m.fit_intercept, m.l2, m.l1,
-                       xp=xp, task=schema.task)
+                       xp=xp, task=schema.task, **model_options(m, cfg.seed))
     step_bytes = (model.layout.size + EXTRA_SLOTS) * dtype.itemsize
     strategy = agree(comm, lambda: make_strategy(cfg.comm, comm, cfg.device, message_bytes=step_bytes,
                                                  overlaps=model.overlaps))
@@ -156,11 +159,17 @@ def _hand_over(cfg, arrays: Arrays, first_row: int, partition, model, dtype) -> 
 
 
 def ensure_synthetic(cfg: JobConfig) -> None:
-    """The quickstart: make the job's synthetic data when its training directory is absent."""
-    synth, target = cfg.data.synth, Path(cfg.data.train[0])
+    """The quickstart: make the job's synthetic (or example) data when its training directory
+    is absent."""
+    synth, target = cfg.data.synth, Path(cfg.data.train[0]) if cfg.data.train else None
+    key = "data.synth" if synth is not None else "data.example"
     if len(cfg.data.train) != 1:
-        raise ConfigError("data.synth: data.train must be one directory to generate into")
+        raise ConfigError(f"{key}: data.train must be one directory to generate into")
     if target.exists():
+        return
+    if synth is None:
+        log.info(f"writing scikit-learn's {cfg.data.example} data set into {target}")
+        write_example(cfg.data.example, target, shards=2, seed=cfg.seed)
         return
     log.info(f"making synthetic {synth.task} data in {target} ({synth.rows} rows, {synth.features} features)")
     synthesize(synth.task, synth.rows, synth.features, target, synth.shards, synth.classes,

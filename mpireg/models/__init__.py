@@ -3,23 +3,33 @@ from ..errors import ConfigError
 from .base import Model, ParamLayout, ParamSpec
 from .linear import LinearModel
 from .logistic import LogisticModel
+from .mlp import MLPModel
 from .softmax import SoftmaxModel
 
-MODELS = {m.kind: m for m in (LinearModel, LogisticModel, SoftmaxModel)}
+MODELS = {m.kind: m for m in (LinearModel, LogisticModel, SoftmaxModel, MLPModel)}
+HINTS = {"regression": "linear", "binary": "logistic", "multiclass": "softmax"}
 
 
 def make_model(kind: str, n_features: int, n_classes: int = 0, fit_intercept: bool = True,
-               l2: float = 0.0, l1: float = 0.0, xp=None, task: str | None = None) -> Model:
+               l2: float = 0.0, l1: float = 0.0, xp=None, task: str | None = None, **options) -> Model:
+    """`options`: a model's own arguments (the MLP's hidden, seed and output; output defaults
+    to the data's task)."""
     import numpy as np
 
     if kind not in MODELS:
         raise ConfigError(f"model.kind: expected one of {', '.join(MODELS)}, got {kind!r}")
     cls = MODELS[kind]
     if task is not None and task not in cls.task:
-        hint = {"regression": "linear", "binary": "logistic", "multiclass": "softmax"}[task]
         raise ConfigError(f"model.kind: {kind!r} cannot train on data of task {task!r}; "
-                          f"use model.kind = {hint!r}")
-    return cls(n_features, n_classes, fit_intercept, l2, l1, xp or np)
+                          f"use model.kind = {HINTS[task]!r} (or 'mlp')")
+    if cls is MLPModel and task is not None:
+        options.setdefault("output", task)
+    return cls(n_features, n_classes, fit_intercept, l2, l1, xp or np, **options)
 
 
-__all__ = ["MODELS", "Model", "ParamLayout", "ParamSpec", "make_model"]
+def model_options(model_cfg, seed: int) -> dict:
+    """The options a job's model section gives make_model."""
+    return {"hidden": list(model_cfg.hidden), "seed": seed} if model_cfg.kind == "mlp" else {}
+
+
+__all__ = ["MODELS", "MLPModel", "Model", "ParamLayout", "ParamSpec", "make_model", "model_options"]

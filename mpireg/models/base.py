@@ -65,6 +65,7 @@ class Model:
 
     kind = "base"
     task = ()  # data tasks the model trains on
+    output = ""  # what it predicts: "regression" values, "binary" or "multiclass" labels
     overlaps = False  # True: loss_grad_sum reports parts of the gradient ready as it goes
 
     def __init__(self, n_features: int, n_classes: int = 0, fit_intercept: bool = True,
@@ -126,6 +127,10 @@ class Model:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- shared
+    def options(self) -> dict:
+        """Constructor arguments beyond the common ones (saved in model files)."""
+        return {}
+
     def init_params(self, dtype):
         return self.xp.zeros(self.layout.size, dtype=dtype)
 

@@ -6,6 +6,7 @@ from .base import Model, ParamSpec, _cgrad
 class LinearModel(Model):
     kind = "linear"
     task = ("regression",)
+    output = "regression"
 
     def _param_specs(self):
         specs = [ParamSpec("coef", (self.n_features,), True)]

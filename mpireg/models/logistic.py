@@ -10,6 +10,7 @@ from .base import Model, ParamSpec, _cgrad
 class LogisticModel(Model):
     kind = "logistic"
     task = ("binary",)
+    output = "binary"
 
     def _param_specs(self):
         specs = [ParamSpec("coef", (self.n_features,), True)]

@@ -16,6 +16,7 @@ BLOCK_BYTES = 256 << 10
 class SoftmaxModel(Model):
     kind = "softmax"
     task = ("multiclass", "binary")
+    output = "multiclass"
 
     def _param_specs(self):
         k = self.n_classes

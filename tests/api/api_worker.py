@@ -22,6 +22,8 @@ ESTIMATORS = [
     ("softmax", lambda: mpireg.SoftmaxRegression(l2=1e-3, tol=1e-10), "softmax"),
     ("sgd_exact", lambda: mpireg.LinearRegression(solver="sgd", lr=0.05, epochs=3, batch_size=128,
                                                   deterministic=True), "linear"),
+    ("mlp_exact", lambda: mpireg.MLPClassifier((6,), lr=0.01, epochs=3, batch_size=128,
+                                               deterministic=True), "softmax"),
 ]
 LABELS = np.array(["ant", "bee", "cat", "dog"])  # the softmax data's labels 0..3, as text
 
@@ -29,6 +31,14 @@ LABELS = np.array(["ant", "bee", "cat", "dog"])  # the softmax data's labels 0..
 def all_rows(path):
     schema = read_schema(resolve_paths([path]))
     return ShardReader(schema, 0, 1, 2**30).read(0, schema.n_rows)
+
+
+def weights(estimator) -> tuple:
+    """(coefficients, intercepts) as flat arrays; an MLP's layers one after another."""
+    if hasattr(estimator, "coefs_"):
+        return (np.concatenate([c.ravel() for c in estimator.coefs_]),
+                np.concatenate([b.ravel() for b in estimator.intercepts_]))
+    return estimator.coef_, np.atleast_1d(estimator.intercept_)
 
 
 def my_slice(n_rows: int, rank: int, size: int) -> slice:
@@ -57,8 +67,7 @@ def main(mode: str, root: str, out: str) -> None:
             mine = my_slice(len(y), comm.rank, comm.size)
             estimator.fit(X[mine], y[mine])
             score = estimator.score(X[mine], y[mine])
-        results[f"{name}.coef"] = estimator.coef_
-        results[f"{name}.intercept"] = np.atleast_1d(estimator.intercept_)
+        results[f"{name}.coef"], results[f"{name}.intercept"] = weights(estimator)
         results[f"{name}.score"] = np.array(score)
         if hasattr(estimator, "classes_"):
             results[f"{name}.classes"] = estimator.classes_.astype(str)

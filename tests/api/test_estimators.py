@@ -71,7 +71,8 @@ def test_softmax_on_two_classes_matches_the_logistic_decision(cancer):
 # takes no sample_weight), the array-API check (CuPy arrays are the GPU door) and, without
 # pandas installed, the DataFrame check. None is expected to fail.
 @pytest.mark.parametrize("estimator", [mpireg.LinearRegression(), mpireg.LogisticRegression(),
-                                       mpireg.SoftmaxRegression()], ids=lambda e: type(e).__name__)
+                                       mpireg.SoftmaxRegression(), mpireg.MLPClassifier(),
+                                       mpireg.MLPRegressor()], ids=lambda e: type(e).__name__)
 def test_scikit_learn_check_estimator(estimator):
     check_estimator(estimator)
 

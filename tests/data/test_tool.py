@@ -88,3 +88,15 @@ def test_inspect_reports_and_validates(tmp_path, capsys):
         f["y"][3] = 9
     assert data_main(["inspect", str(tmp_path / "s")]) == 1
     assert "part-00001.h5: y has label 9 at row 3" in capsys.readouterr().err
+
+
+def test_example_writes_scikit_learns_bundled_data_as_shards(tmp_path, capsys):
+    out = tmp_path / "digits"
+    assert data_main(["example", "digits", "--out", str(out), "--shards", "2"]) == 0
+    train, test = read_schema(resolve_paths([str(out)])), read_schema(resolve_paths([str(out / "test")]))
+    assert (train.task, train.n_features, train.n_classes, train.dtype) == ("multiclass", 64, 10, "float32")
+    assert (train.n_rows, test.n_rows) == (1438, 359)
+    with h5py.File(train.files[0]) as f:
+        assert 0.0 <= f["X"][()].min() and f["X"][()].max() <= 1.0  # pixels scaled to [0, 1]
+    assert data_main(["example", "iris", "--out", str(tmp_path / "x"), "--test-fraction", "1.5"]) != 0
+    assert "--test-fraction: expected a value in [0, 1)" in capsys.readouterr().err
