@@ -26,7 +26,17 @@ ACTIVATIONS = {"regression": "identity", "binary": "logistic", "multiclass": "so
 class _MLP(_Estimator):
     _exact_solver = "adam"
     _own_parameters = {"hidden_layer_sizes": "model.hidden"}
+    _penalty_alias = "alpha"
     _tasks = ()
+
+    # One signature for both MLPs (scikit-learn reads the parameters from it).
+    def __init__(self, hidden_layer_sizes=(128,), *, alpha=None, l2=0.0, l1=0.0, fit_intercept=True,
+                 solver="auto", lr=0.001, momentum=0.0, batch_size=200, epochs=200, max_iter=500,
+                 tol=1e-4, strategy="allreduce", deterministic=False, compression="none", dtype="auto",
+                 device="cpu", seed=0, job=None, run_dir=None, comm=None, verbose=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        _Estimator.__init__(self, **_shared(locals()))
 
     def _model_kind(self, task: str, n_classes: int) -> str:
         if task not in self._tasks:
@@ -77,16 +87,7 @@ class MLPClassifier(_MLP, _Classifier):
     """A ReLU network with a softmax output over the classes (logistic for two)."""
 
     _tasks = ("binary", "multiclass")
-    _penalty_alias = "alpha"  # not _Classifier's C
     score = _Estimator.score
-
-    def __init__(self, hidden_layer_sizes=(128,), *, alpha=None, l2=0.0, l1=0.0, fit_intercept=True,
-                 solver="auto", lr=0.001, momentum=0.0, batch_size=200, epochs=200, max_iter=500,
-                 tol=1e-4, strategy="allreduce", deterministic=False, compression="none", dtype="auto",
-                 device="cpu", seed=0, job=None, run_dir=None, comm=None, verbose=False):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.alpha = alpha
-        _Estimator.__init__(self, **_shared(locals()))
 
     def fit(self, X=None, y=None):
         """X: shard paths, or this rank's rows (y: their labels, any values). Collective."""
@@ -98,14 +99,6 @@ class MLPRegressor(_MLP, LinearRegression):
     LinearRegression's)."""
 
     _tasks = ("regression",)
-
-    def __init__(self, hidden_layer_sizes=(128,), *, alpha=None, l2=0.0, l1=0.0, fit_intercept=True,
-                 solver="auto", lr=0.001, momentum=0.0, batch_size=200, epochs=200, max_iter=500,
-                 tol=1e-4, strategy="allreduce", deterministic=False, compression="none", dtype="auto",
-                 device="cpu", seed=0, job=None, run_dir=None, comm=None, verbose=False):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.alpha = alpha
-        _Estimator.__init__(self, **_shared(locals()))
 
     def fit(self, X=None, y=None):
         """X: shard paths, or this rank's rows (y: their targets). Collective."""

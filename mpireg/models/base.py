@@ -158,6 +158,18 @@ class Model:
         if self.l2:
             grad += self.l2 * self.mask(params.dtype) * params
 
+    def _sum_blocks(self, whole, params, X, y, grad, block: int) -> float:
+        """Loss and gradient sums of `whole(params, X, y, grad)` over blocks of `block` rows:
+        the blocks' arrays stay small (in cache, bounded memory), and float32 blocks add up in
+        double."""
+        total = self.xp.zeros(grad.shape, dtype=np.float64)
+        loss = 0.0
+        for lo in range(0, X.shape[0], block):
+            loss += whole(params, X[lo:lo + block], y[lo:lo + block], grad)
+            total += grad
+        grad[...] = total
+        return loss
+
     def _write_bias_grad(self, g, r) -> None:
         if self.fit_intercept:
             g["intercept"][...] = r.sum(axis=0)

@@ -160,14 +160,7 @@ class MLPModel(Model):
         block = self._block_rows(X)
         if X.shape[0] <= block:
             return self._loss_grad_whole(params, X, y, grad)
-        # Full batch: blocks bound the activations' memory; float32 blocks add up in double.
-        total = self.xp.zeros(grad.shape, dtype=np.float64)
-        loss = 0.0
-        for lo in range(0, X.shape[0], block):
-            loss += self._loss_grad_whole(params, X[lo:lo + block], y[lo:lo + block], grad)
-            total += grad
-        grad[...] = total
-        return loss
+        return self._sum_blocks(self._loss_grad_whole, params, X, y, grad, block)  # full batch
 
     def loss_sum(self, params, X, y) -> float:
         block = self._block_rows(X)

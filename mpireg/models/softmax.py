@@ -47,13 +47,7 @@ class SoftmaxModel(Model):
         block = max(64, BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
         if self.xp is not np or X.shape[0] <= 8 * block:  # a mini-batch's arrays fit in cache anyway
             return self.loss_grad_whole(params, X, y, grad)
-        total = np.zeros(grad.shape, dtype=np.float64)  # float32 blocks add up in double
-        loss = 0.0
-        for lo in range(0, X.shape[0], block):
-            loss += self.loss_grad_whole(params, X[lo:lo + block], y[lo:lo + block], grad)
-            total += grad
-        grad[...] = total
-        return loss
+        return self._sum_blocks(self.loss_grad_whole, params, X, y, grad, block)
 
     def loss_grad_whole(self, params, X, y, grad, on_ready=None) -> float:
         """The loss and gradient sums over all of X at once (on a GPU, one kernel per operation).
