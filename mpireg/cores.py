@@ -16,24 +16,24 @@ from mpi4py import MPI
 from . import log
 
 USER_KEYS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-_limits = []  # kept alive: the limit holds while the object does
+_limit = []  # the limit set, kept alive (it holds while the object does); once per process
 
 
 def share_cores(comm) -> int | None:
     """Limit this rank's BLAS threads to its node's cores / ranks on the node. Collective.
-    The thread count set, or None where the user's environment decides."""
+    The thread count set, or None where nothing was changed (one rank on the node, the user's
+    environment decides, or an earlier fit of this process set it already)."""
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     local = node.size
     node.Free()
-    if any(os.environ.get(key) for key in USER_KEYS):
+    if local == 1 or _limit or any(os.environ.get(key) for key in USER_KEYS):
         return None
     threads = max(1, _cores() // local)
     from threadpoolctl import threadpool_limits
 
-    _limits.append(threadpool_limits(limits=threads, user_api="blas"))
-    if local > 1:
-        log.info(f"threads: {local} ranks share this node's {_cores()} cores; BLAS uses {threads} "
-                 f"thread(s) per rank (set OMP_NUM_THREADS to choose)")
+    _limit.append(threadpool_limits(limits=threads, user_api="blas"))
+    log.info(f"threads: {local} ranks share this node's {_cores()} cores; BLAS uses {threads} "
+             f"thread(s) per rank (set OMP_NUM_THREADS to choose)")
     return threads
 
 

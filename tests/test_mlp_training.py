@@ -9,8 +9,8 @@ from sklearn.neural_network import MLPClassifier
 
 from mpireg.data import ShardReader, read_schema, resolve_paths
 from mpireg.data.examples import write_example
-from mpireg.model_io import load_model
 from tests.helpers import ROOT, run_ranks
+from tests.test_strategy_training import _train
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +25,6 @@ def _rows(path):
     return ShardReader(schema, 0, 1, 2**30).read(0, schema.n_rows)
 
 
-def _train(n, run_dir, overrides, job=None):
-    if job is None:
-        job = run_dir.parent / f"{run_dir.name}.toml"
-        job.write_text("")
-    args = ["--run-dir", run_dir]
-    for item in ["run.progress=false", *overrides]:
-        args += ["--set", item]
-    result = run_ranks(n, job, *args)
-    assert result.returncode == 0, result.stderr
-    return json.loads((run_dir / "summary.json").read_text()), load_model(run_dir / "model.h5")[1]
-
-
 def _job(digits):
     return [f"data.train={digits}", f"data.test={digits}/test", "model.kind=mlp", "model.hidden=[32]",
             "optimizer.kind=adam", "optimizer.lr=0.01", "optimizer.epochs=4", "optimizer.batch_size=64"]
@@ -47,7 +35,7 @@ def _job(digits):
                                      "comm.strategy=ps-async", "comm.compression=fp16",
                                      "comm.compression=bf16", "optimizer.kind=lbfgs"])
 def test_every_strategy_and_compression_trains_it(digits, tmp_path, setting):
-    summary, _ = _train(3, tmp_path / "run", [*_job(digits), setting])
+    _, summary, _ = _train(3, tmp_path / "run", [*_job(digits), setting])
     assert summary["model"] == "mlp"
     assert summary["eval"]["accuracy"] > 0.85, summary["eval"]
     assert summary["train"]["loss"] < 0.6
@@ -56,9 +44,9 @@ def test_every_strategy_and_compression_trains_it(digits, tmp_path, setting):
 @pytest.mark.parametrize("strategy,ranks", [("allreduce", (2, 4)), ("ring", (3,))])
 def test_deterministic_mode_gives_the_same_bits_on_any_rank_count(digits, tmp_path, strategy, ranks):
     overrides = [*_job(digits), "comm.deterministic=true", "comm.block_rows=32", f"comm.strategy={strategy}"]
-    _, reference = _train(1, tmp_path / "one", overrides)
+    reference, _, _ = _train(1, tmp_path / "one", overrides)
     for n in ranks:
-        _, params = _train(n, tmp_path / f"p{n}", overrides)
+        params, _, _ = _train(n, tmp_path / f"p{n}", overrides)
         assert np.array_equal(params, reference), f"{n} ranks differ"
 
 
@@ -74,3 +62,14 @@ def test_the_digits_job_is_within_a_point_of_scikit_learn(tmp_path):
     theirs = MLPClassifier((128,), learning_rate_init=1e-3, batch_size=200, max_iter=summary["epochs"],
                            random_state=0).fit(X, y).score(X_test, y_test)
     assert summary["eval"]["accuracy"] >= theirs - 0.01, (summary["eval"]["accuracy"], theirs)
+
+
+def test_ranks_on_one_node_share_its_cores_unless_the_user_says(digits, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    _, _, result = _train(2, tmp_path / "shared", [*_job(digits), "optimizer.epochs=1"])
+    assert "ranks share this node's" in result.stdout + result.stderr
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    _, _, result = _train(2, tmp_path / "user", [*_job(digits), "optimizer.epochs=1"])
+    assert "ranks share this node's" not in result.stdout + result.stderr

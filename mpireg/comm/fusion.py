@@ -110,7 +110,9 @@ class GradientPipe:
             if requests:
                 MPI.Request.Testall(requests)  # MPICH moves a message only inside an MPI call
 
-        compute(on_ready)
+        # One bucket cannot start before the whole gradient is written: the model then computes
+        # in one piece (reporting slabs costs it ~20%, measured on the MLP) instead of for nothing.
+        compute(on_ready if len(self.buckets) > 1 else None)
         t = time.perf_counter()
         on_ready(buffer.size)
         MPI.Request.Waitall(requests)

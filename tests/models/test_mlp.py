@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mpireg.models import make_model
+from tests.models.test_gradients import _objective
 
 OUTPUTS = [("regression", 0), ("binary", 2), ("multiclass", 4)]
 LINEAR_TWIN = {"regression": "linear", "binary": "logistic", "multiclass": "softmax"}
@@ -20,10 +21,6 @@ def _data(task, k, rng, n=40, d=5):
 def _mlp(task, k, d=5, **kw):
     kw.setdefault("hidden", [6, 4])
     return make_model("mlp", d, k, task=task, **kw)
-
-
-def _objective(model, w, X, y):
-    return model.loss_sum(w, X, y) / len(X) + model.penalty(w)
 
 
 @pytest.mark.parametrize("task,k", OUTPUTS)
