@@ -7,7 +7,7 @@
 __version__ = "0.1.0"
 
 _API = ("LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLPClassifier", "MLPRegressor",
-        "load")
+        "MatrixFactorization", "load")
 
 
 def __getattr__(name):

@@ -22,9 +22,10 @@ else:  # pragma: no cover
 
 from .errors import ConfigError
 
-MODEL_KINDS = ("linear", "logistic", "softmax", "mlp")
-SYNTH_TASKS = ("linear", "logistic", "softmax")
-OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal")
+MODEL_KINDS = ("linear", "logistic", "softmax", "mlp", "mf")
+SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings")
+OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal", "als")
+FACTOR_EXCHANGES = ("auto", "allgather", "pull")
 STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "auto")
 COMPRESSIONS = ("none", "fp16", "bf16")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
@@ -50,6 +51,9 @@ class SynthConfig:
     test_rows: int = _opt(4000, min=0)
     noise: float = _opt(0.1, min=0.0)
     seed: int = _opt(0)
+    users: int = _opt(1000, min=1, doc="ratings: users (rows = ratings drawn)")
+    items: int = _opt(500, min=1, doc="ratings: items")
+    rank: int = _opt(8, min=1, doc="ratings: rank of the true factors")
 
 
 @dataclass
@@ -71,6 +75,7 @@ class ModelConfig:
     l1: float = _opt(0.0, min=0.0)
     fit_intercept: bool = _opt(True)
     hidden: list[int] = _opt([128], doc="mlp: widths of the ReLU hidden layers")
+    rank: int = _opt(10, min=1, doc="mf: factors per user and per item")
 
 
 @dataclass
@@ -111,6 +116,9 @@ class CommConfig:
     ring_chunk_bytes: int = _opt(4 * 2**20, min=1, doc="ring: bytes per segment processed at a time")
     block_rows: int = _opt(64, min=1, doc="deterministic mode: rows per fixed summation block")
     ranks_per_node: int = _opt(0, min=0, doc="hierarchical: group ranks in nodes of N (0: the real nodes)")
+    factor_exchange: str = _opt("auto", choices=FACTOR_EXCHANGES,
+                                doc="als: how a rank gets the factor rows it needs from their owners "
+                                    "(auto: allgather when the matrix is small, else pull)")
 
 
 @dataclass
@@ -294,6 +302,7 @@ def _check_combinations(config: JobConfig) -> None:
     if model.l1 > 0 and opt.kind in ("normal", "lbfgs"):
         raise ConfigError(f"model.l1: an L1 penalty needs a proximal step (optimizer.kind = 'sgd' "
                           f"or 'adam'); {opt.kind!r} handles L2 only")
+    _check_mf(config)
     comm = config.comm
     if comm.strategy == "ps-async" and comm.deterministic:
         raise ConfigError("comm.deterministic: 'ps-async' applies gradients in arrival order, which no "
@@ -308,3 +317,22 @@ def _check_combinations(config: JobConfig) -> None:
         raise ConfigError("data.example: give data.synth or data.example, not both")
     if not config.data.train and config.data.synth is None:
         raise ConfigError("data.train: no training data given (a path, a glob or a list of them)")
+
+
+def _check_mf(config: JobConfig) -> None:
+    opt, model = config.optimizer, config.model
+    if opt.kind == "als" and model.kind != "mf":
+        raise ConfigError(f"optimizer.kind: 'als' (alternating least squares) trains model.kind = "
+                          f"'mf', not {model.kind!r}")
+    if model.kind != "mf":
+        return
+    if opt.kind not in ("als", "sgd", "adam"):
+        raise ConfigError(f"optimizer.kind: model.kind = 'mf' trains with 'als', 'sgd' or 'adam', "
+                          f"not {opt.kind!r}")
+    if model.l1 > 0:
+        raise ConfigError("model.l1: matrix factorisation takes an L2 penalty only (model.l2)")
+    if opt.kind == "als" and config.comm.strategy in ("ps", "ps-async", "nccl"):
+        raise ConfigError(f"comm.strategy: ALS moves factor rows between the ranks that own them "
+                          f"(comm.factor_exchange), not through {config.comm.strategy!r}; use "
+                          f"'allreduce', or optimizer.kind = 'sgd'/'adam' for SGD-MF through a "
+                          f"parameter server")

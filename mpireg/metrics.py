@@ -1,7 +1,7 @@
 """Evaluation metrics computed from global sums: each rank sums over its rows, one allreduce.
 
 Per model, a fixed-length float64 vector of sums:
-    regression  [n, loss, sse, sum y, sum y^2]                      -> loss, mse, r2
+    regression  [n, loss, sse, sum y, sum y^2]                      -> loss, mse, rmse, r2
     binary      [n, loss, correct, positives per bin, negatives per bin] -> loss, log_loss, accuracy, auc
     multiclass  [n, loss, correct]                                  -> loss, log_loss, accuracy
 AUC is exact up to ties within one of AUC_BINS bins of the logit over [-LOGIT_RANGE, LOGIT_RANGE]
@@ -53,7 +53,7 @@ def finalize(model, sums: np.ndarray, penalty: float) -> dict:
     if model.output == "regression":
         mse = sums[2] / n
         variance = sums[4] / n - (sums[3] / n) ** 2
-        result.update(mse=float(mse), r2=float(1.0 - mse / variance) if variance > 0 else float("nan"))
+        result.update(mse=float(mse), rmse=float(np.sqrt(mse)), r2=float(1.0 - mse / variance) if variance > 0 else float("nan"))
     else:
         result.update(log_loss=float(data_loss), accuracy=float(sums[2] / n))
         if model.output == "binary":

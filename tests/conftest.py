@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from mpireg.data.ratings import synth_ratings
 from mpireg.data.synth import synthesize
 
 
@@ -14,6 +15,9 @@ def datasets(tmp_path_factory):
         synthesize(task, rows=1203, features=6, out=path, shards=3, classes=classes or 3,
                    test_rows=301, noise=0.3, seed=7, dtype="float64")
         out[task] = path
+    synth_ratings(60, 30, 3, 1203, root / "ratings", shards=3, test_rows=301, noise=0.3, seed=7,
+                  dtype="float64")
+    out["ratings"] = root / "ratings"
     return out
 
 

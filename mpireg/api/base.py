@@ -137,7 +137,7 @@ class MpiregEstimator(BaseEstimator):
     def _fit_shards(self, comm, X, y):
         if y is not None:
             raise ConfigError("y: shards hold their own targets; call fit(paths) without y")
-        train = None if X is None else ([X] if isinstance(X, (str, os.PathLike)) else list(X))
+        train = None if X is None else [os.fspath(p) for p in ([X] if isinstance(X, (str, os.PathLike)) else X)]
         specs = train if train is not None else _get(self.job or {}, "data.train")
         if specs is _MISSING or not specs:
             raise ConfigError("fit: give shard paths or arrays (or a job with data.train)")

@@ -5,11 +5,13 @@ import numpy as np
 
 from ..model_io import load_model
 from .estimators import LinearRegression, LogisticRegression, SoftmaxRegression
+from .mf import MatrixFactorization
 from .mlp import MLPClassifier, MLPRegressor
 
 ESTIMATORS = {cls.__name__: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression,
-                                            MLPClassifier, MLPRegressor)}
-BY_KIND = {"linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression}
+                                            MLPClassifier, MLPRegressor, MatrixFactorization)}
+BY_KIND = {"linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression,
+           "mf": MatrixFactorization}
 
 
 def load(path):

@@ -1,4 +1,4 @@
-"""The data tool: `python -m mpireg.data {synth,example,convert,inspect} ...`."""
+"""The data tool: `python -m mpireg.data {synth,example,convert,ratings,inspect} ...`."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ from ..log import run_command_line
 from .convert import convert
 from .examples import EXAMPLES, write_example
 from .inspect import inspect
+from .ratings import convert_ratings, synth_ratings
 from .synth import synthesize
 
 
@@ -17,14 +18,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="reproducible synthetic data with its true parameters")
-    s.add_argument("--task", required=True, choices=["linear", "logistic", "softmax"])
+    s.add_argument("--task", required=True, choices=["linear", "logistic", "softmax", "ratings"])
     s.add_argument("--rows", type=int, required=True)
-    s.add_argument("--features", type=int, required=True)
+    s.add_argument("--features", type=int, default=None, help="required but for ratings")
     s.add_argument("--classes", type=int, default=3, help="softmax only (default 3)")
     s.add_argument("--shards", type=int, default=1)
     s.add_argument("--test-rows", type=int, default=None,
                    help="rows written to OUT/test/ (default: a tenth of --rows, at most 100000)")
-    s.add_argument("--noise", type=float, default=0.1, help="linear only: target noise s.d.")
+    s.add_argument("--noise", type=float, default=0.1, help="linear and ratings: target noise s.d.")
+    s.add_argument("--users", type=int, default=1000, help="ratings only (--rows: ratings drawn)")
+    s.add_argument("--items", type=int, default=500, help="ratings only")
+    s.add_argument("--rank", type=int, default=8, help="ratings only: rank of the true factors")
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
@@ -48,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     c.add_argument("--seed", type=int, default=0)
 
+    r = sub.add_parser("ratings", help="CSV of (user, item, rating) rows -> ratings shards")
+    r.add_argument("inputs", nargs="+")
+    r.add_argument("--out", required=True)
+    r.add_argument("--shards", type=int, default=1)
+    r.add_argument("--user-col", default="0", help="name or index of the user column (default 0)")
+    r.add_argument("--item-col", default="1", help="name or index of the item column (default 1)")
+    r.add_argument("--rating-col", default="2", help="name or index of the rating column (default 2)")
+    r.add_argument("--sep", default=",", help="field separator (default ',')")
+    r.add_argument("--test-fraction", type=float, default=0.0)
+    r.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    r.add_argument("--seed", type=int, default=0)
+
     i = sub.add_parser("inspect", help="schema, rows per shard, and a validation of every row")
     i.add_argument("paths", nargs="+")
     i.add_argument("--no-scan", action="store_true", help="headers only, skip the row scan")
@@ -60,10 +76,20 @@ def main(argv=None) -> int:
 
 
 def _synth(args) -> None:
-    for name in ("rows", "features", "shards", "classes"):
+    if args.features is None:
+        if args.task != "ratings":
+            raise MpiregError(f"--features: required for --task {args.task}")
+        args.features = 2
+    for name in ("rows", "features", "shards", "classes", "users", "items", "rank"):
         if getattr(args, name) < (2 if name == "classes" else 1):
             raise MpiregError(f"--{name}: expected a positive count, got {getattr(args, name)}")
     test_rows = min(args.rows // 10, 100_000) if args.test_rows is None else args.test_rows
+    if args.task == "ratings":
+        paths = synth_ratings(args.users, args.items, args.rank, args.rows, args.out, args.shards,
+                              test_rows, args.noise, args.seed, args.dtype)
+        print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} ratings of {args.users} "
+              f"users x {args.items} items, {test_rows} test ratings in {args.out}/test)")
+        return
     paths = synthesize(args.task, args.rows, args.features, args.out, args.shards,
                        args.classes, test_rows, args.noise, args.seed, args.dtype)
     print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} train rows, "
@@ -84,11 +110,20 @@ def _convert(args) -> None:
           + (f", classes {summary['classes']}" if summary["classes"] else ""))
 
 
+def _ratings(args) -> None:
+    summary = convert_ratings(args.inputs, args.out, args.shards, args.user_col, args.item_col,
+                              args.rating_col, args.test_fraction, args.seed, args.dtype,
+                              "\t" if args.sep == "\\t" else args.sep)
+    print(f"wrote {args.out}: {summary['rows']} ratings, {summary['test_rows']} test ratings, "
+          f"{summary['users']} users, {summary['items']} items (ids in {args.out}/ids/ids.h5)")
+
+
 def _inspect(args) -> None:
     print("\n".join(inspect(args.paths, scan=not args.no_scan)))
 
 
-COMMANDS = {"synth": _synth, "example": _example, "convert": _convert, "inspect": _inspect}
+COMMANDS = {"synth": _synth, "example": _example, "convert": _convert, "ratings": _ratings,
+            "inspect": _inspect}
 
 if __name__ == "__main__":
     sys.exit(main())

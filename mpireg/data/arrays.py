@@ -12,7 +12,7 @@ import numpy as np
 from ..device import to_host
 from ..errors import CollectiveError, DataError
 from ..parallel import agree
-from .format import Schema, check_rows
+from .format import RATINGS, Schema, check_rows
 
 SOURCE = "<arrays>"  # what messages name where a shard's path would stand
 
@@ -53,6 +53,8 @@ def arrays_schema(comm, X, y, task: str, n_classes: int) -> tuple[Schema, int]:
     X must be 2-D float32/float64 and y 1-D with one entry per row (targets already encoded:
     floats for regression, labels 0..K-1 otherwise); values are checked as shards' rows are,
     rows numbered within the rank's own arrays."""
+    if task == RATINGS:
+        return _ratings_schema(comm, X, y)
     agree(comm, lambda: _check_local(X, y, task, n_classes))
     everyone = comm.allgather((int(X.shape[1]), str(X.dtype), int(X.shape[0])))
     features, dtype, _ = everyone[0]
@@ -80,3 +82,36 @@ def _check_local(X, y, task: str, n_classes: int) -> None:
                         f"got shape {getattr(y, 'shape', None)}")
     schema = Schema(task=task, n_features=X.shape[1], n_classes=n_classes, dtype=str(X.dtype))
     check_rows(SOURCE, to_host(X), to_host(y), schema, first_row=0)
+
+
+def _ratings_schema(comm, X, y) -> tuple[Schema, int]:
+    """(user, item) pairs and ratings: the users and items are as many as the largest index
+    on any rank says."""
+    sizes = agree(comm, lambda: _check_ratings(X, y))
+    everyone = comm.allgather((*sizes, str(y.dtype), int(X.shape[0])))
+    dtypes = {d for _, _, d, _ in everyone}
+    if len(dtypes) > 1:
+        raise CollectiveError(f"y: the ranks hold ratings of different dtypes {sorted(dtypes)}", None, 1)
+    rows = [count for *_, count in everyone]
+    if sum(rows) == 0:
+        raise CollectiveError("X: no ratings on any rank", None, comm.size)
+    schema = Schema(task=RATINGS, n_features=2, n_classes=0, dtype=everyone[0][2], files=[SOURCE],
+                    rows=[sum(rows)], n_users=max(u for u, *_ in everyone),
+                    n_items=max(i for _, i, *_ in everyone))
+    return schema, sum(rows[:comm.rank])
+
+
+def _check_ratings(X, y) -> tuple[int, int]:
+    if getattr(X, "ndim", None) != 2 or X.shape[1] != 2 or not np.issubdtype(X.dtype, np.integer):
+        raise DataError(f"X: expected (user, item) integer pairs, shape (n, 2), got "
+                        f"{'shape ' + str(X.shape) + ' of ' + str(X.dtype) if hasattr(X, 'shape') else type(X).__name__}")
+    if getattr(y, "ndim", None) != 1 or y.shape[0] != X.shape[0] or y.dtype.kind != "f":
+        raise DataError(f"y: expected one float rating per pair of X ({X.shape[0]}), got "
+                        f"shape {getattr(y, 'shape', None)}")
+    if X.size and int(X.min()) < 0:
+        row = int(np.argmax((to_host(X) < 0).any(axis=1)))
+        raise DataError(f"X: negative index at row {row}; users and items are indices 0..n-1")
+    bad = ~np.isfinite(to_host(y))
+    if bad.any():
+        raise DataError(f"y: NaN or Inf rating at row {int(np.argmax(bad))}")
+    return (int(X[:, 0].max()) + 1, int(X[:, 1].max()) + 1) if X.size else (0, 0)

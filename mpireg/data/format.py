@@ -7,6 +7,10 @@ and attributes
     mpireg_format = 1, task in {"regression", "binary", "multiclass"}, n_features, n_classes
     (0 for regression). A synthetic shard also has a group `synth` with the true `coef` and
     `intercept`. A data set is any number of shards with the same task, features and dtype.
+A ratings shard (task "ratings", for matrix factorisation) holds
+    X   (rows, 2)         int64 (user index, item index)
+    y   (rows,)           float ratings
+and the attributes n_users and n_items (indices run 0..n-1), n_features = 2, n_classes = 0.
 See docs/data-format.md.
 """
 from __future__ import annotations
@@ -23,9 +27,10 @@ from ..errors import DataError
 
 FORMAT_VERSION = 1
 TASKS = ("regression", "binary", "multiclass")
+RATINGS = "ratings"  # (user, item) -> rating
 # The data task each model trains on.
 MODEL_TASKS = {"linear": ("regression",), "logistic": ("binary",), "softmax": ("multiclass", "binary"),
-               "mlp": TASKS}
+               "mlp": TASKS, "mf": (RATINGS,)}
 
 
 @dataclass
@@ -38,22 +43,34 @@ class Schema:
     dtype: str
     files: list = field(default_factory=list)  # [path, ...]
     rows: list = field(default_factory=list)   # rows per file, same order
+    n_users: int = 0  # ratings only
+    n_items: int = 0
 
     @property
     def n_rows(self) -> int:
         return int(sum(self.rows))
 
+    @property
+    def x_dtype(self) -> str:
+        """What X holds on disk: the values' dtype, or int64 (user, item) pairs of ratings."""
+        return "int64" if self.task == RATINGS else self.dtype
+
     def describe(self) -> dict:
-        return dict(task=self.task, n_features=self.n_features, n_classes=self.n_classes,
-                    dtype=self.dtype, n_rows=self.n_rows, n_files=len(self.files))
+        out = dict(task=self.task, n_features=self.n_features, n_classes=self.n_classes,
+                   dtype=self.dtype, n_rows=self.n_rows, n_files=len(self.files))
+        if self.task == RATINGS:
+            out.update(n_users=self.n_users, n_items=self.n_items)
+        return out
 
 
-def write_shard(path, X, y, task: str, n_classes: int = 0, synth: dict | None = None) -> None:
-    """Write one shard atomically: a reader never sees a half-written file."""
+def write_shard(path, X, y, task: str, n_classes: int = 0, synth: dict | None = None,
+                attrs: dict | None = None) -> None:
+    """Write one shard atomically: a reader never sees a half-written file. `attrs`: more
+    attributes (a ratings shard's n_users and n_items)."""
     X = np.asarray(X)
     y = np.asarray(y)
-    if task not in TASKS:
-        raise DataError(f"{path}: task must be one of {TASKS}, got {task!r}")
+    if task not in TASKS + (RATINGS,):
+        raise DataError(f"{path}: task must be one of {TASKS + (RATINGS,)}, got {task!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -61,7 +78,7 @@ def write_shard(path, X, y, task: str, n_classes: int = 0, synth: dict | None = 
         f.create_dataset("X", data=X)
         f.create_dataset("y", data=y)
         f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=X.shape[1],
-                       n_classes=int(n_classes))
+                       n_classes=int(n_classes), **(attrs or {}))
         if synth:
             group = f.create_group("synth")
             for key, value in synth.items():
@@ -100,7 +117,8 @@ def read_schema(paths, key: str = "data.train") -> Schema:
         header = _read_header(path)
         if schema is None:
             schema = Schema(task=header["task"], n_features=header["n_features"],
-                            n_classes=header["n_classes"], dtype=header["dtype"])
+                            n_classes=header["n_classes"], dtype=header["dtype"],
+                            n_users=header.get("n_users", 0), n_items=header.get("n_items", 0))
         else:
             _check_same(schema, header, path, first=schema.files[0])
         schema.files.append(str(path))
@@ -121,7 +139,11 @@ def _read_header(path) -> dict:
         X, y = f["X"], f["y"]
         if X.ndim != 2:
             raise DataError(f"{path}: X must be 2-D (rows, features), got shape {X.shape}")
-        if X.dtype not in (np.float32, np.float64):
+        ratings = _text(f.attrs.get("task", "")) == RATINGS
+        if ratings and (X.shape[1] != 2 or not np.issubdtype(X.dtype, np.integer)):
+            raise DataError(f"{path}: a ratings shard's X holds (user, item) integer pairs, "
+                            f"got shape {X.shape} of {X.dtype}")
+        if not ratings and X.dtype not in (np.float32, np.float64):
             raise DataError(f"{path}: X must be float32 or float64, got {X.dtype}")
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise DataError(f"{path}: y must be 1-D with one entry per row of X "
@@ -137,26 +159,32 @@ def _read_header(path) -> dict:
             raise DataError(f"{path}: attribute mpireg_format is {attrs['mpireg_format']}, "
                             f"this mpireg reads up to {FORMAT_VERSION}")
         task = _text(attrs["task"])
-        if task not in TASKS:
-            raise DataError(f"{path}: attribute task must be one of {TASKS}, got {task!r}")
+        if task not in TASKS + (RATINGS,):
+            raise DataError(f"{path}: attribute task must be one of {TASKS + (RATINGS,)}, got {task!r}")
         if int(attrs["n_features"]) != X.shape[1]:
             raise DataError(f"{path}: attribute n_features is {int(attrs['n_features'])} "
                             f"but X has {X.shape[1]} columns")
         n_classes = int(attrs["n_classes"])
-        if task != "regression":
+        if task not in ("regression", RATINGS):
             if not np.issubdtype(y.dtype, np.integer):
                 raise DataError(f"{path}: y must hold integer labels for task {task!r}, got {y.dtype}")
             if n_classes < 2 or (task == "binary" and n_classes != 2):
                 raise DataError(f"{path}: attribute n_classes is {n_classes}, invalid for task {task!r}")
         elif y.dtype.kind != "f":
-            raise DataError(f"{path}: y must be float for task 'regression', got {y.dtype}")
-        return dict(task=task, n_features=X.shape[1], n_classes=n_classes,
-                    dtype=str(X.dtype), rows=int(X.shape[0]))
+            raise DataError(f"{path}: y must be float for task {task!r}, got {y.dtype}")
+        header = dict(task=task, n_features=X.shape[1], n_classes=n_classes,
+                      dtype=str(y.dtype if ratings else X.dtype), rows=int(X.shape[0]))
+        if ratings:
+            for name in ("n_users", "n_items"):
+                if int(attrs.get(name, 0)) < 1:
+                    raise DataError(f"{path}: a ratings shard needs a positive attribute {name!r}")
+                header[name] = int(attrs[name])
+        return header
 
 
 def _check_same(schema: Schema, header: dict, path, first) -> None:
-    for name in ("n_features", "task", "n_classes", "dtype"):
-        mine, theirs = header[name], getattr(schema, name)
+    for name in ("n_features", "task", "n_classes", "dtype", "n_users", "n_items"):
+        mine, theirs = header.get(name, 0), getattr(schema, name)
         if mine != theirs:
             field_name = {"n_features": "feature count", "dtype": "X dtype"}.get(name, name)
             raise DataError(f"{path}: {field_name} is {mine}, but {first} has {theirs}; "
@@ -165,6 +193,9 @@ def _check_same(schema: Schema, header: dict, path, first) -> None:
 
 def check_rows(path, X, y, schema: Schema, first_row: int) -> None:
     """Content checks on rows as they are read; names the file and the row."""
+    if schema.task == RATINGS:
+        _check_ratings(path, X, y, schema, first_row)
+        return
     # A NaN or Inf anywhere makes the sum non-finite; the sum is one streaming pass, where
     # isfinite() writes and re-reads a mask as large as X. Only a non-finite sum (which
     # overflow can also cause) pays for the exact search.
@@ -183,6 +214,19 @@ def check_rows(path, X, y, schema: Schema, first_row: int) -> None:
             row = int(np.argmax(out))
             raise DataError(f"{path}: y has label {y[row]} at row {first_row + row}, "
                             f"outside 0..{schema.n_classes - 1} for task {schema.task!r}")
+
+
+def _check_ratings(path, X, y, schema: Schema, first_row: int) -> None:
+    for column, name, count in ((0, "user", schema.n_users), (1, "item", schema.n_items)):
+        ids = X[:, column]
+        out = (ids < 0) | (ids >= count)
+        if out.any():
+            row = int(np.argmax(out))
+            raise DataError(f"{path}: X has {name} index {ids[row]} at row {first_row + row}, "
+                            f"outside 0..{count - 1} (attribute n_{name}s)")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise DataError(f"{path}: y has a NaN or Inf rating at row {first_row + int(np.argmax(bad))}")
 
 
 def _text(value) -> str:

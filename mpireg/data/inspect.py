@@ -13,15 +13,19 @@ def inspect(specs, scan: bool = True) -> list[str]:
     """Lines describing the data set; raises DataError on the first problem found."""
     paths = resolve_paths(specs, key="inspect")
     schema = read_schema(paths, key="inspect")
-    lines = [f"task {schema.task}, {schema.n_features} features, "
-             + (f"{schema.n_classes} classes, " if schema.n_classes else "")
-             + f"X {schema.dtype}, {schema.n_rows} rows in {len(paths)} shard(s)"]
+    if schema.n_users:
+        shape = f"{schema.n_users} users, {schema.n_items} items, ratings {schema.dtype}"
+    else:
+        shape = (f"{schema.n_features} features, " + (f"{schema.n_classes} classes, " if schema.n_classes else "")
+                 + f"X {schema.dtype}")
+    lines = [f"task {schema.task}, {shape}, {schema.n_rows} rows in {len(paths)} shard(s)"]
     for path, rows in zip(schema.files, schema.rows):
         counts = _scan(path, rows, schema) if scan else None
         extra = f"  labels {counts}" if counts is not None else ""
         lines.append(f"  {path}: {rows} rows{extra}")
     if scan:
-        lines.append("ok: every row is finite" + (" and every label in range" if schema.n_classes else ""))
+        lines.append("ok: every row is finite" + (" and every label in range" if schema.n_classes else
+                                                  " and every index in range" if schema.n_users else ""))
     return lines
 
 

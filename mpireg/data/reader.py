@@ -14,15 +14,19 @@ import numpy as np
 
 from ..errors import DataError
 from .assign import assign_rows, owned_range
-from .format import Schema, check_rows
+from .format import RATINGS, Schema, check_rows
 
 
 class ShardReader:
     def __init__(self, schema: Schema, rank: int, size: int, budget_bytes: float,
                  x_dtype=None, y_dtype=None, allow_empty: bool = False, align: int = 1):
         self.schema = schema
-        self.x_dtype = np.dtype(x_dtype or schema.dtype)
-        self.y_dtype = np.dtype(y_dtype or (schema.dtype if schema.task == "regression" else np.int64))
+        if schema.task == RATINGS:  # X: (user, item) index pairs; y: ratings in the compute dtype
+            self.x_dtype = np.dtype(schema.x_dtype)
+            self.y_dtype = np.dtype(y_dtype or x_dtype or schema.dtype)
+        else:
+            self.x_dtype = np.dtype(x_dtype or schema.dtype)
+            self.y_dtype = np.dtype(y_dtype or (schema.dtype if schema.task == "regression" else np.int64))
         # rank None: a rank that holds no rows of this data set (an asynchronous server)
         self.segments = [] if rank is None else assign_rows(schema.rows, rank, size, allow_empty, align)
         self.first_row = 0 if rank is None else owned_range(schema.n_rows, rank, size, align)[0]

@@ -7,6 +7,7 @@
     exact.py      deterministic mini-batches (fixed blocks, exact integer sums)
     fullbatch.py  full-batch L-BFGS
     normal.py     the normal equations
+    als.py        alternating least squares (matrix factorisation), factors sharded
     epochs.py     the epoch loop the mini-batch procedures share; steps.py: counters and clocks
     results.py    final metrics, summary.json, model.h5
 
@@ -16,7 +17,7 @@ the Python API (api/) both come in through `train`.
 """
 from __future__ import annotations
 
-from . import exact, fullbatch, minibatch, normal
+from . import als, exact, fullbatch, minibatch, normal
 from .parts import Arrays, Parts
 from .run import Run
 
@@ -28,6 +29,8 @@ def procedure_for(cfg):
         return normal.fit
     if kind == "lbfgs":
         return fullbatch.fit
+    if kind == "als":
+        return als.fit
     return exact.fit if cfg.comm.deterministic else minibatch.fit
 
 

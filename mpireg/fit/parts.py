@@ -16,18 +16,17 @@ from .. import log
 from ..comm import EXTRA_SLOTS, Strategy, make_strategy
 from ..config import JobConfig
 from ..cores import share_cores
-from ..data import MODEL_TASKS, Schema, ShardReader, read_schema, resolve_paths
+from ..data import MODEL_TASKS, RATINGS, Schema, ShardReader, read_schema, resolve_paths
 from ..data.arrays import LocalArrays, arrays_schema
 from ..data.local import LocalData
 from ..data.examples import write_example
+from ..data.ratings import synth_ratings
 from ..data.synth import synthesize
-from ..device import array_module, select_gpu
+from ..device import array_module, select_gpu, to_host
 from ..errors import CollectiveError, ConfigError, DataError
-from ..models import Model, make_model, model_options
+from ..models import HINTS, Model, make_model, model_options
 from ..optim import FULL_BATCH, make_optimizer
 from ..parallel import agree, on_rank_zero, root_then_bcast
-
-HINTS = {"regression": "linear", "binary": "logistic", "multiclass": "softmax"}
 
 
 @dataclass
@@ -84,8 +83,9 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
         test_schema = None
     dtype = np.dtype(schema.dtype if cfg.data.dtype == "auto" else cfg.data.dtype)
     m = cfg.model
+    sizes = dict(n_users=schema.n_users, n_items=schema.n_items) if m.kind == "mf" else {}
     model = make_model(m.kind, schema.n_features, schema.n_classes, m.fit_intercept, m.l2, m.l1,
-                       xp=xp, task=schema.task, **model_options(m, cfg.seed))
+                       xp=xp, task=schema.task, **model_options(m, cfg.seed), **sizes)
     step_bytes = (model.layout.size + EXTRA_SLOTS) * dtype.itemsize
     strategy = agree(comm, lambda: make_strategy(cfg.comm, comm, cfg.device, message_bytes=step_bytes,
                                                  overlaps=model.overlaps))
@@ -99,7 +99,9 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
         train = agree(comm, lambda: _hand_over(cfg, arrays, first_row, partition, model, dtype))
     test = (agree(comm, lambda: _open(cfg, comm, test_schema, (comm.rank, comm.size), model, xp, dtype, True))
             if test_schema else None)
-    log.info(f"data: {schema.n_rows} rows x {schema.n_features} features ({schema.task}, {dtype}) "
+    shape = (f"{schema.n_users} users x {schema.n_items} items" if schema.n_users
+             else f"x {schema.n_features} features")
+    log.info(f"data: {schema.n_rows} rows {shape} ({schema.task}, {dtype}) "
              + (f"in {len(schema.files)} shard(s); " if arrays is None else "handed over as arrays; ")
              + f"{'resident' if train.resident else 'streamed'} on each rank")
     if cfg.comm.compression != "none" and dtype != np.float32:
@@ -107,12 +109,30 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
                               f"gradients; this job computes in {dtype} (set data.dtype = "
                               f"'float32')", None, comm.size)
     params = model.init_params(dtype)
+    if getattr(model, "needs_data_statistics", False):
+        _init_from_data(comm, model, train, params)
     strategy.broadcast(params)
     data_ranks = partition[1] if partition else comm.size - 1
     strategy.setup(params, rows_per_step=cfg.optimizer.batch_size * max(data_ranks, 1),
                    buffer_dtype=np.int64 if cfg.comm.deterministic else dtype)
     optimizer = make_optimizer(cfg.optimizer, model, dtype) if cfg.optimizer.kind not in FULL_BATCH else None
     return Parts(cfg, comm, xp, dtype, schema, model, strategy, train, test, params, optimizer)
+
+
+def _init_from_data(comm, model, train, params) -> None:
+    """Parameters that start from the data (matrix factorisation: the mean rating, which rows
+    have ratings): the model's statistics of every rank's rows, summed. Collective."""
+    from mpi4py import MPI
+
+    stats = None
+    for X, y in train.blocks():
+        block = to_host(model.data_statistics(X, y))
+        stats = block if stats is None else stats + block
+    if stats is None:  # a rank with no rows (an asynchronous server)
+        xp = model.xp
+        stats = to_host(model.data_statistics(xp.zeros((0, 2), dtype=np.int64), xp.zeros(0)))
+    comm.Allreduce(MPI.IN_PLACE, stats)
+    model.init_from_data(params, stats)
 
 
 def _read_schemas(cfg: JobConfig):
@@ -153,7 +173,10 @@ def _hand_over(cfg, arrays: Arrays, first_row: int, partition, model, dtype) -> 
         raise ConfigError(f"comm.deterministic: this rank's rows start at global row {first_row}, "
                           f"not at a multiple of comm.block_rows ({rows}); hand every rank but the "
                           f"last a multiple of {rows} rows, or pass shard paths")
-    X = X.astype(dtype, copy=False)
+    if arrays.task == RATINGS:  # index pairs stay integers; ratings in the compute dtype
+        y = y.astype(dtype, copy=False)
+    else:
+        X = X.astype(dtype, copy=False)
     return LocalArrays(X if X.flags.c_contiguous else model.xp.ascontiguousarray(X),
                        model.prepare_targets(y), first_row)
 
@@ -170,6 +193,12 @@ def ensure_synthetic(cfg: JobConfig) -> None:
     if synth is None:
         log.info(f"writing scikit-learn's {cfg.data.example} data set into {target}")
         write_example(cfg.data.example, target, shards=2, seed=cfg.seed)
+        return
+    if synth.task == "ratings":
+        log.info(f"making synthetic ratings in {target} ({synth.rows} ratings, {synth.users} users x "
+                 f"{synth.items} items, rank {synth.rank})")
+        synth_ratings(synth.users, synth.items, synth.rank, synth.rows, target, synth.shards,
+                      synth.test_rows, synth.noise, synth.seed)
         return
     log.info(f"making synthetic {synth.task} data in {target} ({synth.rows} rows, {synth.features} features)")
     synthesize(synth.task, synth.rows, synth.features, target, synth.shards, synth.classes,

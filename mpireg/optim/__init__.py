@@ -1,11 +1,12 @@
-"""Optimizers: mini-batch SGD and Adam, full-batch L-BFGS, and the exact normal-equation solver."""
+"""Optimizers: mini-batch SGD and Adam, full-batch L-BFGS, and the exact normal-equation solver
+(ALS, full-batch too, lives with its model: models/mf.py, fit/als.py)."""
 from .lbfgs import minimize_lbfgs
 from .normal import gram_sums, solve_normal
 from .schedules import learning_rate
 from .sgd import SGD, Adam, Optimizer
 
 MINIBATCH = {"sgd": SGD, "adam": Adam}
-FULL_BATCH = ("lbfgs", "normal")
+FULL_BATCH = ("lbfgs", "normal", "als")  # no mini-batch optimizer state
 
 
 def make_optimizer(cfg, model, dtype):

@@ -24,6 +24,7 @@ ESTIMATORS = [
                                                   deterministic=True), "linear"),
     ("mlp_exact", lambda: mpireg.MLPClassifier((6,), lr=0.01, epochs=3, batch_size=128,
                                                deterministic=True), "softmax"),
+    ("mf_als", lambda: mpireg.MatrixFactorization(3, l2=0.05, epochs=4), "ratings"),
 ]
 LABELS = np.array(["ant", "bee", "cat", "dog"])  # the softmax data's labels 0..3, as text
 
@@ -34,7 +35,11 @@ def all_rows(path):
 
 
 def weights(estimator) -> tuple:
-    """(coefficients, intercepts) as flat arrays; an MLP's layers one after another."""
+    """(coefficients, intercepts) as flat arrays; an MLP's layers one after another, a
+    factorisation's user factors then item factors."""
+    if hasattr(estimator, "user_factors_"):
+        return (np.concatenate([estimator.user_factors_.ravel(), estimator.item_factors_.ravel()]),
+                np.atleast_1d(estimator.intercept_))
     if hasattr(estimator, "coefs_"):
         return (np.concatenate([c.ravel() for c in estimator.coefs_]),
                 np.concatenate([b.ravel() for b in estimator.intercepts_]))

@@ -1,0 +1,192 @@
+"""Alternating least squares for matrix factorisation (model.kind = "mf", optimizer.kind = "als").
+
+Users and items are sharded: rank r owns a contiguous range of users and one of items, and
+the ratings are moved once, at the start, to the owners (MPI Alltoallv): each rank holds the
+ratings of its users (grouped by user) and, a second copy, those of its items. A sweep is
+
+    item rows its users rated  --exchange-->  solve its users' factors (k x k systems)
+    user rows its items got    --exchange-->  solve its items' factors
+    -> objective and held-out RMSE: one small allreduce each
+
+where the exchange (comm/rows.py) is an allgather of the whole factor matrix when it is small,
+or a pull of exactly the rows needed from the ranks that own them. No rank ever holds another
+rank's ratings or solves another rank's rows; the whole model is assembled only for checkpoints
+and the model file. Each row's solve sums its ratings in a fixed order, so the factors do not
+depend on the number of ranks (to the last bits of LAPACK's solve). The intercept stays at the
+global mean rating (models/mf.py).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from .. import log
+from ..comm.rows import RowExchange, assemble_rows, choose_exchange, displacements
+from ..data.assign import rank_range
+from ..device import to_host
+from ..models.mf import solve_factors
+
+
+def fit(parts, run) -> None:
+    cfg, progress, model = parts.cfg, run.progress, parts.model
+    start = time.perf_counter()
+    pairs, ratings = _local_ratings(parts.train)
+    views = model.layout.views(parts.params)
+    intercept = float(to_host(views["intercept"]))
+    mode = cfg.comm.factor_exchange
+    users = Side(parts.comm, pairs, ratings, 0, model.n_users, model.n_items, model.rank, mode, intercept)
+    items = Side(parts.comm, pairs, ratings, 1, model.n_items, model.n_users, model.rank, mode, intercept)
+    lo, hi = items.owned
+    items.factors[...] = to_host(views["item_factors"])[lo:hi]  # drawn from the seed, or resumed
+    test = HeldOut(parts, intercept, mode) if parts.test is not None else None
+    n_ratings = parts.comm.allreduce(len(ratings))
+    run.meter.comm(time.perf_counter() - start)
+    log.info(f"als: rank {model.rank}, l2 {model.l2}, {n_ratings} ratings; factor rows by "
+             f"{users.exchange.mode} (items) / {items.exchange.mode} (users)")
+    while progress.epoch < cfg.optimizer.epochs and not progress.stopped_early:
+        objective = _sweep(parts, run, users, items, n_ratings)
+        progress.epoch += 1
+        progress.step += 1
+        progress.samples += n_ratings
+        _end_epoch(parts, run, objective, test, users, items)
+        if run.stop_requested_everywhere():
+            run.stopped_by_signal = True
+            _assemble(parts, users, items)
+            run.checkpoint()
+            return
+        if run.run_dir is not None:
+            _assemble(parts, users, items)
+            run.checkpoint()
+    _assemble(parts, users, items)
+
+
+def _sweep(parts, run, users: "Side", items: "Side", n_ratings: int) -> float:
+    """Users from items, then items from users; the objective (mean loss per rating) after."""
+    l2 = parts.model.l2
+    t0 = time.perf_counter()
+    users.solve(items.factors, l2)
+    user_rows = items.solve(users.factors, l2)
+    t1 = time.perf_counter()
+    loss = np.array([items.loss(user_rows, l2) + users.penalty(l2)])
+    parts.comm.Allreduce(MPI.IN_PLACE, loss)
+    exchange_s = users.exchange_s + items.exchange_s
+    users.exchange_s = items.exchange_s = 0.0
+    run.meter.compute(t1 - t0 - exchange_s)
+    run.meter.comm(exchange_s + time.perf_counter() - t1)
+    return float(loss[0]) / n_ratings
+
+
+class Side:
+    """The rows this rank owns on one side (users or items) and the ratings they got."""
+
+    def __init__(self, comm, pairs, ratings, column: int, n_rows: int, n_other: int, rank: int,
+                 mode: str, intercept: float):
+        self.n_rows, self.owned = n_rows, rank_range(n_rows, comm.rank, comm.size)
+        key, other, values = _to_owners(comm, pairs[:, column], pairs[:, 1 - column], ratings, n_rows)
+        order = np.lexsort((other, key))  # by row, then by the other index: a fixed sum order
+        key, other = key[order] - self.owned[0], other[order]
+        self.targets = values[order] - intercept
+        self.starts = np.searchsorted(key, np.arange(self.owned[1] - self.owned[0] + 1))
+        self.counts = np.diff(self.starts)
+        self.rows_of_rating = key
+        needed, self.where = np.unique(other, return_inverse=True)
+        self.exchange = RowExchange(comm, n_other, needed, choose_exchange(mode, n_other, rank))
+        self.factors = np.zeros((self.owned[1] - self.owned[0], rank))
+        self.exchange_s = 0.0
+
+    def solve(self, other_factors, l2: float):
+        """This side's factors from the other side's owned rows; returns the other side's
+        factor row of each rating (for the objective)."""
+        t = time.perf_counter()
+        rows = self.exchange.gather(other_factors)
+        self.exchange_s += time.perf_counter() - t
+        per_rating = rows[self.where]
+        solve_factors(per_rating, self.targets, self.starts, l2, self.factors)
+        return per_rating
+
+    def loss(self, other_rows, l2: float) -> float:
+        """Sum over this side's ratings of the squared error / 2, plus its rows' penalty."""
+        err = np.einsum("ij,ij->i", other_rows, self.factors[self.rows_of_rating]) - self.targets
+        return 0.5 * float(err @ err) + self.penalty(l2)
+
+    def penalty(self, l2: float) -> float:
+        return 0.5 * l2 * float(self.counts @ np.einsum("ij,ij->i", self.factors, self.factors))
+
+
+class HeldOut:
+    """The held-out ratings this rank reads, with the factor rows they need fetched each epoch."""
+
+    def __init__(self, parts, intercept: float, mode: str):
+        model, comm = parts.model, parts.comm
+        self.pairs, self.ratings = _local_ratings(parts.test)
+        self.intercept = intercept
+        self.sides = []
+        for column, n_rows in ((0, model.n_users), (1, model.n_items)):
+            needed, where = np.unique(self.pairs[:, column], return_inverse=True)
+            self.sides.append((RowExchange(comm, n_rows, needed, choose_exchange(mode, n_rows, model.rank)),
+                               where))
+        self.n = comm.allreduce(len(self.ratings))
+
+    def rmse(self, comm, users: Side, items: Side) -> dict:
+        (user_x, user_at), (item_x, item_at) = self.sides
+        U = user_x.gather(users.factors)[user_at]
+        V = item_x.gather(items.factors)[item_at]
+        err = self.intercept + np.einsum("ij,ij->i", U, V) - self.ratings
+        sse = np.array([float(err @ err)])
+        comm.Allreduce(MPI.IN_PLACE, sse)
+        return dict(rows=self.n, rmse=float(np.sqrt(sse[0] / max(self.n, 1))))
+
+
+def _end_epoch(parts, run, objective: float, test, users, items) -> None:
+    cfg, progress = parts.cfg, run.progress
+    record = dict(type="epoch", epoch=progress.epoch, step=progress.step, train_loss=objective,
+                  time_s=run.elapsed())
+    if test is not None and progress.epoch % cfg.run.eval_every == 0:
+        record["eval"] = test.rmse(parts.comm, users, items)
+    tol = cfg.optimizer.tol
+    if objective < progress.best_loss - tol:
+        progress.best_loss, progress.stale_epochs = objective, 0
+    else:
+        progress.stale_epochs += 1
+    progress.stopped_early = tol > 0 and progress.stale_epochs >= cfg.optimizer.patience
+    run.metrics.write(record)
+    evaluation = f"  eval rmse {record['eval']['rmse']:.5g}" if "eval" in record else ""
+    log.info(f"epoch {progress.epoch}/{cfg.optimizer.epochs}  loss {objective:.6g}{evaluation}"
+             + ("  (early stop: no improvement of optimizer.tol)" if progress.stopped_early else ""))
+
+
+def _assemble(parts, users: Side, items: Side) -> None:
+    """The whole model into parts.params on every rank. Collective."""
+    views = parts.model.layout.views(parts.params)
+    for name, side in (("user_factors", users), ("item_factors", items)):
+        views[name][...] = parts.xp.asarray(assemble_rows(parts.comm, side.n_rows, side.factors))
+
+
+def _local_ratings(data):
+    """This rank's (pairs, ratings) from its blocks, ratings in float64."""
+    blocks = list(data.blocks())
+    if not blocks:
+        return np.empty((0, 2), dtype=np.int64), np.empty(0)
+    return (np.concatenate([to_host(X) for X, _ in blocks]),
+            np.concatenate([to_host(y) for _, y in blocks]).astype(np.float64))
+
+
+def _to_owners(comm, key, other, values, n_rows: int):
+    """Every rating to the rank that owns its `key` row (MPI Alltoallv). Collective."""
+    starts = np.array([rank_range(n_rows, r, comm.size)[0] for r in range(comm.size)])
+    owner = np.searchsorted(starts, key, side="right") - 1
+    order = np.argsort(owner, kind="stable")
+    send_counts = np.bincount(owner, minlength=comm.size).astype(np.int64)
+    recv_counts = np.empty_like(send_counts)
+    comm.Alltoall(send_counts, recv_counts)
+    out = []
+    for array, mpi_type in ((key, MPI.INT64_T), (other, MPI.INT64_T), (values, MPI.DOUBLE)):
+        send = np.ascontiguousarray(array[order])
+        recv = np.empty(int(recv_counts.sum()), dtype=send.dtype)
+        comm.Alltoallv([send, (send_counts, displacements(send_counts)), mpi_type],
+                       [recv, (recv_counts, displacements(recv_counts)), mpi_type])
+        out.append(recv)
+    return out
+
