@@ -3,6 +3,7 @@
 held-out RMSE reaches the noise floor; SGD-MF trains through the parameter servers; a job
 resumes where it stopped; jobs/mf_synth.toml runs as a user runs it."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from mpireg.data import ShardReader, read_schema, resolve_paths
 from mpireg.data.ratings import synth_ratings
 from mpireg.model_io import load_model
-from tests.helpers import ROOT, run_ranks
+from tests.helpers import ROOT, run_command, run_ranks
 from tests.test_strategy_training import _train
 
 NOISE = 0.1
@@ -126,6 +127,11 @@ def test_held_out_users_and_items_without_training_ratings_get_the_mean(tmp_path
     np.testing.assert_allclose(model.predict(params, cold), y.mean(), rtol=1e-6)
     assert not views["user_factors"][20:].any() and not views["item_factors"][10:].any()
     assert summary["eval"]["rows"] == 3
+    # the CLI's predictions for a ratings shard: the model's, cold pairs at the mean
+    result = run_command([sys.executable, "-m", "mpireg.predict", tmp_path / "run" / "model.h5",
+                          tmp_path / "r" / "test", "--out", tmp_path / "pred.npy"])
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "pred.npy"), model.predict(params, cold), rtol=1e-12)
 
 
 @pytest.mark.parametrize("overrides,message", [

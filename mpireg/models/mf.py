@@ -17,6 +17,11 @@ import numpy as np
 
 from .base import Model, ParamSpec
 
+try:  # the ALS row loops (csrc/cals.c); the NumPy code below stays the reference
+    from .. import _cals
+except ImportError:
+    _cals = None
+
 GRAM_BYTES = 64 * 2**20  # the outer products of one chunk of ratings, at most
 
 
@@ -142,14 +147,32 @@ class MFModel(Model):
 
 # --------------------------------------------------------------------------- ALS arithmetic
 
-def solve_factors(other, ratings, starts, l2: float, out) -> None:
+def solve_factors(factors, index, ratings, starts, l2: float, out) -> None:
     """One ALS half-step for a block of rows: row j of `out` minimises
-        sum over its ratings of (other_row . x - r)^2 / 2  +  l2/2 * n_j * |x|^2
-    i.e. (F^T F + l2 n_j I) x = F^T r, where F stacks `other` (one row per rating, already
-    gathered) and r the ratings less the intercept. Ratings are grouped by row: row j owns
-    [starts[j], starts[j+1]); a row with no rating gets zeros. Sums run in rating order, so a
-    row's factors do not depend on how rows are split between ranks."""
-    rank = other.shape[1]
+        sum over its ratings of (f_p . x - r_p)^2 / 2  +  l2/2 * n_j * |x|^2
+    i.e. (F^T F + l2 n_j I) x = F^T r, where rating p was given with the other side's row
+    f_p = factors[index[p]] and r are the ratings less the intercept. Ratings are grouped by
+    row: row j owns [starts[j], starts[j+1]); a row with no rating gets zeros. Sums run in
+    rating order, so a row's factors do not depend on how rows are split between ranks.
+    float64 throughout; the C loop (csrc/cals.c) where built, NumPy's batched solve otherwise."""
+    if _cals is not None:
+        failed = _cals.solve(factors, index, ratings, starts, float(l2), out)
+        if not failed:
+            return
+    _solve_numpy(factors, index, ratings, starts, l2, out)
+
+
+def squared_error(factors, index, own, starts, ratings) -> float:
+    """Sum over the ratings of (factors[index[p]] . own[row of p] - r_p)^2."""
+    if _cals is not None:
+        return _cals.squared_error(factors, index, own, starts, ratings)
+    rows = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    err = np.einsum("ij,ij->i", factors[index], own[rows]) - ratings
+    return float(err @ err)
+
+
+def _solve_numpy(factors, index, ratings, starts, l2: float, out) -> None:
+    rank = factors.shape[1]
     counts = np.diff(starts)
     out[...] = 0
     chunk = max(1, GRAM_BYTES // (8 * rank * rank))
@@ -159,8 +182,8 @@ def solve_factors(other, ratings, starts, l2: float, out) -> None:
         rows = np.flatnonzero(counts[first:last]) + first
         if hi == lo:
             continue
-        F = other[lo:hi].astype(np.float64, copy=False)
-        r = ratings[lo:hi].astype(np.float64, copy=False)
+        F = factors[index[lo:hi]]
+        r = ratings[lo:hi]
         offsets = starts[rows] - lo
         if counts[first] >= chunk:  # a heavy row, alone: BLAS, no outer products (decided by
             # its own count, so a row takes the same path however rows are split between ranks)
@@ -169,9 +192,8 @@ def solve_factors(other, ratings, starts, l2: float, out) -> None:
         else:
             A = np.add.reduceat(F[:, :, None] * F[:, None, :], offsets, axis=0)
             b = np.add.reduceat(F * r[:, None], offsets, axis=0)
-        A += (l2 * counts[rows])[:, None, None] * eye
-        if not l2:  # a row whose ratings do not span every direction would be singular
-            A += 1e-10 * eye
+        # a row whose ratings do not span every direction is singular without a penalty
+        A += (l2 * counts[rows] if l2 > 0 else np.full(len(rows), 1e-10))[:, None, None] * eye
         out[rows] = np.linalg.solve(A, b[:, :, None])[:, :, 0]
 
 

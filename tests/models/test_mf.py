@@ -56,23 +56,68 @@ def test_the_loss_is_the_weighted_lambda_objective():
     assert model.loss_sum(params, X, y) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("gram_bytes", [mf_module.GRAM_BYTES, 8 * 3 * 3 * 4])
-def test_als_solve_is_each_rows_regularised_least_squares(monkeypatch, gram_bytes):
-    """Against a per-row solve; a tiny chunk puts heavy rows alone (the BLAS path); a row with
-    no rating gets zeros."""
-    monkeypatch.setattr(mf_module, "GRAM_BYTES", gram_bytes)
-    rng = np.random.default_rng(0)
+PATHS = ["c", "numpy", "numpy-chunked"]
+
+
+def _use(monkeypatch, path):
+    """The C loop, NumPy's batched solve, or NumPy with chunks so small that heavy rows go alone
+    (the BLAS path)."""
+    if path != "c":
+        monkeypatch.setattr(mf_module, "_cals", None)
+    elif mf_module._cals is None:
+        pytest.skip("the C extension is not built")
+    if path == "numpy-chunked":
+        monkeypatch.setattr(mf_module, "GRAM_BYTES", 8 * 3 * 3 * 4)
+
+
+def _system(seed=0):
+    rng = np.random.default_rng(seed)
     counts = np.array([3, 0, 9, 1, 4, 0, 12])
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    other = rng.normal(size=(starts[-1], 3))
-    r = rng.normal(size=starts[-1])
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    factors = rng.normal(size=(8, 3))
+    index = rng.integers(0, 8, starts[-1]).astype(np.int64)
+    return counts, starts, factors, index, rng.normal(size=starts[-1])
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("l2", [0.5, 0.0])
+def test_als_solve_is_each_rows_regularised_least_squares(monkeypatch, path, l2):
+    """Against a per-row solve; a row with no rating gets zeros."""
+    _use(monkeypatch, path)
+    counts, starts, factors, index, r = _system()
     out = np.full((len(counts), 3), np.nan)
-    l2 = 0.5
-    solve_factors(other, r, starts, l2, out)
+    solve_factors(factors, index, r, starts, l2, out)
     for j, n in enumerate(counts):
-        F, t = other[starts[j]:starts[j + 1]], r[starts[j]:starts[j + 1]]
-        expected = np.linalg.solve(F.T @ F + l2 * n * np.eye(3), F.T @ t) if n else np.zeros(3)
-        np.testing.assert_allclose(out[j], expected, rtol=1e-10, atol=1e-12)
+        F, t = factors[index[starts[j]:starts[j + 1]]], r[starts[j]:starts[j + 1]]
+        ridge = l2 * n if l2 else 1e-10
+        expected = np.linalg.solve(F.T @ F + ridge * np.eye(3), F.T @ t) if n else np.zeros(3)
+        # no penalty: nearly singular rows, where Cholesky and LU part in the last digits
+        np.testing.assert_allclose(out[j], expected, rtol=1e-10 if l2 else 1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("path", ["c", "numpy"])
+def test_squared_error_sums_each_ratings_residual(monkeypatch, path):
+    _use(monkeypatch, path)
+    counts, starts, factors, index, r = _system(1)
+    own = np.random.default_rng(2).normal(size=(len(counts), 3))
+    rows = np.repeat(np.arange(len(counts)), counts)
+    err = np.einsum("ij,ij->i", factors[index], own[rows]) - r
+    assert mf_module.squared_error(factors, index, own, starts, r) == pytest.approx(err @ err, rel=1e-12)
+
+
+def test_the_c_loop_checks_what_it_is_given():
+    if mf_module._cals is None:
+        pytest.skip("the C extension is not built")
+    counts, starts, factors, index, r = _system()
+    out = np.zeros((len(counts), 3))
+    bad = index.copy()
+    bad[4] = 8
+    with pytest.raises(IndexError, match=r"index\[4\] = 8 is outside the 8 factor rows"):
+        mf_module._cals.solve(factors, bad, r, starts, 0.1, out)
+    with pytest.raises(TypeError, match="index must hold int64"):
+        mf_module._cals.solve(factors, index.astype(np.int32), r, starts, 0.1, out)
+    with pytest.raises(ValueError, match="starts must run from 0"):
+        mf_module._cals.solve(factors, index, r, starts[:-1], 0.1, out[:-1])
 
 
 def test_init_from_data_zeroes_unrated_rows_and_starts_at_the_mean():
