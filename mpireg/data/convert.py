@@ -100,17 +100,20 @@ def _all_numeric(cells) -> bool:
 
 
 def _label_index(path, label_col, header, n_columns) -> int:
-    if label_col is None:
-        return n_columns - 1
-    if header and label_col in header:
-        return header.index(label_col)
+    return n_columns - 1 if label_col is None else column_index(path, label_col, header, n_columns, "--label-col")
+
+
+def column_index(path, spec, header, n_columns: int, option: str) -> int:
+    """A column given by header name or index (negative counts from the end)."""
+    if header and spec in header:
+        return header.index(spec)
     try:
-        index = int(label_col)
+        index = int(spec)
     except ValueError:
-        raise DataError(f"{path}: --label-col {label_col!r} is not a column name "
+        raise DataError(f"{path}: {option} {spec!r} is not a column name "
                         f"{'(' + ', '.join(header) + ')' if header else '(no header)'} nor an index") from None
     if not -n_columns <= index < n_columns:
-        raise DataError(f"{path}: --label-col {index} is out of range for {n_columns} columns")
+        raise DataError(f"{path}: {option} {index} is out of range for {n_columns} columns")
     return index % n_columns
 
 

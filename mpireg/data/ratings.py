@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from ..errors import DataError
+from .convert import column_index
 from .format import RATINGS, write_shard
 
 CHUNK_ROWS = 1 << 16
@@ -128,7 +129,8 @@ def _read_csv(path: Path, columns, users: IdMap, items: IdMap, sep: str):
         if first is None:
             raise DataError(f"{path}: empty CSV file")
         header = None if _is_number(first[min(len(first) - 1, 2)]) else [c.strip() for c in first]
-        where = [_column(path, c, header, len(first)) for c in columns]
+        where = [column_index(path, str(c), header, len(first), option)
+                 for c, option in zip(columns, ("--user-col", "--item-col", "--rating-col"))]
         rows = [] if header else [first]
         line = 1 if header else 0
         for row in reader:
@@ -160,20 +162,6 @@ def _parse(path, rows, where, first_line, users: IdMap, items: IdMap):
         raise DataError(f"{path}: line {first_line + 1 + bad}: the rating is NaN or Inf")
     pairs = np.stack([users.map(user_ids), items.map(item_ids)], axis=1)
     return pairs, ratings
-
-
-def _column(path, spec, header, n_columns: int) -> int:
-    spec = str(spec)
-    if header and spec in header:
-        return header.index(spec)
-    try:
-        index = int(spec)
-    except ValueError:
-        raise DataError(f"{path}: column {spec!r} is not a header name "
-                        f"{'(' + ', '.join(header) + ')' if header else '(no header)'} nor an index") from None
-    if not 0 <= index < n_columns:
-        raise DataError(f"{path}: column {index} is out of range for {n_columns} columns")
-    return index
 
 
 def _is_number(text: str) -> bool:

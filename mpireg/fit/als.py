@@ -27,6 +27,7 @@ from ..comm.rows import RowExchange, assemble_rows, choose_exchange, displacemen
 from ..data.assign import rank_range
 from ..device import to_host
 from ..models.mf import solve_factors, squared_error
+from .epochs import record_epoch
 
 
 def fit(parts, run) -> None:
@@ -50,7 +51,8 @@ def fit(parts, run) -> None:
         progress.epoch += 1
         progress.step += 1
         progress.samples += n_ratings
-        _end_epoch(parts, run, objective, test, users, items)
+        record_epoch(parts, run, objective,
+                     None if test is None else lambda: test.rmse(parts.comm, users, items))
         if run.stop_requested_everywhere():
             run.stopped_by_signal = True
             _assemble(parts, users, items)
@@ -136,24 +138,6 @@ class HeldOut:
         sse = np.array([float(err @ err)])
         comm.Allreduce(MPI.IN_PLACE, sse)
         return dict(rows=self.n, rmse=float(np.sqrt(sse[0] / max(self.n, 1))))
-
-
-def _end_epoch(parts, run, objective: float, test, users, items) -> None:
-    cfg, progress = parts.cfg, run.progress
-    record = dict(type="epoch", epoch=progress.epoch, step=progress.step, train_loss=objective,
-                  time_s=run.elapsed())
-    if test is not None and progress.epoch % cfg.run.eval_every == 0:
-        record["eval"] = test.rmse(parts.comm, users, items)
-    tol = cfg.optimizer.tol
-    if objective < progress.best_loss - tol:
-        progress.best_loss, progress.stale_epochs = objective, 0
-    else:
-        progress.stale_epochs += 1
-    progress.stopped_early = tol > 0 and progress.stale_epochs >= cfg.optimizer.patience
-    run.metrics.write(record)
-    evaluation = f"  eval rmse {record['eval']['rmse']:.5g}" if "eval" in record else ""
-    log.info(f"epoch {progress.epoch}/{cfg.optimizer.epochs}  loss {objective:.6g}{evaluation}"
-             + ("  (early stop: no improvement of optimizer.tol)" if progress.stopped_early else ""))
 
 
 def _assemble(parts, users: Side, items: Side) -> None:

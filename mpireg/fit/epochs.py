@@ -76,11 +76,19 @@ def end_step(parts, run, tail, epoch: int, lr: float) -> bool:
 
 
 def _end_epoch(parts, run, epoch_loss: float) -> None:
+    held_out = (lambda: evaluate(parts, run, parts.test)) if parts.test is not None else None
+    record_epoch(parts, run, epoch_loss, held_out)
+    run.checkpoint()
+
+
+def record_epoch(parts, run, epoch_loss: float, held_out=None) -> None:
+    """Every rank, at an epoch's end: the held-out metrics (`held_out()`, collective) every
+    run.eval_every epochs, the early-stop test, the metrics record and the log line."""
     cfg, progress = parts.cfg, run.progress
     record = dict(type="epoch", epoch=progress.epoch, step=progress.step, train_loss=epoch_loss,
                   time_s=run.elapsed())
-    if parts.test is not None and progress.epoch % cfg.run.eval_every == 0:
-        record["eval"] = evaluate(parts, run, parts.test)
+    if held_out is not None and progress.epoch % cfg.run.eval_every == 0:
+        record["eval"] = held_out()
     tol = cfg.optimizer.tol
     if epoch_loss < progress.best_loss - tol:
         progress.best_loss, progress.stale_epochs = epoch_loss, 0
@@ -91,4 +99,3 @@ def _end_epoch(parts, run, epoch_loss: float) -> None:
     evaluation = "".join(f"  eval {k} {v:.5g}" for k, v in record.get("eval", {}).items() if k != "rows")
     log.info(f"epoch {progress.epoch}/{cfg.optimizer.epochs}  loss {epoch_loss:.6g}{evaluation}"
              + ("  (early stop: no improvement of optimizer.tol)" if progress.stopped_early else ""))
-    run.checkpoint()

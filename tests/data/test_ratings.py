@@ -87,7 +87,7 @@ def test_bad_csv_rows_name_the_file_and_line(tmp_path, text, message):
 def test_an_unknown_column_name_lists_the_header(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("user,item,stars\na,b,4\n")
-    with pytest.raises(DataError, match=r"column 'rating' is not a header name \(user, item, stars\)"):
+    with pytest.raises(DataError, match=r"--rating-col 'rating' is not a column name \(user, item, stars\)"):
         convert_ratings([path], tmp_path / "o", rating_col="rating")
 
 
