@@ -18,6 +18,9 @@
  * the block sums are added into a float64 total (float32 data keeps float32 speed in the hot
  * loop without float32 round-off growing with the number of rows). The loss is summed in double.
  * The order of every sum is fixed, so results do not depend on anything but the rows given.
+ * Mixed mode: float32 X with float64 params, grad and y computes every product and sum in double
+ * (the f32x64 kernels), which the full-batch solvers use: their line searches need the objective
+ * to more than float32's seven digits. X streams as float32 all the same.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -144,10 +147,10 @@ INLINE void prefetch_short(const void *x0, size_t bytes)
 /* long rows: nothing before the dot products; their update asks instead */
 INLINE void prefetch_long(const void *x0, size_t bytes) { (void)x0, (void)bytes; }
 
-#define DEFINE_STEPS(T, SUFFIX)                                                                     \
-INLINE void dots_##SUFFIX(const T *x[4], const T *w, size_t d, T z[4])                             \
+#define DEFINE_STEPS(TX, T, SUFFIX)                                                                 \
+INLINE void dots_##SUFFIX(const TX *x[4], const T *w, size_t d, T z[4])                            \
 {                                                                                                   \
-    const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                         \
+    const TX *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                        \
     T z0 = z[0], z1 = z[1], z2 = z[2], z3 = z[3];                                                   \
     _Pragma("omp simd reduction(+:z0, z1, z2, z3)")                                                 \
     for (size_t j = 0; j < d; j++) {                                                                \
@@ -160,23 +163,23 @@ INLINE void dots_##SUFFIX(const T *x[4], const T *w, size_t d, T z[4])          
 }                                                                                                   \
                                                                                                     \
 /* g[lo, hi) += r0 x0 + r1 x1 + r2 x2 + r3 x3 */                                                    \
-INLINE void update_##SUFFIX(const T *x[4], const T r[4], size_t lo, size_t hi, T *g)               \
+INLINE void update_##SUFFIX(const TX *x[4], const T r[4], size_t lo, size_t hi, T *g)              \
 {                                                                                                   \
-    const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                         \
+    const TX *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                        \
     T r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];                                                   \
     _Pragma("omp simd")                                                                             \
     for (size_t j = lo; j < hi; j++) g[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]); \
 }                                                                                                   \
                                                                                                     \
-INLINE void update_short_##SUFFIX(const T *x[4], const T r[4], size_t d, T *g)                     \
+INLINE void update_short_##SUFFIX(const TX *x[4], const T r[4], size_t d, T *g)                    \
 {                                                                                                   \
     update_##SUFFIX(x, r, 0, d, g);                                                                 \
 }                                                                                                   \
                                                                                                     \
 /* each 64 bytes of the update asks for the same bytes of the next four rows */                   \
-INLINE void update_long_##SUFFIX(const T *x[4], const T r[4], size_t d, T *g)                      \
+INLINE void update_long_##SUFFIX(const TX *x[4], const T r[4], size_t d, T *g)                     \
 {                                                                                                   \
-    const size_t line = 64 / sizeof(T), next = 4 * d * sizeof(T);                                   \
+    const size_t line = 64 / sizeof(TX), next = 4 * d * sizeof(TX);                                 \
     for (size_t j = 0; j < d; j += line) {                                                          \
         for (int k = 0; k < 4; k++)                                                                 \
             __builtin_prefetch((const void *)((uintptr_t)(x[k] + j) + next), 0, 0);                \
@@ -184,17 +187,17 @@ INLINE void update_long_##SUFFIX(const T *x[4], const T r[4], size_t d, T *g)   
     }                                                                                               \
 }
 
-#define DEFINE_KERNEL(T, SUFFIX, MODEL, SHAPE)                                                      \
-FAST static double MODEL##_##SHAPE##_##SUFFIX(const T *X, const T *y, const T *w, size_t lo,       \
+#define DEFINE_KERNEL(TX, T, SUFFIX, MODEL, SHAPE)                                                  \
+FAST static double MODEL##_##SHAPE##_##SUFFIX(const TX *X, const T *y, const T *w, size_t lo,      \
                                               size_t hi, size_t d, int fit, T *g)                   \
 {                                                                                                   \
     double loss = 0.0;                                                                              \
     T b = fit ? w[d] : (T)0;                                                                        \
     for (size_t i = lo; i < hi; i += 4) {                                                           \
         size_t m = hi - i < 4 ? hi - i : 4;                                                         \
-        const T *x0 = X + i * d;   /* rows past hi repeat row i, and get a zero residual */        \
-        const T *x[4] = {x0, m > 1 ? x0 + d : x0, m > 2 ? x0 + 2 * d : x0, m > 3 ? x0 + 3 * d : x0}; \
-        prefetch_##SHAPE(x0, 4 * d * sizeof(T));                                                    \
+        const TX *x0 = X + i * d;   /* rows past hi repeat row i, and get a zero residual */       \
+        const TX *x[4] = {x0, m > 1 ? x0 + d : x0, m > 2 ? x0 + 2 * d : x0, m > 3 ? x0 + 3 * d : x0}; \
+        prefetch_##SHAPE(x0, 4 * d * sizeof(TX));                                                   \
         T r[4] = {b, b, b, b};                                                                      \
         dots_##SUFFIX(x, w, d, r);                                                                  \
         if (m == 4) {  /* a constant count: the residuals of four rows vectorise */                \
@@ -211,22 +214,32 @@ FAST static double MODEL##_##SHAPE##_##SUFFIX(const T *X, const T *y, const T *w
 
 DEFINE_RESIDUALS(float, f32)
 DEFINE_RESIDUALS(double, f64)
-DEFINE_STEPS(float, f32)
-DEFINE_STEPS(double, f64)
-DEFINE_KERNEL(float, f32, linear, short)
-DEFINE_KERNEL(float, f32, linear, long)
-DEFINE_KERNEL(double, f64, linear, short)
-DEFINE_KERNEL(double, f64, linear, long)
-DEFINE_KERNEL(float, f32, logistic, short)
-DEFINE_KERNEL(float, f32, logistic, long)
-DEFINE_KERNEL(double, f64, logistic, short)
-DEFINE_KERNEL(double, f64, logistic, long)
+DEFINE_STEPS(float, float, f32)
+DEFINE_STEPS(double, double, f64)
+DEFINE_STEPS(float, double, f32x64)
+DEFINE_KERNEL(float, float, f32, linear, short)
+DEFINE_KERNEL(float, float, f32, linear, long)
+DEFINE_KERNEL(double, double, f64, linear, short)
+DEFINE_KERNEL(double, double, f64, linear, long)
+DEFINE_KERNEL(float, float, f32, logistic, short)
+DEFINE_KERNEL(float, float, f32, logistic, long)
+DEFINE_KERNEL(double, double, f64, logistic, short)
+DEFINE_KERNEL(double, double, f64, logistic, long)
+/* float32 rows, double parameters and sums: the full-batch solvers' objective, whose line
+ * searches need more than float32's seven digits (fit/fullbatch.py) */
+#define linear_r_f32x64 linear_r_f64
+#define logistic_r_f32x64 logistic_r_f64
+DEFINE_KERNEL(float, double, f32x64, linear, short)
+DEFINE_KERNEL(float, double, f32x64, linear, long)
+DEFINE_KERNEL(float, double, f32x64, logistic, short)
+DEFINE_KERNEL(float, double, f32x64, logistic, long)
 
 /* ------------------------------------------------------------------ 2. wrappers */
 
 enum model { LINEAR, LOGISTIC };
 typedef double kernel_f32(const float *, const float *, const float *, size_t, size_t, size_t, int, float *);
 typedef double kernel_f64(const double *, const double *, const double *, size_t, size_t, size_t, int, double *);
+typedef double kernel_f32x64(const float *, const double *, const double *, size_t, size_t, size_t, int, double *);
 
 typedef struct {
     Py_buffer X, y, w, g;
@@ -276,8 +289,11 @@ static PyObject *run(enum model which, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "X must be a 2-D float32 or float64 array");
         goto fail;
     }
-    if (kind_of(&v.w) != t || kind_of(&v.g) != t) {
-        PyErr_SetString(PyExc_TypeError, "params and grad must have X's dtype");
+    /* t: the compute dtype (params, grad, y); float32 X with float64 params computes in double */
+    char xt = t;
+    t = kind_of(&v.w);
+    if ((t != xt && !(xt == 'f' && t == 'd')) || kind_of(&v.g) != t) {
+        PyErr_SetString(PyExc_TypeError, "params and grad must have X's dtype, or float64 with float32 X");
         goto fail;
     }
     size_t n = (size_t)v.X.shape[0], d = (size_t)v.X.shape[1];
@@ -289,10 +305,10 @@ static PyObject *run(enum model which, PyObject *args)
     }
     char yk = kind_of(&v.y);
     if ((size_t)(v.y.len / (v.y.itemsize ? v.y.itemsize : 1)) != n || yk != t) {
-        PyErr_Format(PyExc_TypeError, "y must be a 1-D array of %zu values of X's dtype", n);
+        PyErr_Format(PyExc_TypeError, "y must be a 1-D array of %zu values of params' dtype", n);
         goto fail;
     }
-    size_t item = (size_t)v.X.itemsize;
+    size_t item = (size_t)v.w.itemsize;  /* of the block sums: the compute dtype */
     double *total = PyMem_Calloc(P ? P : 1, sizeof(double));
     char *block = PyMem_Malloc(P * item + 1);
     if (!total || !block) {
@@ -301,11 +317,13 @@ static PyObject *run(enum model which, PyObject *args)
         PyErr_NoMemory();
         goto fail;
     }
-    int long_rows = d * item >= LONG_ROW_BYTES;
+    int long_rows = d * (size_t)v.X.itemsize >= LONG_ROW_BYTES;
     kernel_f32 *k32 = which == LINEAR ? (long_rows ? linear_long_f32 : linear_short_f32)
                                       : (long_rows ? logistic_long_f32 : logistic_short_f32);
     kernel_f64 *k64 = which == LINEAR ? (long_rows ? linear_long_f64 : linear_short_f64)
                                       : (long_rows ? logistic_long_f64 : logistic_short_f64);
+    kernel_f32x64 *kmix = which == LINEAR ? (long_rows ? linear_long_f32x64 : linear_short_f32x64)
+                                          : (long_rows ? logistic_long_f32x64 : logistic_short_f32x64);
     double loss = 0.0;
     Py_BEGIN_ALLOW_THREADS
     for (size_t lo = 0; lo < n; lo += BLOCK) {
@@ -317,7 +335,8 @@ static PyObject *run(enum model which, PyObject *args)
             for (size_t j = 0; j < P; j++) total[j] += gb[j];
         } else {
             double *gb = (double *)block;
-            loss += k64(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
+            loss += xt == 'f' ? kmix(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb)
+                              : k64(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
             for (size_t j = 0; j < P; j++) total[j] += gb[j];
         }
     }

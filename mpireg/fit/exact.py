@@ -39,7 +39,7 @@ class BlockSums:
         model, xp, data = self.parts.model, self.parts.xp, self.parts.train
         n = model.layout.size
         out = np.empty((len(blocks), n + 2))
-        scratch = xp.empty(n, dtype=self.parts.dtype)
+        scratch = xp.empty(n, dtype=params.dtype)  # float64 under the full-batch solvers
         for i, block in enumerate(blocks):
             lo = block * self.rows - data.first_row
             X, y = data.rows(lo, min(lo + self.rows, data.n_rows))

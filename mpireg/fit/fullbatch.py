@@ -54,12 +54,16 @@ class GlobalObjective:
         parts, xp, model = self.parts, self.parts.xp, self.parts.model
         n = model.layout.size
         start = time.perf_counter()
-        params = xp.asarray(x, dtype=parts.dtype)
+        # The objective at x itself, in double: float32 parameters would round every point the
+        # line search tries to float32 and the sums to float32's seven digits, and the search
+        # then sees noise (6 evaluations an iteration instead of 1). Float32 rows are read as
+        # they are and computed in double (the C kernels' mixed mode).
+        params = xp.asarray(x, dtype=np.float64)
         if self.blocks is not None:
             sums = self._exact_sums(params, start)
         else:
             sums = xp.zeros(n + EXTRA_SLOTS, dtype=np.float64)
-            scratch = xp.empty(n, dtype=parts.dtype)
+            scratch = xp.empty(n, dtype=np.float64)
             for X, y in parts.train.blocks():
                 sums[n + LOSS] += model.loss_grad_sum(params, X, y, scratch)
                 sums[:n] += scratch
@@ -67,8 +71,8 @@ class GlobalObjective:
             self._reduce(sums, start)
         rows = float(sums[n + ROWS])
         grad = sums[:n] / rows
-        model.add_l2_grad(xp.asarray(x), grad)
-        self.last_loss = float(sums[n + LOSS]) / rows + model.penalty(xp.asarray(x))
+        model.add_l2_grad(params, grad)
+        self.last_loss = float(sums[n + LOSS]) / rows + model.penalty(params)
         return self.last_loss, to_host(grad)
 
     def _exact_sums(self, params, start: float):

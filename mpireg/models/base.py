@@ -110,9 +110,12 @@ class Model:
         return _cgrad is not None and bool(self.one_pass_dtypes)
 
     def _native_ok(self, params, X, grad) -> bool:
+        # float32 X with float64 parameters: computed and summed in double (full-batch solvers)
+        mixed = X.dtype == np.float32 and params.dtype == np.float64
         return (self.xp is np and isinstance(X, np.ndarray) and X.flags.c_contiguous
-                and X.dtype == params.dtype == grad.dtype and params.flags.c_contiguous
-                and grad.flags.c_contiguous and X.dtype in self.one_pass_dtypes)
+                and (X.dtype == params.dtype or mixed) and params.dtype == grad.dtype
+                and params.flags.c_contiguous and grad.flags.c_contiguous
+                and X.dtype in self.one_pass_dtypes)
 
     def loss_grad_xp(self, params, X, y, grad) -> float:
         raise NotImplementedError

@@ -13,7 +13,7 @@ class LinearModel(Model):
         return specs + ([ParamSpec("intercept", (), False)] if self.fit_intercept else [])
 
     def _loss_grad_native(self, params, X, y, grad) -> float:
-        return _cgrad.linear(X, y.astype(X.dtype, copy=False), params, grad, self.fit_intercept)
+        return _cgrad.linear(X, y.astype(params.dtype, copy=False), params, grad, self.fit_intercept)
 
     def loss_grad_xp(self, params, X, y, grad) -> float:
         r = self.decision(params, X)

@@ -20,7 +20,7 @@ class LogisticModel(Model):
         return y.astype(self.xp.float64) if y.dtype.kind in "iub" else y
 
     def _loss_grad_native(self, params, X, y, grad) -> float:
-        return _cgrad.logistic(X, y.astype(X.dtype, copy=False), params, grad, self.fit_intercept)
+        return _cgrad.logistic(X, y.astype(params.dtype, copy=False), params, grad, self.fit_intercept)
 
     def loss_grad_xp(self, params, X, y, grad) -> float:
         z = self.decision(params, X)
