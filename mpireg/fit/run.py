@@ -24,6 +24,7 @@ from ..comm import verify_identical
 from ..config import JobConfig, dumps_toml
 from ..device import to_host
 from ..errors import CollectiveError, ConfigError
+from ..optim.lbfgs import import_in_background
 from ..parallel import StopRequest, on_rank_zero, root_then_bcast
 from ..timeline import Timeline
 from ..watchdog import Watchdog
@@ -61,6 +62,8 @@ class Run:
 
         start = time.perf_counter()
         try:
+            if self.cfg.optimizer.kind == "lbfgs":
+                import_in_background()
             self.parts = parts = build_parts(self.cfg, self.comm, self.arrays)
             self._prepare_run_dir()
             self._restore()
