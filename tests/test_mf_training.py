@@ -132,6 +132,14 @@ def test_held_out_users_and_items_without_training_ratings_get_the_mean(tmp_path
                           tmp_path / "r" / "test", "--out", tmp_path / "pred.npy"])
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(np.load(tmp_path / "pred.npy"), model.predict(params, cold), rtol=1e-12)
+    # top-k from the CLI: every user of the training shards, what they rated left out
+    result = run_command([sys.executable, "-m", "mpireg.predict", tmp_path / "run" / "model.h5",
+                          tmp_path / "r", "--top", "2", "--exclude-seen", "--out", tmp_path / "top.npy"])
+    assert result.returncode == 0, result.stderr
+    top = np.load(tmp_path / "top.npy")
+    users = np.unique(train[:, 0])
+    assert top[:, 0].tolist() == users.tolist()
+    np.testing.assert_array_equal(top[:, 1:], model.recommend(params, users, 2, exclude=train)[0])
 
 
 @pytest.mark.parametrize("overrides,message", [
