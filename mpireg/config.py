@@ -54,6 +54,9 @@ class SynthConfig:
     users: int = _opt(1000, min=1, doc="ratings: users (rows = ratings drawn)")
     items: int = _opt(500, min=1, doc="ratings: items")
     rank: int = _opt(8, min=1, doc="ratings: rank of the true factors")
+    sparse: bool = _opt(False, doc="CSR shards of hashed-categorical-like rows")
+    hash_bits: int = _opt(20, min=1, max=30, doc="sparse: log2 of the columns")
+    nnz: int = _opt(39, min=1, doc="sparse: entries drawn per row")
 
 
 @dataclass

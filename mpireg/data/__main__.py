@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import MpiregError
 from ..log import run_command_line
 from .convert import convert
+from .stream import convert_svmlight
 from .examples import EXAMPLES, write_example
 from .inspect import inspect
 from .ratings import convert_ratings, synth_ratings
-from .synth import synthesize
+from .synth import synthesize, synthesize_sparse
+
+
+SVMLIGHT = (".svm", ".libsvm", ".svmlight")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--users", type=int, default=1000, help="ratings only (--rows: ratings drawn)")
     s.add_argument("--items", type=int, default=500, help="ratings only")
     s.add_argument("--rank", type=int, default=8, help="ratings only: rank of the true factors")
+    s.add_argument("--sparse", action="store_true",
+                   help="CSR shards of hashed-categorical-like rows (2**--hash-bits columns, --nnz a row)")
+    s.add_argument("--hash-bits", type=int, default=20, help="--sparse: log2 of the columns")
+    s.add_argument("--nnz", type=int, default=39, help="--sparse: entries drawn per row")
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
@@ -41,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     e.add_argument("--seed", type=int, default=0)
 
-    c = sub.add_parser("convert", help="CSV, .npy/.npz, libsvm text -> shards")
+    c = sub.add_parser("convert", help="CSV, .npy/.npz, libsvm text (streamed, to CSR) -> shards")
     c.add_argument("inputs", nargs="+")
     c.add_argument("--out", required=True)
     c.add_argument("--shards", type=int, default=1)
@@ -51,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: inferred from the labels")
     c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--dense", action="store_true",
+                   help="libsvm input: dense shards, read whole (default: CSR shards, streamed)")
+    c.add_argument("--skip-bad-lines", action="store_true",
+                   help="libsvm input: skip and count malformed lines instead of stopping")
 
     r = sub.add_parser("ratings", help="CSV of (user, item, rating) rows -> ratings shards")
     r.add_argument("inputs", nargs="+")
@@ -77,13 +90,21 @@ def main(argv=None) -> int:
 
 def _synth(args) -> None:
     if args.features is None:
-        if args.task != "ratings":
+        if args.task != "ratings" and not args.sparse:
             raise MpiregError(f"--features: required for --task {args.task}")
-        args.features = 2
+        args.features = 2 ** args.hash_bits if args.sparse else 2
+    if args.sparse:
+        if not 1 <= args.hash_bits <= 30 or args.nnz < 1:
+            raise MpiregError("--hash-bits: expected 1..30, and --nnz a positive count")
+        paths = synthesize_sparse(args.task, args.rows, args.hash_bits, args.nnz, args.out, args.shards,
+                                  args.classes, test_rows_of(args), args.noise, args.seed, args.dtype)
+        print(f"wrote {len(paths)} CSR shard(s) under {args.out} ({args.rows} rows x 2^{args.hash_bits} "
+              f"columns, {args.nnz} entries a row)")
+        return
     for name in ("rows", "features", "shards", "classes", "users", "items", "rank"):
         if getattr(args, name) < (2 if name == "classes" else 1):
             raise MpiregError(f"--{name}: expected a positive count, got {getattr(args, name)}")
-    test_rows = min(args.rows // 10, 100_000) if args.test_rows is None else args.test_rows
+    test_rows = test_rows_of(args)
     if args.task == "ratings":
         paths = synth_ratings(args.users, args.items, args.rank, args.rows, args.out, args.shards,
                               test_rows, args.noise, args.seed, args.dtype)
@@ -96,6 +117,10 @@ def _synth(args) -> None:
           f"{test_rows} test rows in {args.out}/test)")
 
 
+def test_rows_of(args) -> int:
+    return min(args.rows // 10, 100_000) if args.test_rows is None else args.test_rows
+
+
 def _example(args) -> None:
     summary = write_example(args.name, args.out, args.shards, args.test_fraction, args.seed, args.dtype)
     print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
@@ -103,6 +128,14 @@ def _example(args) -> None:
 
 
 def _convert(args) -> None:
+    svmlight = all(Path(p).suffix.lower() in SVMLIGHT for p in args.inputs)
+    if svmlight and not args.dense:
+        summary = convert_svmlight(args.inputs, args.out, args.shards, args.test_fraction, args.seed,
+                                   args.task, args.dtype, args.skip_bad_lines)
+        print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
+              f"{summary['features']} features (CSR), task {summary['task']}"
+              + (f", skipped {summary['bad_lines']} malformed lines" if summary["bad_lines"] else ""))
+        return
     summary = convert(args.inputs, args.out, args.shards, args.label_col,
                       args.test_fraction, args.seed, args.task, args.dtype)
     print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "

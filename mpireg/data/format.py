@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class Schema:
     rows: list = field(default_factory=list)   # rows per file, same order
     n_users: int = 0  # ratings only
     n_items: int = 0
+    sparse: bool = False  # CSR shards (data/sparse.py)
+    nnz: list = field(default_factory=list)  # sparse: non-zeros per file, same order
 
     @property
     def n_rows(self) -> int:
@@ -60,6 +63,8 @@ class Schema:
                    dtype=self.dtype, n_rows=self.n_rows, n_files=len(self.files))
         if self.task == RATINGS:
             out.update(n_users=self.n_users, n_items=self.n_items)
+        if self.sparse:
+            out.update(sparse=True, nnz=int(sum(self.nnz)))
         return out
 
 
@@ -71,18 +76,27 @@ def write_shard(path, X, y, task: str, n_classes: int = 0, synth: dict | None = 
     y = np.asarray(y)
     if task not in TASKS + (RATINGS,):
         raise DataError(f"{path}: task must be one of {TASKS + (RATINGS,)}, got {task!r}")
+    with atomic_shard(path, task, X.shape[1], n_classes, synth, attrs) as f:
+        f.create_dataset("X", data=X)
+        f.create_dataset("y", data=y)
+
+
+@contextmanager
+def atomic_shard(path, task: str, n_features: int, n_classes: int = 0, synth: dict | None = None,
+                 attrs: dict | None = None):
+    """An open HDF5 file with the format's attributes (and a synth group) for the caller's
+    datasets, renamed into `path` only once whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with h5py.File(tmp, "w") as f:
-        f.create_dataset("X", data=X)
-        f.create_dataset("y", data=y)
-        f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=X.shape[1],
+        f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=int(n_features),
                        n_classes=int(n_classes), **(attrs or {}))
         if synth:
             group = f.create_group("synth")
             for key, value in synth.items():
                 group.create_dataset(key, data=value)
+        yield f
     os.replace(tmp, path)
 
 
@@ -118,11 +132,13 @@ def read_schema(paths, key: str = "data.train") -> Schema:
         if schema is None:
             schema = Schema(task=header["task"], n_features=header["n_features"],
                             n_classes=header["n_classes"], dtype=header["dtype"],
-                            n_users=header.get("n_users", 0), n_items=header.get("n_items", 0))
+                            n_users=header.get("n_users", 0), n_items=header.get("n_items", 0),
+                            sparse=header["sparse"])
         else:
             _check_same(schema, header, path, first=schema.files[0])
         schema.files.append(str(path))
         schema.rows.append(header["rows"])
+        schema.nnz.append(header["nnz"])
     assert schema is not None
     return schema
 
@@ -133,47 +149,26 @@ def _read_header(path) -> dict:
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot open as HDF5 ({_short(exc)})") from None
     with f:
-        for name in ("X", "y"):
-            if name not in f or not isinstance(f[name], h5py.Dataset):
-                raise DataError(f"{path}: missing dataset {name!r} (a shard holds X and y)")
-        X, y = f["X"], f["y"]
-        if X.ndim != 2:
-            raise DataError(f"{path}: X must be 2-D (rows, features), got shape {X.shape}")
-        ratings = _text(f.attrs.get("task", "")) == RATINGS
-        if ratings and (X.shape[1] != 2 or not np.issubdtype(X.dtype, np.integer)):
-            raise DataError(f"{path}: a ratings shard's X holds (user, item) integer pairs, "
-                            f"got shape {X.shape} of {X.dtype}")
-        if not ratings and X.dtype not in (np.float32, np.float64):
-            raise DataError(f"{path}: X must be float32 or float64, got {X.dtype}")
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise DataError(f"{path}: y must be 1-D with one entry per row of X "
-                            f"({X.shape[0]}), got shape {y.shape}")
-        if X.shape[0] == 0:
-            raise DataError(f"{path}: empty shard (0 rows); remove it or regenerate it")
         attrs = dict(f.attrs)
-        for name in ("mpireg_format", "task", "n_features", "n_classes"):
-            if name not in attrs:
-                raise DataError(f"{path}: missing attribute {name!r}; write shards with "
-                                f"`python -m mpireg.data convert`")
-        if int(attrs["mpireg_format"]) > FORMAT_VERSION:
-            raise DataError(f"{path}: attribute mpireg_format is {attrs['mpireg_format']}, "
-                            f"this mpireg reads up to {FORMAT_VERSION}")
-        task = _text(attrs["task"])
-        if task not in TASKS + (RATINGS,):
-            raise DataError(f"{path}: attribute task must be one of {TASKS + (RATINGS,)}, got {task!r}")
-        if int(attrs["n_features"]) != X.shape[1]:
-            raise DataError(f"{path}: attribute n_features is {int(attrs['n_features'])} "
-                            f"but X has {X.shape[1]} columns")
-        n_classes = int(attrs["n_classes"])
-        if task not in ("regression", RATINGS):
-            if not np.issubdtype(y.dtype, np.integer):
-                raise DataError(f"{path}: y must hold integer labels for task {task!r}, got {y.dtype}")
-            if n_classes < 2 or (task == "binary" and n_classes != 2):
-                raise DataError(f"{path}: attribute n_classes is {n_classes}, invalid for task {task!r}")
-        elif y.dtype.kind != "f":
-            raise DataError(f"{path}: y must be float for task {task!r}, got {y.dtype}")
-        header = dict(task=task, n_features=X.shape[1], n_classes=n_classes,
-                      dtype=str(y.dtype if ratings else X.dtype), rows=int(X.shape[0]))
+        sparse = "indptr" in f
+        if sparse:
+            from .sparse import csr_shape  # a CSR shard (data/sparse.py)
+
+            rows, width, x_dtype, nnz = csr_shape(f, path, attrs)
+        else:
+            rows, width, x_dtype = _dense_shape(f, path, attrs)
+            nnz = 0
+        y = f["y"] if isinstance(f.get("y"), h5py.Dataset) else None
+        if y is None:
+            raise DataError(f"{path}: missing dataset 'y' (a shard holds X and y)")
+        if y.ndim != 1 or y.shape[0] != rows:
+            raise DataError(f"{path}: y must be 1-D with one entry per row of X ({rows}), got shape {y.shape}")
+        if rows == 0:
+            raise DataError(f"{path}: empty shard (0 rows); remove it or regenerate it")
+        task, n_classes = _task_attrs(path, attrs, width, y)
+        ratings = task == RATINGS
+        header = dict(task=task, n_features=width, n_classes=n_classes,
+                      dtype=str(y.dtype if ratings else x_dtype), rows=rows, sparse=sparse, nnz=nnz)
         if ratings:
             for name in ("n_users", "n_items"):
                 if int(attrs.get(name, 0)) < 1:
@@ -182,11 +177,53 @@ def _read_header(path) -> dict:
         return header
 
 
+def _dense_shape(f, path, attrs) -> tuple:
+    if not isinstance(f.get("X"), h5py.Dataset):
+        raise DataError(f"{path}: missing dataset 'X' (a shard holds X and y, or CSR indptr, "
+                        f"indices, data and y)")
+    X = f["X"]
+    if X.ndim != 2:
+        raise DataError(f"{path}: X must be 2-D (rows, features), got shape {X.shape}")
+    ratings = _text(attrs.get("task", "")) == RATINGS
+    if ratings and (X.shape[1] != 2 or not np.issubdtype(X.dtype, np.integer)):
+        raise DataError(f"{path}: a ratings shard's X holds (user, item) integer pairs, "
+                        f"got shape {X.shape} of {X.dtype}")
+    if not ratings and X.dtype not in (np.float32, np.float64):
+        raise DataError(f"{path}: X must be float32 or float64, got {X.dtype}")
+    return int(X.shape[0]), int(X.shape[1]), X.dtype
+
+
+def _task_attrs(path, attrs, width: int, y) -> tuple[str, int]:
+    for name in ("mpireg_format", "task", "n_features", "n_classes"):
+        if name not in attrs:
+            raise DataError(f"{path}: missing attribute {name!r}; write shards with "
+                            f"`python -m mpireg.data convert`")
+    if int(attrs["mpireg_format"]) > FORMAT_VERSION:
+        raise DataError(f"{path}: attribute mpireg_format is {attrs['mpireg_format']}, "
+                        f"this mpireg reads up to {FORMAT_VERSION}")
+    task = _text(attrs["task"])
+    if task not in TASKS + (RATINGS,):
+        raise DataError(f"{path}: attribute task must be one of {TASKS + (RATINGS,)}, got {task!r}")
+    if int(attrs["n_features"]) != width:
+        raise DataError(f"{path}: attribute n_features is {int(attrs['n_features'])} "
+                        f"but X has {width} columns")
+    n_classes = int(attrs["n_classes"])
+    if task not in ("regression", RATINGS):
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}: y must hold integer labels for task {task!r}, got {y.dtype}")
+        if n_classes < 2 or (task == "binary" and n_classes != 2):
+            raise DataError(f"{path}: attribute n_classes is {n_classes}, invalid for task {task!r}")
+    elif y.dtype.kind != "f":
+        raise DataError(f"{path}: y must be float for task {task!r}, got {y.dtype}")
+    return task, n_classes
+
+
 def _check_same(schema: Schema, header: dict, path, first) -> None:
-    for name in ("n_features", "task", "n_classes", "dtype", "n_users", "n_items"):
+    for name in ("n_features", "task", "n_classes", "dtype", "n_users", "n_items", "sparse"):
         mine, theirs = header.get(name, 0), getattr(schema, name)
         if mine != theirs:
-            field_name = {"n_features": "feature count", "dtype": "X dtype"}.get(name, name)
+            field_name = {"n_features": "feature count", "dtype": "X dtype",
+                          "sparse": "sparse (CSR) layout"}.get(name, name)
             raise DataError(f"{path}: {field_name} is {mine}, but {first} has {theirs}; "
                             f"all shards of a data set must agree")
 
@@ -196,10 +233,15 @@ def check_rows(path, X, y, schema: Schema, first_row: int) -> None:
     if schema.task == RATINGS:
         _check_ratings(path, X, y, schema, first_row)
         return
+    if schema.sparse:
+        from .sparse import check_csr_rows
+
+        check_csr_rows(path, X, first_row, schema.n_features)
+        X = None  # its values are checked; the targets below are checked as a dense shard's
     # A NaN or Inf anywhere makes the sum non-finite; the sum is one streaming pass, where
     # isfinite() writes and re-reads a mask as large as X. Only a non-finite sum (which
     # overflow can also cause) pays for the exact search.
-    if X.size and not np.isfinite(X.sum(dtype=X.dtype)):
+    if X is not None and X.size and not np.isfinite(X.sum(dtype=X.dtype)):
         bad = ~np.isfinite(X)
         if bad.any():
             row = int(np.argwhere(bad)[0][0])

@@ -5,6 +5,7 @@ import h5py
 import numpy as np
 
 from .format import check_rows, read_schema, resolve_paths
+from .sparse import read_csr
 
 SCAN_ROWS = 1 << 16
 
@@ -17,7 +18,7 @@ def inspect(specs, scan: bool = True) -> list[str]:
         shape = f"{schema.n_users} users, {schema.n_items} items, ratings {schema.dtype}"
     else:
         shape = (f"{schema.n_features} features, " + (f"{schema.n_classes} classes, " if schema.n_classes else "")
-                 + f"X {schema.dtype}")
+                 + (f"CSR {schema.dtype}, {sum(schema.nnz)} non-zeros" if schema.sparse else f"X {schema.dtype}"))
     lines = [f"task {schema.task}, {shape}, {schema.n_rows} rows in {len(paths)} shard(s)"]
     for path, rows in zip(schema.files, schema.rows):
         counts = _scan(path, rows, schema) if scan else None
@@ -35,7 +36,8 @@ def _scan(path, rows, schema):
     with h5py.File(path, "r") as f:
         for lo in range(0, rows, SCAN_ROWS):
             hi = min(lo + SCAN_ROWS, rows)
-            X, y = f["X"][lo:hi], f["y"][lo:hi]
+            X = read_csr(f, path, lo, hi, schema.n_features, f["data"].dtype) if schema.sparse else f["X"][lo:hi]
+            y = f["y"][lo:hi]
             check_rows(path, X, y, schema, first_row=lo)
             if counts is not None:
                 counts += np.bincount(y, minlength=schema.n_classes)

@@ -67,8 +67,8 @@ class LocalData:
     def _read_block(self, index: int, slot: int):
         start = index * self.reader.block_rows
         stop = min(start + self.reader.block_rows, self.n_rows)
-        if self.reader.resident or self.xp is not np:
-            return self._read(start, stop)
+        if self.reader.resident or self.xp is not np or self.reader.schema.sparse:
+            return self._read(start, stop)  # (CSR blocks differ in size: no reused buffers)
         # Streamed host blocks land in two reused buffers: a fresh 100 MB array costs a page
         # fault per 4 KiB, about as long as reading it.
         if self._buffers[slot] is None:

@@ -31,7 +31,11 @@ class ShardReader:
         self.segments = [] if rank is None else assign_rows(schema.rows, rank, size, allow_empty, align)
         self.first_row = 0 if rank is None else owned_range(schema.n_rows, rank, size, align)[0]
         self.n_rows = sum(s.stop - s.start for s in self.segments)
-        row_bytes = schema.n_features * self.x_dtype.itemsize + self.y_dtype.itemsize
+        if schema.sparse:  # a row's share of the non-zeros: value, column, and its indptr entry
+            per_row = sum(schema.nnz) / max(schema.n_rows, 1)
+            row_bytes = per_row * (self.x_dtype.itemsize + 8) + 8 + self.y_dtype.itemsize
+        else:
+            row_bytes = schema.n_features * self.x_dtype.itemsize + self.y_dtype.itemsize
         self.nbytes = self.n_rows * row_bytes
         self.resident = self.nbytes <= budget_bytes
         self.block_rows = max(self.n_rows, 1) if self.resident else max(1, int(budget_bytes // (2 * row_bytes)))
@@ -53,6 +57,8 @@ class ShardReader:
     def read(self, start: int, stop: int):
         """Local rows [start, stop) as (X, y), validated; spans file boundaries."""
         n = stop - start
+        if self.schema.sparse:
+            return self._read_csr(start, stop)
         X = np.empty((n, self.schema.n_features), dtype=self.x_dtype)
         y = np.empty(n, dtype=self.y_dtype)
         self.read_into(start, stop, X, y)
@@ -71,6 +77,34 @@ class ShardReader:
                 self._read_into(seg.file_index, f_lo, f_lo + hi - lo, X, y, filled)
                 filled += hi - lo
             local += seg_rows
+
+    def _read_csr(self, start: int, stop: int):
+        """Local rows [start, stop) of CSR shards: a SciPy CSR matrix and y."""
+        import scipy.sparse as sp
+
+        from .sparse import read_csr
+
+        pieces, targets, local = [], [], 0
+        for seg in self.segments:
+            seg_rows = seg.stop - seg.start
+            lo, hi = max(start, local), min(stop, local + seg_rows)
+            if lo < hi:
+                f_lo, f_hi = seg.start + lo - local, seg.start + hi - local
+                path, f = self.schema.files[seg.file_index], self._file(seg.file_index)
+                try:
+                    X = read_csr(f, path, f_lo, f_hi, self.schema.n_features, self.x_dtype)
+                    y = f["y"][f_lo:f_hi].astype(self.y_dtype, copy=False)
+                except (OSError, ValueError, TypeError) as exc:
+                    raise DataError(f"{path}: cannot read rows {f_lo}..{f_hi} ({str(exc).splitlines()[0]})") from None
+                check_rows(path, X, y, self.schema, first_row=f_lo)
+                pieces.append(X)
+                targets.append(y)
+            local += seg_rows
+        if not pieces:
+            return (sp.csr_matrix((0, self.schema.n_features), dtype=self.x_dtype),
+                    np.empty(0, dtype=self.y_dtype))
+        X = pieces[0] if len(pieces) == 1 else sp.vstack(pieces, format="csr")
+        return X, np.concatenate(targets)
 
     def _read_into(self, file_index, lo, hi, X, y, at) -> None:
         path = self.schema.files[file_index]

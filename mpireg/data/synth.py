@@ -64,3 +64,60 @@ def synthesize(task: str, rows: int, features: int, out, shards: int = 1, classe
             write_shard(path, X, y, TASK_OF_MODEL[task], n_classes, synth=truth)
             written.append(path)
     return written
+
+
+def synthesize_sparse(task: str, rows: int, hash_bits: int, nnz: int, out, shards: int = 1,
+                      classes: int = 3, test_rows: int = 0, noise: float = 0.1, seed: int = 0,
+                      dtype="float32") -> list[Path]:
+    """Criteo-like CSR shards: `2**hash_bits` columns, `nnz` one-valued entries a row drawn with
+    power-law column frequencies (a few columns in most rows, most columns rare, as hashed
+    categoricals are), targets from a known weight vector stored beside the data."""
+    import scipy.sparse as sp
+
+    from .sparse import write_csr_shard
+
+    if task not in TASK_OF_MODEL:
+        raise DataError(f"--task: expected one of {', '.join(TASK_OF_MODEL)}, got {task!r}")
+    if rows < shards:
+        raise DataError(f"--rows: {rows} rows cannot fill {shards} shards")
+    d = 2 ** hash_bits
+    truth = make_truth(task, d, classes, seed)
+    truth["coef"] *= np.sqrt(d / nnz) / (1.0 if task == "linear" else 2.0)  # logits of unit order
+    n_classes = {"linear": 0, "logistic": 2, "softmax": classes}[task]
+    frequency = np.cumsum(1.0 / np.arange(1, d + 1) ** 1.1)
+    frequency /= frequency[-1]
+    columns = np.random.default_rng([seed, 0xC01]).permutation(d)  # frequent columns spread out
+    out = Path(out)
+    written = []
+    splits = [(out, rows, shards, 1)] + ([(out / "test", test_rows, 1, 2)] if test_rows else [])
+    for directory, n, n_shards, stream in splits:
+        for shard in range(n_shards):
+            lo, hi = shard * n // n_shards, (shard + 1) * n // n_shards
+            rng = np.random.default_rng([seed, stream, shard])
+            parts = [_sparse_rows(task, truth, min(CHUNK_ROWS, hi - s), nnz, frequency, columns, rng, noise, dtype)
+                     for s in range(lo, hi, CHUNK_ROWS)]
+            X = sp.vstack([p[0] for p in parts], format="csr")
+            y = np.concatenate([p[1] for p in parts])
+            path = directory / f"part-{shard:05d}.h5"
+            write_csr_shard(path, X, y, TASK_OF_MODEL[task], n_classes, synth=truth)
+            written.append(path)
+    return written
+
+
+def _sparse_rows(task, truth, rows, nnz, frequency, columns, rng, noise, dtype):
+    import scipy.sparse as sp
+
+    cols = columns[np.searchsorted(frequency, rng.random(rows * nnz))]
+    X = sp.csr_matrix((np.ones(rows * nnz, dtype=dtype), cols, np.arange(0, rows * nnz + 1, nnz)),
+                      shape=(rows, len(columns)))
+    X.sum_duplicates()  # a column drawn twice in a row counts twice
+    z = X @ truth["coef"] + truth["intercept"]
+    if task == "linear":
+        return X, (z + noise * rng.standard_normal(rows)).astype(dtype)
+    if task == "logistic":
+        return X, (rng.random(rows) < 0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.int64)
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    labels = (p.cumsum(axis=1) < rng.random((rows, 1))).sum(axis=1)
+    return X, np.minimum(labels, p.shape[1] - 1).astype(np.int64)

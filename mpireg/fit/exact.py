@@ -44,7 +44,7 @@ class BlockSums:
             lo = block * self.rows - data.first_row
             X, y = data.rows(lo, min(lo + self.rows, data.n_rows))
             # A fresh copy: the block's arithmetic sees the same alignment on any rank.
-            out[i, n] = model.loss_grad_sum(params, xp.array(X, copy=True), xp.array(y, copy=True), scratch)
+            out[i, n] = model.loss_grad_sum(params, X.copy(), y.copy(), scratch)
             out[i, :n] = to_host(scratch)
             out[i, n + 1] = X.shape[0]
         return out

@@ -113,7 +113,7 @@ class StochasticEpochs:
         block, rows = plan[i]
         X, y = self.parts.train.block(block, then=plan[i + 1][0] if i + 1 < len(plan) else None)
         xp = self.parts.xp
-        if xp is not np:
+        if xp is not np or self.parts.schema.sparse:  # (a CSR batch: SciPy gathers its rows)
             rows = xp.asarray(rows)
             return X[rows], y[rows]
         # Gathered into buffers kept from step to step: a fresh megabyte-sized batch costs a

@@ -21,7 +21,7 @@ from ..data.arrays import LocalArrays, arrays_schema
 from ..data.local import LocalData
 from ..data.examples import write_example
 from ..data.ratings import synth_ratings
-from ..data.synth import synthesize
+from ..data.synth import synthesize, synthesize_sparse
 from ..device import array_module, select_gpu, to_host
 from ..errors import CollectiveError, ConfigError, DataError
 from ..models import HINTS, Model, make_model, model_options
@@ -81,6 +81,9 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
         schema, first_row = arrays_schema(comm, arrays.X, arrays.y, arrays.task, arrays.n_classes)
         agree(comm, lambda: _check_task(cfg, schema))
         test_schema = None
+    if schema.sparse and cfg.device == "gpu":
+        raise CollectiveError(f"device: CSR shards ({schema.files[0]}) train on the CPU for now; "
+                              f"set device = 'cpu'", None, comm.size)
     dtype = np.dtype(schema.dtype if cfg.data.dtype == "auto" else cfg.data.dtype)
     m = cfg.model
     sizes = dict(n_users=schema.n_users, n_items=schema.n_items) if m.kind == "mf" else {}
@@ -199,6 +202,12 @@ def ensure_synthetic(cfg: JobConfig) -> None:
                  f"{synth.items} items, rank {synth.rank})")
         synth_ratings(synth.users, synth.items, synth.rank, synth.rows, target, synth.shards,
                       synth.test_rows, synth.noise, synth.seed)
+        return
+    if synth.sparse:
+        log.info(f"making synthetic sparse {synth.task} data in {target} ({synth.rows} rows x "
+                 f"2^{synth.hash_bits} columns, {synth.nnz} entries a row)")
+        synthesize_sparse(synth.task, synth.rows, synth.hash_bits, synth.nnz, target, synth.shards,
+                          synth.classes, synth.test_rows, synth.noise, synth.seed)
         return
     log.info(f"making synthetic {synth.task} data in {target} ({synth.rows} rows, {synth.features} features)")
     synthesize(synth.task, synth.rows, synth.features, target, synth.shards, synth.classes,

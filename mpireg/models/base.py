@@ -176,3 +176,14 @@ class Model:
     def _write_bias_grad(self, g, r) -> None:
         if self.fit_intercept:
             g["intercept"][...] = r.sum(axis=0)
+
+
+def transpose_product(xp, X, r, out) -> None:
+    """out = X^T r (r: one value per row, or rows x k): dense X without a transposed copy,
+    SciPy sparse X (CSR shards) through its own product, which costs its non-zeros."""
+    if hasattr(X, "tocsr"):  # scipy.sparse
+        out[...] = X.T @ r
+    elif r.ndim == 1:
+        xp.matmul(r, X, out=out)
+    else:
+        xp.matmul(X.T, r, out=out)

@@ -1,6 +1,6 @@
 """Linear regression: loss_i = (x_i.coef + b - y_i)^2 / 2; with l2 it is ridge, with l1 the lasso
 or elastic net (sklearn's Ridge(alpha) is l2 = alpha / n)."""
-from .base import Model, ParamSpec, _cgrad
+from .base import Model, ParamSpec, _cgrad, transpose_product
 
 
 class LinearModel(Model):
@@ -19,7 +19,7 @@ class LinearModel(Model):
         r = self.decision(params, X)
         r -= y
         g = self.layout.views(grad)
-        self.xp.matmul(r, X, out=g["coef"])  # = X^T r, without a transposed copy
+        transpose_product(self.xp, X, r, g["coef"])
         self._write_bias_grad(g, r)
         return 0.5 * float(r @ r)
 

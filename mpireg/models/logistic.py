@@ -4,7 +4,7 @@
 Stable for any z: log(1 + exp(z)) is computed as logaddexp(0, z), and the sigmoid as
 (1 + tanh(z/2)) / 2, neither of which overflows.
 """
-from .base import Model, ParamSpec, _cgrad
+from .base import Model, ParamSpec, _cgrad, transpose_product
 
 
 class LogisticModel(Model):
@@ -28,7 +28,7 @@ class LogisticModel(Model):
         r = self.sigmoid(z)
         r -= y
         g = self.layout.views(grad)
-        self.xp.matmul(r, X, out=g["coef"])
+        transpose_product(self.xp, X, r, g["coef"])
         self._write_bias_grad(g, r)
         return loss
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Model, ParamSpec
+from .base import Model, ParamSpec, transpose_product
 
 OUTPUTS = ("regression", "binary", "multiclass")
 BLOCK_BYTES = 4 << 20  # full-batch inputs go in blocks whose activations stay this small
@@ -134,11 +134,12 @@ class MLPModel(Model):
         final as it is written: the first layer's gradient, the largest and the last, then starts
         its reduction slab by slab instead of after the whole product."""
         fan_in, fan_out = out.shape
-        step = fan_in if on_ready is None else -(-fan_in // self.OVERLAP_CHUNKS)
+        sparse = hasattr(a, "tocsr")  # the first layer of CSR rows: one product
+        step = fan_in if on_ready is None or sparse else -(-fan_in // self.OVERLAP_CHUNKS)
         base = self.layout.offsets[f"coef_{i}"]
         for lo in range(0, fan_in, step):
             hi = min(lo + step, fan_in)
-            self.xp.matmul(a[:, lo:hi].T, dz, out=out[lo:hi])
+            transpose_product(self.xp, a if step == fan_in else a[:, lo:hi], dz, out[lo:hi])
             if on_ready is not None and hi < fan_in:
                 on_ready(base + hi * fan_out)
 
@@ -154,7 +155,7 @@ class MLPModel(Model):
         return loss
 
     def _block_rows(self, X) -> int:
-        return max(256, BLOCK_BYTES // (max(self.widths) * X.itemsize))
+        return max(256, BLOCK_BYTES // (max(self.widths) * X.dtype.itemsize))
 
     def loss_grad_xp(self, params, X, y, grad) -> float:
         block = self._block_rows(X)

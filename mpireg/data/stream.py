@@ -1,0 +1,288 @@
+"""libsvm/svmlight text -> CSR shards, streamed: memory is bounded by a chunk of lines, not by
+the file, so files larger than memory convert.
+
+    pass 1  count the lines, collect the distinct labels (to infer the task and encode classes)
+    pass 2  parse CHUNK_LINES lines at a time, append them to the current shard's resizable
+            CSR datasets; a shard is renamed into place when the last one is whole
+
+Indices are kept as written; a file with no index 0 is taken as one-based (svmlight's
+convention) and every index is shifted down once the file is read, in place, chunk by chunk.
+A fraction of the lines (a seeded draw per line, the same in both passes) goes to OUT/test/.
+A malformed line is an error naming the file and line, or, with skip_bad_lines, skipped and
+counted.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import DataError
+from .convert import MAX_INFERRED_CLASSES
+from .format import FORMAT_VERSION
+
+CHUNK_LINES = 1 << 14
+
+
+def convert_svmlight(inputs, out, shards: int = 1, test_fraction: float = 0.0, seed: int = 0,
+                     task: str | None = None, dtype: str = "float32", skip_bad_lines: bool = False) -> dict:
+    """Write OUT/part-NNNNN.h5 (and OUT/test/part-00000.h5) as CSR shards; return a summary."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"--test-fraction: expected 0 <= F < 1, got {test_fraction}")
+    paths = [Path(p) for p in inputs]
+    n_train, n_test, labels = _survey(paths, test_fraction, seed)
+    task, classes = _task_of(labels, task)
+    if n_train < shards:
+        raise DataError(f"--shards: {n_train} rows cannot fill {shards} shards")
+    out = Path(out)
+    train = _ShardSeries(out, shards, n_train, dtype, classes)
+    test = _ShardSeries(out / "test", 1, n_test, dtype, classes) if n_test else None
+    draws = _Draws(test_fraction, seed)
+    bad = 0
+    for path in paths:
+        for first_line, lines in _chunks(path):
+            to_test = draws.next(len(lines))
+            for target, pick in ((train, ~to_test), (test, to_test)):
+                chosen = [line for line, keep in zip(lines, pick) if keep]
+                numbers = [n for n, keep in zip(first_line, pick) if keep]
+                if target is not None and chosen:
+                    parsed, skipped = _parse(path, chosen, numbers, skip_bad_lines)
+                    bad += skipped
+                    target.append(*parsed)
+    n_features = max(train.max_index, test.max_index if test else -1) + 1
+    one_based = min(train.min_index, test.min_index if test else 2**62) >= 1
+    n_classes = 0 if classes is None else len(classes)
+    for series in (train, test):
+        if series is not None:
+            series.finish(task, n_features - one_based, n_classes, one_based)
+    return dict(rows=train.rows, test_rows=test.rows if test else 0, features=n_features - one_based,
+                task=task, n_classes=n_classes, bad_lines=bad, sparse=True,
+                classes=None if classes is None else classes.tolist())
+
+
+# --------------------------------------------------------------------------- pass 1
+
+def _survey(paths, test_fraction: float, seed: int):
+    """(train rows, test rows, distinct labels or None when there are too many to be classes)."""
+    draws = _Draws(test_fraction, seed)
+    n_train = n_test = 0
+    labels: set | None = set()
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: no such input file")
+        for _, lines in _chunks(path):
+            to_test = int(draws.next(len(lines)).sum())
+            n_test += to_test
+            n_train += len(lines) - to_test
+            if labels is not None:
+                labels.update(line.split(None, 1)[0] for line in lines)
+                if len(labels) > MAX_INFERRED_CLASSES:
+                    labels = None
+    return n_train, n_test, labels
+
+
+def _task_of(labels, task: str | None):
+    """(task, {label text: code}) from the distinct label texts."""
+    values = {}
+    if labels is not None:
+        try:
+            values = {text: float(text) for text in labels}
+        except ValueError:
+            bad = next(t for t in labels if not _is_float(t))
+            raise DataError(f"label {bad!r} is not a number") from None
+    whole = values and all(v == round(v) for v in values.values())
+    inferred = ("binary" if len(values) == 2 else "multiclass") if whole and len(values) >= 2 else "regression"
+    task = task or inferred
+    if task == "regression":
+        return task, None
+    if labels is None or not values:
+        raise DataError(f"--task {task}: the labels take more than {MAX_INFERRED_CLASSES} values")
+    classes = np.unique(np.array(list(values.values())))
+    if task == "binary" and len(classes) != 2:
+        raise DataError(f"y: task 'binary' needs exactly 2 distinct labels, found {len(classes)}")
+    return task, classes  # the label values; code k stands for classes[k]
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+class _Draws:
+    """The seeded per-line test draws, identical in both passes."""
+
+    def __init__(self, fraction: float, seed: int):
+        self.fraction = fraction
+        self.rng = np.random.default_rng([seed, 0x5E7])
+
+    def next(self, n: int) -> np.ndarray:
+        if not self.fraction:
+            return np.zeros(n, dtype=bool)
+        return self.rng.random(n) < self.fraction
+
+
+def _chunks(path: Path):
+    """(line numbers, lines) of up to CHUNK_LINES data lines (comments and blanks dropped)."""
+    numbers, lines = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            numbers.append(number)
+            lines.append(text)
+            if len(lines) == CHUNK_LINES:
+                yield numbers, lines
+                numbers, lines = [], []
+    if lines:
+        yield numbers, lines
+
+
+# --------------------------------------------------------------------------- pass 2
+
+def _parse(path, lines, numbers, skip_bad: bool):
+    """((labels, counts per row, indices, values), skipped lines) of a chunk. Fast path: all the
+    chunk's numbers in one split and one float conversion; a failure re-parses line by line to
+    name the bad one."""
+    try:
+        return _parse_fast(lines), 0
+    except ValueError:
+        pass
+    rows, skipped = [], 0
+    for line, number in zip(lines, numbers):
+        try:
+            rows.append(_parse_line(line))
+        except ValueError:
+            if not skip_bad:
+                raise DataError(f"{path}: line {number}: expected 'label index:value ...', got "
+                                f"{line[:80]!r} (--skip-bad-lines skips such lines)") from None
+            skipped += 1
+    if not rows:
+        return (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)), skipped
+    labels = np.array([r[0] for r in rows], dtype=np.float64)
+    counts = np.array([len(r[1]) for r in rows], dtype=np.int64)
+    indices = np.concatenate([r[1] for r in rows]).astype(np.int64)
+    values = np.concatenate([r[2] for r in rows])
+    return (labels, counts, indices, values), skipped
+
+
+def _parse_fast(lines):
+    if any("qid:" in line for line in lines):
+        raise ValueError("qid")
+    counts = np.fromiter((line.count(":") for line in lines), dtype=np.int64, count=len(lines))
+    # One C parse of the whole chunk, labels included (no Python string per token: a tenth of
+    # the memory); row k's label is number starts[k], its pairs follow.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy warns, or raises, where the text stops parsing
+        numbers = np.fromstring(" ".join(lines).replace(":", " "), dtype=np.float64, sep=" ")
+    widths = 1 + 2 * counts
+    if numbers.size != widths.sum():
+        raise ValueError("tokens")
+    starts = np.cumsum(widths) - widths
+    is_label = np.zeros(numbers.size, dtype=bool)
+    is_label[starts] = True
+    pairs = numbers[~is_label].reshape(-1, 2)
+    indices = pairs[:, 0].astype(np.int64)
+    if not np.array_equal(indices, pairs[:, 0]) or (indices < 0).any():
+        raise ValueError("index")
+    return numbers[starts], counts, indices, pairs[:, 1]
+
+
+def _parse_line(line: str):
+    parts = line.split()
+    label = float(parts[0])
+    pairs = [p.split(":") for p in parts[1:] if not p.startswith("qid:")]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(line)
+    indices = np.array([int(i) for i, _ in pairs], dtype=np.int64)
+    if (indices < 0).any():
+        raise ValueError(line)
+    return label, indices, np.array([float(v) for _, v in pairs])
+
+
+class _ShardSeries:
+    """`shards` CSR shards of `rows` rows in all, filled in order, chunk by chunk."""
+
+    def __init__(self, directory: Path, shards: int, rows: int, dtype: str, classes):
+        self.directory, self.dtype, self.classes = directory, np.dtype(dtype), classes
+        self.per_shard = -(-rows // shards) if rows else 0
+        self.files: list[tuple[Path, Path]] = []
+        self.current = None
+        self.in_current = 0
+        self.rows = 0
+        self.max_index, self.min_index = -1, 2**62
+
+    def append(self, labels, counts, indices, values) -> None:
+        if not len(labels):
+            return
+        if len(indices):
+            self.max_index = max(self.max_index, int(indices.max()))
+            self.min_index = min(self.min_index, int(indices.min()))
+        y = self._targets(labels)
+        ends = np.cumsum(counts)
+        lo = 0
+        while lo < len(labels):
+            if self.current is None or self.in_current == self.per_shard:
+                self._open_next()
+            hi = min(len(labels), lo + self.per_shard - self.in_current)
+            first, last = (ends[lo - 1] if lo else 0), ends[hi - 1]
+            self._write(counts[lo:hi], indices[first:last], values[first:last], y[lo:hi])
+            self.in_current += hi - lo
+            self.rows += hi - lo
+            lo = hi
+
+    def _targets(self, labels):
+        y = labels.astype(np.float64)
+        if self.classes is None:
+            return y.astype(self.dtype)
+        return np.searchsorted(self.classes, y).astype(np.int64)
+
+    def _open_next(self) -> None:
+        if self.current is not None:
+            self.current.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"part-{len(self.files):05d}.h5"
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        self.files.append((tmp, path))
+        f = h5py.File(tmp, "w")
+        f.create_dataset("indptr", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(CHUNK_LINES,))
+        f.create_dataset("indices", shape=(0,), dtype=np.int64, maxshape=(None,), chunks=(CHUNK_LINES,))
+        f.create_dataset("data", shape=(0,), dtype=self.dtype, maxshape=(None,), chunks=(CHUNK_LINES,))
+        f.create_dataset("y", shape=(0,), dtype=self.dtype if self.classes is None else np.int64,
+                         maxshape=(None,), chunks=(CHUNK_LINES,))
+        self.current, self.in_current = f, 0
+
+    def _write(self, counts, indices, values, y) -> None:
+        f = self.current
+        base = int(f["indptr"][-1])
+        _extend(f["indptr"], base + np.cumsum(counts))
+        _extend(f["indices"], indices)
+        _extend(f["data"], values.astype(self.dtype))
+        _extend(f["y"], y)
+
+    def finish(self, task: str, n_features: int, n_classes: int, one_based: bool) -> None:
+        """Attributes (now that the dimension is known), the one-based shift, the renames."""
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+        for tmp, path in self.files:
+            with h5py.File(tmp, "a") as f:
+                if one_based:
+                    indices = f["indices"]
+                    for lo in range(0, indices.shape[0], 1 << 20):
+                        indices[lo:lo + (1 << 20)] = indices[lo:lo + (1 << 20)] - 1
+                f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=n_features,
+                               n_classes=n_classes)
+            os.replace(tmp, path)
+
+
+def _extend(dataset, values) -> None:
+    n = dataset.shape[0]
+    dataset.resize((n + len(values),))
+    dataset[n:] = values
