@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import MpiregError
 from ..log import run_command_line
 from .convert import convert
+from .hashed import convert_hashed, parse_columns
 from .stream import convert_svmlight
 from .examples import EXAMPLES, write_example
 from .inspect import inspect
@@ -63,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dense", action="store_true",
                    help="libsvm input: dense shards, read whole (default: CSR shards, streamed)")
     c.add_argument("--skip-bad-lines", action="store_true",
-                   help="libsvm input: skip and count malformed lines instead of stopping")
+                   help="libsvm or hashed input: skip and count malformed lines instead of stopping")
+    c.add_argument("--numeric", default="", help="hashed CSR from delimited text: numeric columns, e.g. 1-13")
+    c.add_argument("--categorical", default="", help="hashed CSR: categorical columns, e.g. 14-39")
+    c.add_argument("--sep", default=",", help="hashed CSR: field separator (\\t for tabs)")
+    c.add_argument("--hash-bits", type=int, default=20, help="hashed CSR: 2**B slots (default 20)")
+    c.add_argument("--hash-seed", type=int, default=0, help="hashed CSR: MurmurHash3 seed")
 
     r = sub.add_parser("ratings", help="CSV of (user, item, rating) rows -> ratings shards")
     r.add_argument("inputs", nargs="+")
@@ -128,6 +134,8 @@ def _example(args) -> None:
 
 
 def _convert(args) -> None:
+    if args.numeric or args.categorical:
+        return _convert_hashed(args)
     svmlight = all(Path(p).suffix.lower() in SVMLIGHT for p in args.inputs)
     if svmlight and not args.dense:
         summary = convert_svmlight(args.inputs, args.out, args.shards, args.test_fraction, args.seed,
@@ -141,6 +149,20 @@ def _convert(args) -> None:
     print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
           f"{summary['features']} features, task {summary['task']}"
           + (f", classes {summary['classes']}" if summary["classes"] else ""))
+
+
+def _convert_hashed(args) -> None:
+    label = args.label_col if args.label_col is not None else "0"
+    if not str(label).isdigit():
+        raise MpiregError(f"--label-col: hashed conversion takes a column index, got {label!r}")
+    summary = convert_hashed(args.inputs, args.out, "\t" if args.sep == "\\t" else args.sep, int(label),
+                             parse_columns(args.numeric, "--numeric"),
+                             parse_columns(args.categorical, "--categorical"), args.hash_bits,
+                             args.shards, args.test_fraction, args.seed, args.hash_seed, args.task,
+                             args.dtype, args.skip_bad_lines)
+    print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
+          f"2^{args.hash_bits} hashed features (CSR), task {summary['task']}"
+          + (f", skipped {summary['bad_lines']} malformed lines" if summary["bad_lines"] else ""))
 
 
 def _ratings(args) -> None:

@@ -30,58 +30,89 @@ CHUNK_LINES = 1 << 14
 def convert_svmlight(inputs, out, shards: int = 1, test_fraction: float = 0.0, seed: int = 0,
                      task: str | None = None, dtype: str = "float32", skip_bad_lines: bool = False) -> dict:
     """Write OUT/part-NNNNN.h5 (and OUT/test/part-00000.h5) as CSR shards; return a summary."""
+    return convert_lines(SVMLIGHT_FORMAT, inputs, out, shards, test_fraction, seed, task, dtype, skip_bad_lines)
+
+
+class TextFormat:
+    """What the streamed conversion needs of a line format."""
+
+    comments = True       # a '#' starts a comment
+    n_features = None     # fixed (hashed), or None: the largest index + 1
+
+    def label(self, line: str) -> str:
+        return line.split(None, 1)[0]
+
+    def parse(self, path, lines, numbers, skip_bad: bool):
+        """((labels, entries per row, indices, values), lines skipped) of a chunk."""
+        raise NotImplementedError
+
+
+def convert_lines(fmt: TextFormat, inputs, out, shards: int, test_fraction: float, seed: int,
+                  task: str | None, dtype: str, skip_bad_lines: bool) -> dict:
+    """The two passes over text lines in `fmt`, into CSR shards; a summary."""
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"--test-fraction: expected 0 <= F < 1, got {test_fraction}")
     paths = [Path(p) for p in inputs]
-    n_train, n_test, labels = _survey(paths, test_fraction, seed)
+    n_train, n_test, labels = _survey(fmt, paths, test_fraction, seed)
     task, classes = _task_of(labels, task)
     if n_train < shards:
         raise DataError(f"--shards: {n_train} rows cannot fill {shards} shards")
     out = Path(out)
-    train = _ShardSeries(out, shards, n_train, dtype, classes)
-    test = _ShardSeries(out / "test", 1, n_test, dtype, classes) if n_test else None
-    draws = _Draws(test_fraction, seed)
+    train = ShardSeries(out, shards, n_train, dtype, classes)
+    test = ShardSeries(out / "test", 1, n_test, dtype, classes) if n_test else None
+    draws = Draws(test_fraction, seed)
     bad = 0
     for path in paths:
-        for first_line, lines in _chunks(path):
+        for first_line, lines in chunks(path, fmt.comments):
             to_test = draws.next(len(lines))
             for target, pick in ((train, ~to_test), (test, to_test)):
                 chosen = [line for line, keep in zip(lines, pick) if keep]
                 numbers = [n for n, keep in zip(first_line, pick) if keep]
                 if target is not None and chosen:
-                    parsed, skipped = _parse(path, chosen, numbers, skip_bad_lines)
+                    parsed, skipped = fmt.parse(path, chosen, numbers, skip_bad_lines)
                     bad += skipped
                     target.append(*parsed)
-    n_features = max(train.max_index, test.max_index if test else -1) + 1
-    one_based = min(train.min_index, test.min_index if test else 2**62) >= 1
+    series = [s for s in (train, test) if s is not None]
+    if fmt.n_features is not None:
+        n_features, one_based = fmt.n_features, False
+    else:  # indices as written; none is 0: svmlight's one-based convention
+        one_based = min(s.min_index for s in series) >= 1
+        n_features = max(s.max_index for s in series) + 1 - one_based
     n_classes = 0 if classes is None else len(classes)
-    for series in (train, test):
-        if series is not None:
-            series.finish(task, n_features - one_based, n_classes, one_based)
-    return dict(rows=train.rows, test_rows=test.rows if test else 0, features=n_features - one_based,
+    for s in series:
+        s.finish(task, n_features, n_classes, one_based)
+    return dict(rows=train.rows, test_rows=test.rows if test else 0, features=n_features,
                 task=task, n_classes=n_classes, bad_lines=bad, sparse=True,
                 classes=None if classes is None else classes.tolist())
 
 
 # --------------------------------------------------------------------------- pass 1
 
-def _survey(paths, test_fraction: float, seed: int):
+def _survey(fmt: TextFormat, paths, test_fraction: float, seed: int):
     """(train rows, test rows, distinct labels or None when there are too many to be classes)."""
-    draws = _Draws(test_fraction, seed)
+    draws = Draws(test_fraction, seed)
     n_train = n_test = 0
     labels: set | None = set()
     for path in paths:
         if not path.is_file():
             raise DataError(f"{path}: no such input file")
-        for _, lines in _chunks(path):
+        for numbers, lines in chunks(path, fmt.comments):
             to_test = int(draws.next(len(lines)).sum())
             n_test += to_test
             n_train += len(lines) - to_test
             if labels is not None:
-                labels.update(line.split(None, 1)[0] for line in lines)
+                labels.update(_label_texts(fmt, path, lines, numbers))
                 if len(labels) > MAX_INFERRED_CLASSES:
                     labels = None
     return n_train, n_test, labels
+
+
+def _label_texts(fmt, path, lines, numbers):
+    for line, number in zip(lines, numbers):
+        try:
+            yield fmt.label(line)
+        except (IndexError, ValueError):
+            raise DataError(f"{path}: line {number}: no label column") from None
 
 
 def _task_of(labels, task: str | None):
@@ -114,7 +145,7 @@ def _is_float(text: str) -> bool:
         return False
 
 
-class _Draws:
+class Draws:
     """The seeded per-line test draws, identical in both passes."""
 
     def __init__(self, fraction: float, seed: int):
@@ -127,13 +158,17 @@ class _Draws:
         return self.rng.random(n) < self.fraction
 
 
-def _chunks(path: Path):
-    """(line numbers, lines) of up to CHUNK_LINES data lines (comments and blanks dropped)."""
+def chunks(path: Path, comments: bool = True):
+    """(line numbers, lines) of up to CHUNK_LINES data lines (blanks and, with `comments`,
+    everything after a '#' dropped)."""
     numbers, lines = [], []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
+            if comments:
+                text = line.split("#", 1)[0].strip()
+            else:  # delimited fields: an empty first or last field is still a field
+                text = line.rstrip("\r\n")
+            if not text.strip():
                 continue
             numbers.append(number)
             lines.append(text)
@@ -145,6 +180,16 @@ def _chunks(path: Path):
 
 
 # --------------------------------------------------------------------------- pass 2
+
+class SvmLight(TextFormat):
+    """label index:value ... per line (qid: tokens ignored)."""
+
+    def parse(self, path, lines, numbers, skip_bad: bool):
+        return _parse(path, lines, numbers, skip_bad)
+
+
+SVMLIGHT_FORMAT = SvmLight()
+
 
 def _parse(path, lines, numbers, skip_bad: bool):
     """((labels, counts per row, indices, values), skipped lines) of a chunk. Fast path: all the
@@ -206,7 +251,7 @@ def _parse_line(line: str):
     return label, indices, np.array([float(v) for _, v in pairs])
 
 
-class _ShardSeries:
+class ShardSeries:
     """`shards` CSR shards of `rows` rows in all, filled in order, chunk by chunk."""
 
     def __init__(self, directory: Path, shards: int, rows: int, dtype: str, classes):
