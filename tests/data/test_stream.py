@@ -29,9 +29,14 @@ def _read(directory):
     return schema, X, y
 
 
+@pytest.mark.parametrize("parser", ["c", "numpy"])
 @pytest.mark.parametrize("one_based", [True, False])
-def test_streamed_csr_holds_the_rows_the_dense_reader_finds(tmp_path, monkeypatch, one_based):
+def test_streamed_csr_holds_the_rows_the_dense_reader_finds(tmp_path, monkeypatch, one_based, parser):
     monkeypatch.setattr(stream, "CHUNK_LINES", 64)  # many chunks and shard boundaries inside them
+    if parser == "numpy":
+        monkeypatch.setattr(stream, "_cparse", None)
+    elif stream._cparse is None:
+        pytest.skip("the C extension is not built")
     X, y = _svm(tmp_path / "in.svm", one_based=one_based)
     assert data_main(["convert", str(tmp_path / "in.svm"), "--out", str(tmp_path / "csr"), "--shards", "3",
                       "--dtype", "float64"]) == 0
@@ -95,3 +100,15 @@ def test_regression_labels_stay_values(tmp_path):
     schema, _, y = _read(tmp_path / "o")
     assert summary["task"] == schema.task == "regression"
     np.testing.assert_allclose(y, [float(line.split()[0]) for line in path.read_text().splitlines()])
+
+
+@pytest.mark.parametrize("parser", ["c", "numpy"])
+def test_qid_exponents_and_signs_parse_alike(tmp_path, monkeypatch, parser):
+    if parser == "numpy":
+        monkeypatch.setattr(stream, "_cparse", None)
+    path = tmp_path / "q.svm"
+    path.write_text("+1 qid:3 1:-2.5e-3 4:1E2\n-1 qid:3 2:.5\n+1 3:-0 5:7  # note\n")
+    convert_svmlight([path], tmp_path / "o", dtype="float64")
+    _, X, y = _read(tmp_path / "o")
+    np.testing.assert_array_equal(X.toarray(), [[-2.5e-3, 0, 0, 100, 0], [0, 0.5, 0, 0, 0], [0, 0, 0, 0, 7]])
+    assert y.tolist() == [1, 0, 1]
