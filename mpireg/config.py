@@ -24,7 +24,7 @@ from .errors import ConfigError
 
 MODEL_KINDS = ("linear", "logistic", "softmax", "mlp", "mf")
 SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings")
-OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal", "als")
+OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal", "als", "adagrad")
 FACTOR_EXCHANGES = ("auto", "allgather", "pull")
 STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "auto")
 COMPRESSIONS = ("none", "fp16", "bf16")
@@ -101,6 +101,7 @@ class OptimizerConfig:
     patience: int = _opt(3, min=1, doc="epochs without tol improvement before stopping")
     max_iter: int = _opt(500, min=1, doc="lbfgs iterations")
     history: int = _opt(10, min=1, doc="lbfgs memory")
+    polish: int = _opt(0, min=0, doc="adagrad: L-BFGS iterations from the averaged model after the passes")
 
 
 @dataclass
@@ -306,6 +307,8 @@ def _check_combinations(config: JobConfig) -> None:
         raise ConfigError(f"model.l1: an L1 penalty needs a proximal step (optimizer.kind = 'sgd' "
                           f"or 'adam'); {opt.kind!r} handles L2 only")
     _check_mf(config)
+    if opt.kind == "adagrad":
+        _check_adagrad(config)
     comm = config.comm
     if comm.strategy == "ps-async" and comm.deterministic:
         raise ConfigError("comm.deterministic: 'ps-async' applies gradients in arrival order, which no "
@@ -339,3 +342,16 @@ def _check_mf(config: JobConfig) -> None:
                           f"(comm.factor_exchange), not through {config.comm.strategy!r}; use "
                           f"'allreduce', or optimizer.kind = 'sgd'/'adam' for SGD-MF through a "
                           f"parameter server")
+
+
+def _check_adagrad(config: JobConfig) -> None:
+    model, comm = config.model, config.comm
+    if model.kind not in ("linear", "logistic"):
+        raise ConfigError(f"optimizer.kind: 'adagrad' (online adaptive passes) trains linear and "
+                          f"logistic models, not model.kind = {model.kind!r}")
+    if model.l1 > 0:
+        raise ConfigError("model.l1: 'adagrad' takes an L2 penalty only (model.l2)")
+    if comm.strategy in ("ps", "ps-async", "nccl") or comm.deterministic:
+        raise ConfigError(f"comm.strategy: 'adagrad' passes run on every rank and average once a "
+                          f"pass (one allreduce); use 'allreduce', 'ring' or 'hierarchical', not "
+                          f"{'deterministic mode' if comm.deterministic else repr(comm.strategy)}")

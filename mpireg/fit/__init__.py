@@ -8,6 +8,7 @@
     fullbatch.py  full-batch L-BFGS
     normal.py     the normal equations
     als.py        alternating least squares (matrix factorisation), factors sharded
+    online.py     online adaptive passes averaged over the ranks, then an L-BFGS polish
     epochs.py     the epoch loop the mini-batch procedures share; steps.py: counters and clocks
     results.py    final metrics, summary.json, model.h5
 
@@ -17,7 +18,7 @@ the Python API (api/) both come in through `train`.
 """
 from __future__ import annotations
 
-from . import als, exact, fullbatch, minibatch, normal
+from . import als, exact, fullbatch, minibatch, normal, online
 from .parts import Arrays, Parts
 from .run import Run
 
@@ -31,6 +32,8 @@ def procedure_for(cfg):
         return fullbatch.fit
     if kind == "als":
         return als.fit
+    if kind == "adagrad":
+        return online.fit
     return exact.fit if cfg.comm.deterministic else minibatch.fit
 
 

@@ -16,7 +16,8 @@ from .exact import BlockSums
 from .steps import LOSS, ROWS
 
 
-def fit(parts, run) -> None:
+def fit(parts, run, max_iter: int | None = None) -> None:
+    """From parts.params (a warm start: the online passes' polish, or a resumed checkpoint)."""
     opt, progress = parts.cfg.optimizer, run.progress
     objective = GlobalObjective(parts, run)
     iterations = 0
@@ -30,11 +31,12 @@ def fit(parts, run) -> None:
             run.stopped_by_signal = True
             raise StopIteration
 
-    x, info = minimize_lbfgs(objective, to_host(parts.params), opt.max_iter, opt.tol, opt.history,
-                             callback=record)
+    x, info = minimize_lbfgs(objective, to_host(parts.params), max_iter or opt.max_iter, opt.tol,
+                             opt.history, callback=record)
     parts.params[...] = parts.xp.asarray(x.astype(parts.dtype))
-    progress.step, progress.epoch = info["iterations"], info["evaluations"]
-    progress.samples = info["evaluations"] * parts.schema.n_rows
+    progress.step += info["iterations"]
+    progress.epoch += info["evaluations"]  # a pass over the data each
+    progress.samples += info["evaluations"] * parts.schema.n_rows
     if run.stopped_by_signal:
         run.checkpoint()
         return

@@ -1,5 +1,6 @@
 """Optimizers: mini-batch SGD and Adam, full-batch L-BFGS, and the exact normal-equation solver
 (ALS, full-batch too, lives with its model: models/mf.py, fit/als.py)."""
+from .adagrad import AdaGrad, adagrad_pass
 from .lbfgs import minimize_lbfgs
 from .normal import gram_sums, solve_normal
 from .schedules import learning_rate
@@ -10,10 +11,13 @@ FULL_BATCH = ("lbfgs", "normal", "als")  # no mini-batch optimizer state
 
 
 def make_optimizer(cfg, model, dtype):
-    """A mini-batch optimizer for `cfg.kind`; the L1 step uses the model's penalty mask."""
+    """A mini-batch optimizer for `cfg.kind` (the L1 step uses the model's penalty mask), or the
+    state of the online passes."""
+    if cfg.kind == "adagrad":
+        return AdaGrad(cfg, model.n_features)
     cls = MINIBATCH[cfg.kind]
     return cls(cfg, l1=model.l1, l1_mask=model.mask(dtype) if model.l1 else None, xp=model.xp)
 
 
-__all__ = ["SGD", "Adam", "Optimizer", "MINIBATCH", "FULL_BATCH", "make_optimizer",
+__all__ = ["SGD", "Adam", "AdaGrad", "Optimizer", "adagrad_pass", "MINIBATCH", "FULL_BATCH", "make_optimizer",
            "minimize_lbfgs", "gram_sums", "solve_normal", "learning_rate"]

@@ -1,0 +1,142 @@
+/*
+ * mpireg._csparse: one online pass of per-coordinate adaptive (AdaGrad) updates over CSR rows,
+ * the way Vowpal Wabbit's learners go through a file.
+ *
+ *   adagrad_pass(indptr, indices, data, y, order, w, g2, lr, l2, logistic, fit_intercept)
+ *       -> sum over the rows of the loss each had before its update (progressive validation)
+ *
+ * For each row i in `order`: z = w . x_i (+ w[d], the intercept); r = dloss/dz (z - y for
+ * squared loss, sigmoid(z) - y for logistic); then for each of the row's entries j
+ *     g = r x_ij + l2 w_j,   g2_j += g^2,   w_j -= lr g / sqrt(g2_j)
+ * and the same for the intercept with x = 1 and no penalty. A row costs its own non-zeros:
+ * the penalty is applied to the features a row touches (VW's convention), not to all d.
+ * w and g2 are float64 (d + 1); data float32 or float64; indices int32 or int64.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+
+#define DEFINE_PASS(TD, TI, SUFFIX)                                                                 \
+static double pass_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data,             \
+                            const double *y, const int64_t *order, Py_ssize_t n, double *w,        \
+                            double *g2, Py_ssize_t d, double lr, double l2, int logistic, int fit) \
+{                                                                                                   \
+    double loss = 0.0;                                                                              \
+    for (Py_ssize_t k = 0; k < n; k++) {                                                            \
+        int64_t i = order[k], lo = indptr[i], hi = indptr[i + 1];                                   \
+        double z = fit ? w[d] : 0.0;                                                                \
+        for (int64_t p = lo; p < hi; p++) z += w[indices[p]] * (double)data[p];                    \
+        double r;                                                                                   \
+        if (logistic) {                                                                             \
+            double a = fabs(z), e = exp(-a);                                                        \
+            loss += (z > 0 ? z : 0.0) + log1p(e) - y[i] * z;                                        \
+            r = (z >= 0 ? 1.0 : e) / (1.0 + e) - y[i];                                              \
+        } else {                                                                                    \
+            r = z - y[i];                                                                           \
+            loss += 0.5 * r * r;                                                                    \
+        }                                                                                           \
+        for (int64_t p = lo; p < hi; p++) {                                                         \
+            Py_ssize_t j = (Py_ssize_t)indices[p];                                                  \
+            double g = r * (double)data[p] + l2 * w[j];                                             \
+            g2[j] += g * g;                                                                         \
+            if (g2[j] > 0) w[j] -= lr * g / sqrt(g2[j]);                                            \
+        }                                                                                           \
+        if (fit) {                                                                                  \
+            g2[d] += r * r;                                                                         \
+            if (g2[d] > 0) w[d] -= lr * r / sqrt(g2[d]);                                            \
+        }                                                                                           \
+    }                                                                                               \
+    return loss;                                                                                    \
+}
+
+DEFINE_PASS(float, int32_t, f32_i32)
+DEFINE_PASS(float, int64_t, f32_i64)
+DEFINE_PASS(double, int32_t, f64_i32)
+DEFINE_PASS(double, int64_t, f64_i64)
+
+static char kind_of(const Py_buffer *v) {
+    const char *f = v->format ? v->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<') f++;
+    if (*f == 'f' && v->itemsize == 4) return 'f';
+    if (*f == 'd' && v->itemsize == 8) return 'd';
+    if ((*f == 'i' || *f == 'l') && v->itemsize == 4) return 'i';
+    if ((*f == 'q' || *f == 'l') && v->itemsize == 8) return 'q';
+    return 0;
+}
+
+static PyObject *py_adagrad_pass(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *objs[8];
+    double lr, l2;
+    int logistic, fit;
+    if (!PyArg_ParseTuple(args, "OOOOOOOddpp", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
+                          &objs[5], &objs[6], &lr, &l2, &logistic, &fit))
+        return NULL;
+    const char *names[8] = {"indptr", "indices", "data", "y", "order", "w", "g2"};
+    Py_buffer b[7];
+    int got = 0;
+    for (; got < 7; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got >= 5 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[got], &b[got], flags) < 0) {
+            PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", names[got],
+                         got >= 5 ? " writable" : "");
+            break;
+        }
+    }
+    PyObject *result = NULL;
+    if (got < 7) goto done;
+    char ki = kind_of(&b[1]), kd = kind_of(&b[2]);
+    if (kind_of(&b[0]) != 'q' || kind_of(&b[4]) != 'q' || kind_of(&b[3]) != 'd' || kind_of(&b[5]) != 'd' ||
+        kind_of(&b[6]) != 'd' || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd')) {
+        PyErr_SetString(PyExc_TypeError, "indptr and order int64; indices int32/int64; data float32/float64; "
+                                         "y, w and g2 float64");
+        goto done;
+    }
+    Py_ssize_t rows = b[0].len / 8 - 1, nnz = b[1].len / b[1].itemsize, n = b[4].len / 8;
+    Py_ssize_t d = b[5].len / 8 - 1;
+    const int64_t *indptr = b[0].buf, *order = b[4].buf;
+    if (rows < 0 || b[2].len / b[2].itemsize != nnz || b[3].len / 8 != rows || b[6].len != b[5].len ||
+        indptr[0] != 0 || indptr[rows] != nnz) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent CSR arrays, y, w and g2");
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (order[k] < 0 || order[k] >= rows) {
+            PyErr_Format(PyExc_IndexError, "order[%zd] = %lld is not a row", k, (long long)order[k]);
+            goto done;
+        }
+    for (Py_ssize_t p = 0; p < nnz; p++) {
+        long long j = ki == 'i' ? ((const int32_t *)b[1].buf)[p] : ((const int64_t *)b[1].buf)[p];
+        if (j < 0 || j >= d) {
+            PyErr_Format(PyExc_IndexError, "indices[%zd] = %lld is outside the %zd features", p, j, d);
+            goto done;
+        }
+    }
+    double loss;
+    Py_BEGIN_ALLOW_THREADS
+    if (kd == 'f')
+        loss = ki == 'i' ? pass_f32_i32(indptr, b[1].buf, b[2].buf, b[3].buf, order, n, b[5].buf, b[6].buf, d, lr, l2, logistic, fit)
+                         : pass_f32_i64(indptr, b[1].buf, b[2].buf, b[3].buf, order, n, b[5].buf, b[6].buf, d, lr, l2, logistic, fit);
+    else
+        loss = ki == 'i' ? pass_f64_i32(indptr, b[1].buf, b[2].buf, b[3].buf, order, n, b[5].buf, b[6].buf, d, lr, l2, logistic, fit)
+                         : pass_f64_i64(indptr, b[1].buf, b[2].buf, b[3].buf, order, n, b[5].buf, b[6].buf, d, lr, l2, logistic, fit);
+    Py_END_ALLOW_THREADS
+    result = PyFloat_FromDouble(loss);
+done:
+    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"adagrad_pass", py_adagrad_pass, METH_VARARGS,
+     "adagrad_pass(indptr, indices, data, y, order, w, g2, lr, l2, logistic, fit_intercept) -> loss sum\n\n"
+     "One online pass of per-coordinate adaptive updates over the CSR rows in `order`."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_csparse", "Online adaptive passes over CSR rows.", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__csparse(void) { return PyModule_Create(&module); }
