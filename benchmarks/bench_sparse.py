@@ -13,14 +13,13 @@ Printed side by side: the whole command's seconds and the held-out log-loss.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 from mpi_launch import ROOT, mpiexec
 
@@ -124,14 +123,13 @@ def main() -> None:
         root = Path(tmp)
         data = make_data(root, args)
         runs = [(f"mpireg adagrad, {p} rank(s)", run_mpireg(data, root, p, args)) for p in (1, 2)]
-        try:
-            import vowpalwabbit  # noqa: F401
+        if importlib.util.find_spec("vowpalwabbit") is None:
+            print("vowpalwabbit not installed (pip install vowpalwabbit): its row skipped")
+        else:
             write_vw(data, root / "train.vw")
             write_vw(data / "test", root / "test.vw")
             runs.append(("Vowpal Wabbit 9 (1 process)", run_script(VW, root, "vw", root / "train.vw", root / "test.vw",
                                                                     args.hash_bits, args.passes, root / "vw.model")))
-        except ImportError:
-            print("vowpalwabbit not installed (pip install vowpalwabbit): its row skipped")
         runs.append(("scikit-learn SGDClassifier", run_script(SKLEARN, root, "sgd", data, args.passes, ROOT)))
     print(f"\nSparse logistic, {args.rows} rows (+{args.rows // 10} held out), 2^{args.hash_bits} columns, "
           f"{args.nnz} entries a row, {args.passes} pass(es)")
