@@ -1,6 +1,14 @@
 /*
- * mpireg._csparse: one online pass of per-coordinate adaptive (AdaGrad) updates over CSR rows,
- * the way Vowpal Wabbit's learners go through a file.
+ * mpireg._csparse: the sparse (CSR) row loops.
+ *
+ *   loss_grad(indptr, indices, data, y, params, grad, logistic, fit_intercept) -> loss sum
+ *       linear or logistic loss and gradient sums, rows in blocks of GRAD_BLOCK: the block's
+ *       dot products (independent gathers of w, many in flight), its residuals, then its
+ *       scatters into the gradient while its entries are still in cache; X is read from memory
+ *       once (SciPy reads it twice: X @ w, then X^T r). Sums in double, grad in params' dtype
+ *
+ * and one online pass of per-coordinate adaptive (AdaGrad) updates over CSR rows, the way Vowpal
+ * Wabbit's learners go through a file:
  *
  *   adagrad_pass(indptr, indices, data, y, order, w, g2, lr, l2, logistic, fit_intercept)
  *       -> sum over the rows of the loss each had before its update (progressive validation)
@@ -16,6 +24,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define DEFINE_PASS(TD, TI, SUFFIX)                                                                 \
 static double pass_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data,             \
@@ -54,6 +63,56 @@ DEFINE_PASS(float, int32_t, f32_i32)
 DEFINE_PASS(float, int64_t, f32_i64)
 DEFINE_PASS(double, int32_t, f64_i32)
 DEFINE_PASS(double, int64_t, f64_i64)
+
+/* Loss and gradient sums of linear or logistic over CSR rows, in one pass: z_i from the row's
+ * non-zeros, its residual, then the row's entries scattered into the gradient (float64). */
+#define GRAD_BLOCK 256
+
+#define DEFINE_GRAD(TD, TI, TW, SUFFIX)                                                             \
+static double grad_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data,              \
+                            const double *y, Py_ssize_t rows, const TW *w, Py_ssize_t d,           \
+                            int logistic, int fit, double *g)                                       \
+{                                                                                                   \
+    double loss = 0.0, b = fit ? (double)w[d] : 0.0, r[GRAD_BLOCK];                                 \
+    for (Py_ssize_t i0 = 0; i0 < rows; i0 += GRAD_BLOCK) {                                          \
+        Py_ssize_t n = rows - i0 < GRAD_BLOCK ? rows - i0 : GRAD_BLOCK;                             \
+        /* the block's dot products: independent gathers, many in flight */                         \
+        for (Py_ssize_t k = 0; k < n; k++) {                                                        \
+            double z = b;                                                                           \
+            for (int64_t p = indptr[i0 + k]; p < indptr[i0 + k + 1]; p++)                           \
+                z += (double)w[indices[p]] * (double)data[p];                                       \
+            r[k] = z;                                                                               \
+        }                                                                                           \
+        for (Py_ssize_t k = 0; k < n; k++) {                                                        \
+            double z = r[k], t = y[i0 + k];                                                         \
+            if (logistic) {                                                                         \
+                double e = exp(-fabs(z));                                                           \
+                loss += (z > 0 ? z : 0.0) + log1p(e) - t * z;                                       \
+                r[k] = (z >= 0 ? 1.0 : e) / (1.0 + e) - t;                                          \
+            } else {                                                                                \
+                r[k] = z - t;                                                                       \
+                loss += 0.5 * r[k] * r[k];                                                          \
+            }                                                                                       \
+        }                                                                                           \
+        /* then the scatters, over the block's entries while they are still in cache */            \
+        for (Py_ssize_t k = 0; k < n; k++) {                                                        \
+            double rk = r[k];                                                                       \
+            for (int64_t p = indptr[i0 + k]; p < indptr[i0 + k + 1]; p++)                           \
+                g[indices[p]] += rk * (double)data[p];                                              \
+            if (fit) g[d] += rk;                                                                    \
+        }                                                                                           \
+    }                                                                                               \
+    return loss;                                                                                    \
+}
+
+DEFINE_GRAD(float, int32_t, float, f32_i32_w32)
+DEFINE_GRAD(float, int32_t, double, f32_i32_w64)
+DEFINE_GRAD(float, int64_t, float, f32_i64_w32)
+DEFINE_GRAD(float, int64_t, double, f32_i64_w64)
+DEFINE_GRAD(double, int32_t, float, f64_i32_w32)
+DEFINE_GRAD(double, int32_t, double, f64_i32_w64)
+DEFINE_GRAD(double, int64_t, float, f64_i64_w32)
+DEFINE_GRAD(double, int64_t, double, f64_i64_w64)
 
 static char kind_of(const Py_buffer *v) {
     const char *f = v->format ? v->format : "B";
@@ -128,7 +187,79 @@ done:
     return result;
 }
 
+typedef double grad_fn(const int64_t *, const void *, const void *, const double *, Py_ssize_t,
+                       const void *, Py_ssize_t, int, int, double *);
+
+static PyObject *py_loss_grad(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *objs[6];
+    int logistic, fit;
+    if (!PyArg_ParseTuple(args, "OOOOOOpp", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5],
+                          &logistic, &fit))
+        return NULL;
+    const char *names[6] = {"indptr", "indices", "data", "y", "params", "grad"};
+    Py_buffer b[6];
+    int got = 0;
+    for (; got < 6; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got == 5 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[got], &b[got], flags) < 0) {
+            PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", names[got], got == 5 ? " writable" : "");
+            break;
+        }
+    }
+    PyObject *result = NULL;
+    double *total = NULL;
+    if (got < 6) goto done;
+    char ki = kind_of(&b[1]), kd = kind_of(&b[2]), kw = kind_of(&b[4]);
+    if (kind_of(&b[0]) != 'q' || kind_of(&b[3]) != 'd' || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd') ||
+        (kw != 'f' && kw != 'd') || kind_of(&b[5]) != kw) {
+        PyErr_SetString(PyExc_TypeError, "indptr int64; indices int32/int64; data float32/float64; y float64; "
+                                         "params and grad float32 or float64 alike");
+        goto done;
+    }
+    Py_ssize_t rows = b[0].len / 8 - 1, nnz = b[1].len / b[1].itemsize;
+    Py_ssize_t P = b[4].len / b[4].itemsize, d = P - (fit ? 1 : 0);
+    const int64_t *indptr = b[0].buf;
+    if (rows < 0 || b[2].len / b[2].itemsize != nnz || b[3].len / 8 != rows || b[5].len != b[4].len ||
+        indptr[0] != 0 || indptr[rows] != nnz) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent CSR arrays, y, params and grad");
+        goto done;
+    }
+    for (Py_ssize_t p = 0; p < nnz; p++) {
+        long long j = ki == 'i' ? ((const int32_t *)b[1].buf)[p] : ((const int64_t *)b[1].buf)[p];
+        if (j < 0 || j >= d) {
+            PyErr_Format(PyExc_IndexError, "indices[%zd] = %lld is outside the %zd features", p, j, d);
+            goto done;
+        }
+    }
+    total = PyMem_Calloc(P ? P : 1, sizeof(double));
+    if (!total) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    grad_fn *fn = kd == 'f' ? (ki == 'i' ? (kw == 'f' ? (grad_fn *)grad_f32_i32_w32 : (grad_fn *)grad_f32_i32_w64)
+                                         : (kw == 'f' ? (grad_fn *)grad_f32_i64_w32 : (grad_fn *)grad_f32_i64_w64))
+                            : (ki == 'i' ? (kw == 'f' ? (grad_fn *)grad_f64_i32_w32 : (grad_fn *)grad_f64_i32_w64)
+                                         : (kw == 'f' ? (grad_fn *)grad_f64_i64_w32 : (grad_fn *)grad_f64_i64_w64));
+    double loss;
+    Py_BEGIN_ALLOW_THREADS
+    loss = fn(indptr, b[1].buf, b[2].buf, b[3].buf, rows, b[4].buf, d, logistic, fit, total);
+    if (kw == 'f')
+        for (Py_ssize_t j = 0; j < P; j++) ((float *)b[5].buf)[j] = (float)total[j];
+    else
+        memcpy(b[5].buf, total, (size_t)P * sizeof(double));
+    Py_END_ALLOW_THREADS
+    result = PyFloat_FromDouble(loss);
+done:
+    PyMem_Free(total);
+    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"loss_grad", py_loss_grad, METH_VARARGS,
+     "loss_grad(indptr, indices, data, y, params, grad, logistic, fit_intercept) -> loss sum\n\n"
+     "Linear or logistic loss and gradient sums over CSR rows in one pass (sums in double)."},
     {"adagrad_pass", py_adagrad_pass, METH_VARARGS,
      "adagrad_pass(indptr, indices, data, y, order, w, g2, lr, l2, logistic, fit_intercept) -> loss sum\n\n"
      "One online pass of per-coordinate adaptive updates over the CSR rows in `order`."},

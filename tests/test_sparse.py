@@ -161,3 +161,28 @@ def test_the_sparse_job_runs_as_a_user_runs_it(tmp_path):
     summary = json.loads((tmp_path / "runs" / "sparse_logistic" / "summary.json").read_text())
     # 20,000 rows for 2^18 columns: little to learn from, but better than chance
     assert summary["eval"]["rows"] == 4000 and summary["eval"]["auc"] > 0.55, summary["eval"]
+
+
+@pytest.mark.parametrize("kind,task", [("linear", "regression"), ("logistic", "binary")])
+@pytest.mark.parametrize("data_dtype,index_dtype,param_dtype", [
+    (np.float32, np.int32, np.float32), (np.float32, np.int64, np.float64), (np.float64, np.int32, np.float64)])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_csr_loop_equals_scipys_products(kind, task, data_dtype, index_dtype, param_dtype, fit_intercept):
+    from mpireg.models import base, make_model
+
+    if base._csparse is None:
+        pytest.skip("the C extension is not built")
+    rng = np.random.default_rng(3)
+    X = sp.random(500, 70, density=0.08, format="lil", random_state=rng, dtype=data_dtype)
+    X[7] = 0  # an empty row
+    X = X.tocsr()
+    X.indices = X.indices.astype(index_dtype)
+    y = (rng.random(500) < 0.4).astype(float) if kind == "logistic" else rng.normal(size=500)
+    model = make_model(kind, 70, 2 if task == "binary" else 0, fit_intercept, task=task)
+    w = (rng.normal(size=model.layout.size) * 0.2).astype(param_dtype)
+    grad, reference = np.empty_like(w), np.empty(model.layout.size)
+    loss = model.loss_grad_sum(w, X, y, grad)
+    expected = model.loss_grad_xp(w.astype(np.float64), X.astype(np.float64), y, reference)
+    assert loss == pytest.approx(expected, rel=1e-12)
+    tol = 1e-6 if param_dtype == np.float32 else 1e-12  # float32 grad: written in float32
+    np.testing.assert_allclose(grad, reference, rtol=tol, atol=tol * np.abs(reference).max())

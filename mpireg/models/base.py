@@ -16,10 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:  # one pass over the rows (csrc/cgrad.c); the xp code below stays the reference
+try:  # one pass over the rows (csrc/cgrad.c, csrc/csparse.c); the xp code stays the reference
     from .. import _cgrad
 except ImportError:
     _cgrad = None
+try:
+    from .. import _csparse
+except ImportError:
+    _csparse = None
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,15 @@ class Model:
         reduction can start early; models with one gradient pass never call it."""
         if self.one_pass and self._native_ok(params, X, grad):
             return self._loss_grad_native(params, X, y, grad)
+        if self.csr_pass is not None and _csparse is not None and getattr(X, "format", "") == "csr" \
+                and params.dtype == grad.dtype and isinstance(params, np.ndarray):
+            return _csparse.loss_grad(X.indptr.astype(np.int64, copy=False), X.indices, X.data,
+                                      np.ascontiguousarray(y, dtype=np.float64), params, grad,
+                                      self.csr_pass == "logistic", self.fit_intercept)
         return self.loss_grad_xp(params, X, y, grad)
 
+    # CSR rows: the one-pass sparse loop of csrc/csparse.c ("linear", "logistic"), or None
+    csr_pass = None
     # Where the one-pass kernel measured faster than NumPy (benchmarks/bench_gradient.py).
     one_pass_dtypes = (np.float32, np.float64)
 

@@ -5,6 +5,7 @@ from .base import Model, ParamSpec, _cgrad, transpose_product
 
 class LinearModel(Model):
     kind = "linear"
+    csr_pass = "linear"
     task = ("regression",)
     output = "regression"
 

@@ -9,6 +9,7 @@ from .base import Model, ParamSpec, _cgrad, transpose_product
 
 class LogisticModel(Model):
     kind = "logistic"
+    csr_pass = "logistic"
     task = ("binary",)
     output = "binary"
 
