@@ -114,6 +114,18 @@ DEFINE_GRAD(double, int32_t, double, f64_i32_w64)
 DEFINE_GRAD(double, int64_t, float, f64_i64_w32)
 DEFINE_GRAD(double, int64_t, double, f64_i64_w64)
 
+/* Every column index in 0..d-1, else IndexError naming the first that is not. */
+static int check_indices(const void *indices, char ki, Py_ssize_t nnz, Py_ssize_t d) {
+    for (Py_ssize_t p = 0; p < nnz; p++) {
+        long long j = ki == 'i' ? ((const int32_t *)indices)[p] : ((const int64_t *)indices)[p];
+        if (j < 0 || j >= d) {
+            PyErr_Format(PyExc_IndexError, "indices[%zd] = %lld is outside the %zd features", p, j, d);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static char kind_of(const Py_buffer *v) {
     const char *f = v->format ? v->format : "B";
     if (*f == '@' || *f == '=' || *f == '<') f++;
@@ -165,13 +177,7 @@ static PyObject *py_adagrad_pass(PyObject *self, PyObject *args) {
             PyErr_Format(PyExc_IndexError, "order[%zd] = %lld is not a row", k, (long long)order[k]);
             goto done;
         }
-    for (Py_ssize_t p = 0; p < nnz; p++) {
-        long long j = ki == 'i' ? ((const int32_t *)b[1].buf)[p] : ((const int64_t *)b[1].buf)[p];
-        if (j < 0 || j >= d) {
-            PyErr_Format(PyExc_IndexError, "indices[%zd] = %lld is outside the %zd features", p, j, d);
-            goto done;
-        }
-    }
+    if (check_indices(b[1].buf, ki, nnz, d) < 0) goto done;
     double loss;
     Py_BEGIN_ALLOW_THREADS
     if (kd == 'f')
@@ -225,13 +231,7 @@ static PyObject *py_loss_grad(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "inconsistent CSR arrays, y, params and grad");
         goto done;
     }
-    for (Py_ssize_t p = 0; p < nnz; p++) {
-        long long j = ki == 'i' ? ((const int32_t *)b[1].buf)[p] : ((const int64_t *)b[1].buf)[p];
-        if (j < 0 || j >= d) {
-            PyErr_Format(PyExc_IndexError, "indices[%zd] = %lld is outside the %zd features", p, j, d);
-            goto done;
-        }
-    }
+    if (check_indices(b[1].buf, ki, nnz, d) < 0) goto done;
     total = PyMem_Calloc(P ? P : 1, sizeof(double));
     if (!total) {
         PyErr_NoMemory();

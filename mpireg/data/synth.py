@@ -49,19 +49,27 @@ def synthesize(task: str, rows: int, features: int, out, shards: int = 1, classe
         raise DataError(f"--rows: {rows} rows cannot fill {shards} shards")
     n_classes = {"linear": 0, "logistic": 2, "softmax": classes}[task]
     truth = make_truth(task, features, classes, seed)
-    out = Path(out)
+
+    def write(path, parts):
+        X = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        write_shard(path, X, y, TASK_OF_MODEL[task], n_classes, synth=truth)
+
+    return _write_splits(Path(out), rows, shards, test_rows, seed, write,
+                         lambda n, rng: generate_rows(task, truth, n, rng, noise, dtype))
+
+
+def _write_splits(out: Path, rows: int, shards: int, test_rows: int, seed: int, write, make_rows) -> list[Path]:
+    """`shards` training shards and one test shard, each from its own seeded stream, rows made
+    CHUNK_ROWS at a time by make_rows(n, rng) and written by write(path, chunks)."""
     written = []
     splits = [(out, rows, shards, 1)] + ([(out / "test", test_rows, 1, 2)] if test_rows else [])
     for directory, n, n_shards, stream in splits:
         for shard in range(n_shards):
             lo, hi = shard * n // n_shards, (shard + 1) * n // n_shards
             rng = np.random.default_rng([seed, stream, shard])
-            parts = [generate_rows(task, truth, min(CHUNK_ROWS, hi - s), rng, noise, dtype)
-                     for s in range(lo, hi, CHUNK_ROWS)]
-            X = np.concatenate([p[0] for p in parts])
-            y = np.concatenate([p[1] for p in parts])
             path = directory / f"part-{shard:05d}.h5"
-            write_shard(path, X, y, TASK_OF_MODEL[task], n_classes, synth=truth)
+            write(path, [make_rows(min(CHUNK_ROWS, hi - s), rng) for s in range(lo, hi, CHUNK_ROWS)])
             written.append(path)
     return written
 
@@ -87,21 +95,14 @@ def synthesize_sparse(task: str, rows: int, hash_bits: int, nnz: int, out, shard
     frequency = np.cumsum(1.0 / np.arange(1, d + 1) ** 1.1)
     frequency /= frequency[-1]
     columns = np.random.default_rng([seed, 0xC01]).permutation(d)  # frequent columns spread out
-    out = Path(out)
-    written = []
-    splits = [(out, rows, shards, 1)] + ([(out / "test", test_rows, 1, 2)] if test_rows else [])
-    for directory, n, n_shards, stream in splits:
-        for shard in range(n_shards):
-            lo, hi = shard * n // n_shards, (shard + 1) * n // n_shards
-            rng = np.random.default_rng([seed, stream, shard])
-            parts = [_sparse_rows(task, truth, min(CHUNK_ROWS, hi - s), nnz, frequency, columns, rng, noise, dtype)
-                     for s in range(lo, hi, CHUNK_ROWS)]
-            X = sp.vstack([p[0] for p in parts], format="csr")
-            y = np.concatenate([p[1] for p in parts])
-            path = directory / f"part-{shard:05d}.h5"
-            write_csr_shard(path, X, y, TASK_OF_MODEL[task], n_classes, synth=truth)
-            written.append(path)
-    return written
+
+    def write(path, parts):
+        X = sp.vstack([p[0] for p in parts], format="csr")
+        y = np.concatenate([p[1] for p in parts])
+        write_csr_shard(path, X, y, TASK_OF_MODEL[task], n_classes, synth=truth)
+
+    return _write_splits(Path(out), rows, shards, test_rows, seed, write,
+                         lambda n, rng: _sparse_rows(task, truth, n, nnz, frequency, columns, rng, noise, dtype))
 
 
 def _sparse_rows(task, truth, rows, nnz, frequency, columns, rng, noise, dtype):
