@@ -173,3 +173,20 @@ def test_the_mf_job_runs_as_a_user_runs_it(tmp_path):
     summary = json.loads((tmp_path / "runs" / "mf_synth" / "summary.json").read_text())
     noise = 0.1  # the job's data.synth.noise
     assert summary["eval"]["rmse"] < 1.2 * noise, summary["eval"]
+
+
+def test_held_out_ratings_of_another_catalogue_are_one_clear_error(tmp_path):
+    from mpireg.data import write_shard
+
+    pairs, ratings = np.array([[0, 0], [1, 1]]), np.array([1.0, 2.0])
+    write_shard(tmp_path / "r" / "part-00000.h5", pairs, ratings, "ratings", attrs=dict(n_users=2, n_items=2))
+    write_shard(tmp_path / "r" / "test" / "part-00000.h5", pairs, ratings, "ratings",
+                attrs=dict(n_users=2, n_items=5))
+    job = tmp_path / "job.toml"
+    job.write_text("")
+    args = []
+    for item in _job(tmp_path / "r"):
+        args += ["--set", item]
+    result = run_ranks(2, job, *args)
+    assert result.returncode != 0
+    assert "has n_items = 5, but the training data" in result.stderr

@@ -143,7 +143,7 @@ def _read_schemas(cfg: JobConfig):
     train = read_schema(resolve_paths(data.train, "data.train"), "data.train")
     test = read_schema(resolve_paths(data.test, "data.test"), "data.test") if data.test else None
     if test is not None:
-        for name in ("n_features", "task", "n_classes"):
+        for name in ("n_features", "task", "n_classes", "n_users", "n_items"):
             if getattr(test, name) != getattr(train, name):
                 raise DataError(f"data.test: {test.files[0]} has {name} = {getattr(test, name)}, "
                                 f"but the training data ({train.files[0]}) has "
