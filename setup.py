@@ -60,7 +60,7 @@ setup(
         # The peers that benchmarks/compare_peers.py races; never needed by the tests. (On a
         # CPU-only machine, a CPU build of torch is much smaller: see the README.)
         "bench": ["matplotlib", "scikit-learn", "torch==2.13.0", "pyspark", "pyarrow", "implicit==0.7.3",
-                  "vowpalwabbit"],
+                  "vowpalwabbit", "glum"],
     },
     ext_modules=extensions,
     cmdclass={"build_ext": OptionalBuildExt},
