@@ -1,10 +1,11 @@
 """Whole-process time to the optimum: each contestant is its own process, timed from its start
 to its exit, and its model is scored by one float64 objective on the same rows.
 
-    python benchmarks/race.py [--rows 1000000] [--features 100] [--only logistic,linear]
+    python benchmarks/race.py [--rows 1000000] [--features 100] [--only logistic,linear,softmax]
 
 Problems (float32 rows from `mpireg.data synth`, written as shards for mpireg and as .npy for
-the others; the writing is not timed): logistic and linear least squares, no penalty. A
+the others; the writing is not timed): logistic, linear least squares and softmax (3 classes),
+no penalty. A
 contestant "reaches the optimum" when its objective is within a relative gap of 1e-6 of the best
 any contestant reached. Contestants, each skipped with its reason where it is not installed:
     mpireg          mpiexec -n 2: L-BFGS (tol 1e-9) and, for linear, the normal equations
@@ -31,10 +32,10 @@ GAP = 1e-6
 SKLEARN = r'''
 import sys, numpy as np
 X = np.load(sys.argv[1]); y = np.load(sys.argv[2]); out = sys.argv[4]
-if sys.argv[3] == "logistic":
+if sys.argv[3] in ("logistic", "softmax"):
     from sklearn.linear_model import LogisticRegression
     m = LogisticRegression(C=1e30, tol=1e-9, max_iter=10000).fit(X, y)
-    np.save(out, np.concatenate([m.coef_.ravel(), m.intercept_]))
+    np.save(out, np.concatenate([m.coef_.T.ravel(), m.intercept_]))  # (d, k) then k, as mpireg
 else:
     from sklearn.linear_model import LinearRegression
     m = LinearRegression().fit(X, y)
@@ -53,7 +54,15 @@ np.save(out, np.concatenate([np.ravel(m.coef_), [m.intercept_]]))
 
 
 def objective(task: str, X, y, params) -> float:
-    """Mean loss in float64 (log-loss, or squared error / 2)."""
+    """Mean loss in float64 (log-loss, cross-entropy, or squared error / 2); params as mpireg
+    lays them out: coef (d, or d x k row-major), then the intercept(s)."""
+    d = X.shape[1]
+    if task == "softmax":
+        k = params.size // (d + 1)
+        z = X.astype(np.float64) @ params[:d * k].reshape(d, k) + params[d * k:]
+        z -= z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1))
+        return float(np.mean(lse - z[np.arange(len(y)), y.astype(np.int64)]))
     z = X.astype(np.float64) @ params[:-1] + params[-1]
     if task == "logistic":
         return float(np.mean(np.logaddexp(0, z) - y * z))
@@ -63,6 +72,7 @@ def objective(task: str, X, y, params) -> float:
 def make_data(root: Path, task: str, rows: int, features: int):
     out = root / task
     subprocess.run([sys.executable, "-m", "mpireg.data", "synth", "--task", task, "--rows", str(rows),
+                    "--classes", "3",
                     "--features", str(features), "--shards", "2", "--test-rows", "0", "--out", str(out)],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     sys.path.insert(0, str(ROOT))
@@ -110,6 +120,8 @@ def race(root: Path, task: str, args) -> list:
     if task == "linear":
         entries.append(("mpireg, 2 ranks, normal equations", lambda: run_mpireg(data, root, task, "normal")))
     for name, module, code in (("scikit-learn", "sklearn", SKLEARN), ("glum", "glum", GLUM)):
+        if module == "glum" and task == "softmax":
+            continue  # glum fits no multinomial model
         if importlib.util.find_spec(module) is None:
             print(f"{name} not installed: skipped")
             continue
@@ -129,7 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=100)
-    parser.add_argument("--only", default="logistic,linear")
+    parser.add_argument("--only", default="logistic,linear,softmax")
     args = parser.parse_args()
     tables = {}
     with tempfile.TemporaryDirectory() as tmp:
