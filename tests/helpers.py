@@ -31,6 +31,15 @@ def run_ranks(n: int, *args, timeout: float = MPI_TIMEOUT, cwd=None, module: str
     return run_command(cmd, timeout=timeout, cwd=cwd)
 
 
+def run_overrides(n: int, job, overrides, *args, **kw):
+    """`mpireg.train` on n ranks from an empty job file `job` (written here) and `--set`
+    overrides, then `args` (--run-dir, --resume, ...)."""
+    job = Path(job)
+    job.write_text("")
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    return run_ranks(n, job, *sets, *args, **kw)
+
+
 def run_command(cmd, timeout: float = MPI_TIMEOUT, cwd=None):
     return finish_command(start_command(cmd, cwd), timeout)
 

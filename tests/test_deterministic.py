@@ -6,8 +6,7 @@ import pytest
 from mpireg.comm.exact import agree_exponents, decode, encode_sum
 from mpireg.config import load_job
 from mpireg.errors import ConfigError
-from mpireg.model_io import load_model
-from tests.helpers import run_ranks
+from tests.test_strategy_training import _train as train_job
 
 
 class _OneRank:
@@ -42,14 +41,7 @@ def test_fixed_point_sum_does_not_depend_on_grouping(rng):
 
 
 def _train(n, run_dir, overrides):
-    job = run_dir.parent / f"{run_dir.name}.toml"
-    job.write_text("")
-    args = ["--run-dir", run_dir]
-    for item in ["run.progress=false", "comm.deterministic=true", *overrides]:
-        args += ["--set", item]
-    result = run_ranks(n, job, *args)
-    assert result.returncode == 0, result.stderr
-    return load_model(run_dir / "model.h5")[1]
+    return train_job(n, run_dir, ["comm.deterministic=true", *overrides])[0]
 
 
 @pytest.mark.parametrize("strategy,ranks", [("allreduce", (1, 2, 3, 4, 8)), ("ring", (2, 3)), ("ps", (3,))])

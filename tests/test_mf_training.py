@@ -11,7 +11,7 @@ import pytest
 from mpireg.data import ShardReader, read_schema, resolve_paths
 from mpireg.data.ratings import synth_ratings
 from mpireg.model_io import load_model
-from tests.helpers import ROOT, run_command, run_ranks
+from tests.helpers import ROOT, run_command, run_overrides, run_ranks
 from tests.test_strategy_training import _train
 
 NOISE = 0.1
@@ -99,12 +99,7 @@ def test_sgd_mf_on_the_parameter_server_equals_allreduce(ratings, tmp_path):
 def test_als_resumes_where_it_stopped(ratings, tmp_path):
     straight, _, _ = _train(2, tmp_path / "straight", _job(ratings, "optimizer.epochs=6"))
     _train(2, tmp_path / "resumed", _job(ratings, "optimizer.epochs=3"))
-    job = tmp_path / "resumed.toml"
-    args = ["--run-dir", tmp_path / "resumed", "--resume"]
-    for item in ["run.progress=false", *_job(ratings, "optimizer.epochs=6")]:
-        args += ["--set", item]
-    result = run_ranks(2, job, *args)
-    assert result.returncode == 0, result.stderr
+    _, _, result = _train(2, tmp_path / "resumed", _job(ratings, "optimizer.epochs=6"), "--resume")
     assert "resumed from" in result.stderr + result.stdout
     resumed = load_model(tmp_path / "resumed" / "model.h5")[1]
     np.testing.assert_allclose(resumed, straight, rtol=1e-12, atol=1e-14)
@@ -149,20 +144,13 @@ def test_held_out_users_and_items_without_training_ratings_get_the_mean(tmp_path
     (["model.l1=0.1"], "matrix factorisation takes an L2 penalty only"),
 ])
 def test_impossible_combinations_are_one_clear_error(ratings, tmp_path, overrides, message):
-    job = tmp_path / "job.toml"
-    job.write_text("")
-    args = []
-    for item in [*_job(ratings), *overrides]:
-        args += ["--set", item]
-    result = run_ranks(2, job, *args)
+    result = run_overrides(2, tmp_path / "job.toml", [*_job(ratings), *overrides])
     assert result.returncode != 0
     assert message in result.stderr
 
 
 def test_ratings_data_for_a_linear_model_names_the_model_to_use(ratings, tmp_path):
-    job = tmp_path / "job.toml"
-    job.write_text("")
-    result = run_ranks(2, job, "--set", f"data.train={ratings}", "--set", "model.kind=linear")
+    result = run_overrides(2, tmp_path / "job.toml", [f"data.train={ratings}", "model.kind=linear"])
     assert result.returncode != 0
     assert "use model.kind = 'mf'" in result.stderr
 
@@ -182,11 +170,22 @@ def test_held_out_ratings_of_another_catalogue_are_one_clear_error(tmp_path):
     write_shard(tmp_path / "r" / "part-00000.h5", pairs, ratings, "ratings", attrs=dict(n_users=2, n_items=2))
     write_shard(tmp_path / "r" / "test" / "part-00000.h5", pairs, ratings, "ratings",
                 attrs=dict(n_users=2, n_items=5))
-    job = tmp_path / "job.toml"
-    job.write_text("")
-    args = []
-    for item in _job(tmp_path / "r"):
-        args += ["--set", item]
-    result = run_ranks(2, job, *args)
+    result = run_overrides(2, tmp_path / "job.toml", _job(tmp_path / "r"))
     assert result.returncode != 0
     assert "has n_items = 5, but the training data" in result.stderr
+
+
+def test_a_bad_rating_one_rank_streams_ends_every_rank_with_its_row(tmp_path):
+    """Streamed ratings (a budget of a few rows): the bad index is met while one rank sums its
+    statistics; every rank stops with the file and row, none waits."""
+    from mpireg.data import write_shard
+
+    rng = np.random.default_rng(0)
+    pairs = np.stack([rng.integers(0, 10, 400), rng.integers(0, 5, 400)], axis=1)
+    pairs[390] = [10, 0]  # the last rank's rows; users run 0..9
+    write_shard(tmp_path / "r" / "part-00000.h5", pairs, rng.normal(size=400), "ratings",
+                attrs=dict(n_users=10, n_items=5))
+    result = run_overrides(2, tmp_path / "job.toml", [*_job(tmp_path / "r"), "data.memory_budget_mb=0.0005",
+                                                      "data.test=[]"], timeout=120)
+    assert result.returncode != 0
+    assert "part-00000.h5: X has user index 10 at row 390" in result.stderr

@@ -11,7 +11,7 @@ from mpireg.data.assign import rank_range
 from mpireg.data.sparse import write_csr_shard
 from mpireg.optim import adagrad as adagrad_module
 from mpireg.optim.adagrad import _pass_python, adagrad_pass
-from tests.helpers import run_ranks, write_dataset
+from tests.helpers import run_overrides, write_dataset
 from tests.test_strategy_training import _train
 
 
@@ -101,15 +101,8 @@ def test_the_polish_reaches_the_lbfgs_optimum(clicks, tmp_path):
 def test_a_resumed_job_keeps_its_accumulators(clicks, tmp_path):
     straight, _, _ = _train(2, tmp_path / "straight", _job(clicks / "csr", "optimizer.epochs=3"))
     _train(2, tmp_path / "resumed", _job(clicks / "csr", "optimizer.epochs=1"))
-    job = tmp_path / "resumed.toml"
-    args = ["--run-dir", tmp_path / "resumed", "--resume"]
-    for item in ["run.progress=false", *_job(clicks / "csr", "optimizer.epochs=3")]:
-        args += ["--set", item]
-    result = run_ranks(2, job, *args)
-    assert result.returncode == 0, result.stderr
-    from mpireg.model_io import load_model
-
-    np.testing.assert_allclose(load_model(tmp_path / "resumed" / "model.h5")[1], straight, rtol=1e-12)
+    resumed, _, _ = _train(2, tmp_path / "resumed", _job(clicks / "csr", "optimizer.epochs=3"), "--resume")
+    np.testing.assert_allclose(resumed, straight, rtol=1e-12)
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -118,10 +111,5 @@ def test_a_resumed_job_keeps_its_accumulators(clicks, tmp_path):
     (["model.l1=0.1"], "'adagrad' takes an L2 penalty only"),
 ])
 def test_what_adagrad_cannot_do_is_one_clear_error(clicks, tmp_path, overrides, message):
-    job = tmp_path / "job.toml"
-    job.write_text("")
-    args = []
-    for item in [*_job(clicks / "csr"), *overrides]:
-        args += ["--set", item]
-    result = run_ranks(2, job, *args)
+    result = run_overrides(2, tmp_path / "job.toml", [*_job(clicks / "csr"), *overrides])
     assert result.returncode != 0 and message in result.stderr

@@ -5,16 +5,12 @@ import numpy as np
 import pytest
 
 from mpireg.model_io import load_model
-from tests.helpers import run_ranks, write_dataset
+from tests.helpers import run_overrides, run_ranks, write_dataset
 
 
-def _train(n, run_dir, overrides):
-    job = run_dir.parent / f"{run_dir.name}.toml"
-    job.write_text("")
-    args = ["--run-dir", run_dir]
-    for item in ["run.progress=false", *overrides]:
-        args += ["--set", item]
-    result = run_ranks(n, job, *args)
+def _train(n, run_dir, overrides, *args):
+    result = run_overrides(n, run_dir.parent / f"{run_dir.name}.toml", ["run.progress=false", *overrides],
+                           "--run-dir", run_dir, *args)
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     return load_model(run_dir / "model.h5")[1], summary, result

@@ -112,7 +112,7 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
                               f"gradients; this job computes in {dtype} (set data.dtype = "
                               f"'float32')", None, comm.size)
     params = model.init_params(dtype)
-    if getattr(model, "needs_data_statistics", False):
+    if model.needs_data_statistics:
         _init_from_data(comm, model, train, params)
     strategy.broadcast(params)
     data_ranks = partition[1] if partition else comm.size - 1
@@ -127,13 +127,17 @@ def _init_from_data(comm, model, train, params) -> None:
     have ratings): the model's statistics of every rank's rows, summed. Collective."""
     from mpi4py import MPI
 
-    stats = None
-    for X, y in train.blocks():
-        block = to_host(model.data_statistics(X, y))
-        stats = block if stats is None else stats + block
-    if stats is None:  # a rank with no rows (an asynchronous server)
-        xp = model.xp
-        stats = to_host(model.data_statistics(xp.zeros((0, 2), dtype=np.int64), xp.zeros(0)))
+    def local():  # streamed rows are read here: a bad block fails on its rank only
+        stats = None
+        for X, y in train.blocks():
+            block = to_host(model.data_statistics(X, y))
+            stats = block if stats is None else stats + block
+        if stats is None:  # a rank with no rows (an asynchronous server)
+            xp = model.xp
+            stats = to_host(model.data_statistics(xp.zeros((0, 2), dtype=np.int64), xp.zeros(0)))
+        return stats
+
+    stats = agree(comm, local)
     comm.Allreduce(MPI.IN_PLACE, stats)
     model.init_from_data(params, stats)
 

@@ -71,6 +71,8 @@ class Model:
     task = ()  # data tasks the model trains on
     output = ""  # what it predicts: "regression" values, "binary" or "multiclass" labels
     overlaps = False  # True: loss_grad_sum reports parts of the gradient ready as it goes
+    # True: the initial parameters depend on the training data (data_statistics, init_from_data)
+    needs_data_statistics = False
 
     def __init__(self, n_features: int, n_classes: int = 0, fit_intercept: bool = True,
                  l2: float = 0.0, l1: float = 0.0, xp=np):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mpireg.models import make_model
-from tests.models.test_gradients import _objective
+from tests.models.test_gradients import assert_gradient_matches_finite_differences
 
 OUTPUTS = [("regression", 0), ("binary", 2), ("multiclass", 4)]
 LINEAR_TWIN = {"regression": "linear", "binary": "logistic", "multiclass": "softmax"}
@@ -31,15 +31,7 @@ def test_gradient_matches_finite_differences(task, k, hidden, fit_intercept, rng
     X, y = _data(task, k, rng)
     y = model.prepare_targets(y)
     w = model.init_params(np.float64) + 0.1 * rng.standard_normal(model.layout.size)
-    grad = np.empty_like(w)
-    loss = model.loss_grad_sum(w, X, y, grad)
-    assert loss == pytest.approx(model.loss_sum(w, X, y), rel=1e-12)
-    grad = grad / len(X)
-    model.add_l2_grad(w, grad)
-    h = 1e-6
-    numeric = np.array([(_objective(model, w + h * e, X, y) - _objective(model, w - h * e, X, y)) / (2 * h)
-                        for e in np.eye(len(w))])
-    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
+    assert_gradient_matches_finite_differences(model, w, X, y, rtol=1e-5)
 
 
 @pytest.mark.parametrize("task,k", OUTPUTS)
