@@ -50,6 +50,7 @@ setup(
         "tqdm>=4.60",
         "threadpoolctl>=3.1",  # BLAS threads per rank (cores.py)
         "scikit-learn>=1.6",  # the Python API's estimator base (imported only by mpireg.api)
+        "pyarrow>=14",  # CSV and Parquet conversion (imported only by mpireg.data.arrow)
         'tomli>=1.1; python_version < "3.11"',
     ],
     extras_require={
@@ -59,7 +60,7 @@ setup(
         "gpu": ["cupy"],
         # The peers that benchmarks/compare_peers.py races; never needed by the tests. (On a
         # CPU-only machine, a CPU build of torch is much smaller: see the README.)
-        "bench": ["matplotlib", "scikit-learn", "torch==2.13.0", "pyspark", "pyarrow", "implicit==0.7.3",
+        "bench": ["matplotlib", "scikit-learn", "torch==2.13.0", "pyspark", "implicit==0.7.3",
                   "vowpalwabbit", "glum"],
     },
     ext_modules=extensions,

@@ -26,7 +26,7 @@ MODEL_KINDS = ("linear", "logistic", "softmax", "mlp", "mf")
 SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings")
 OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal", "als", "adagrad")
 FACTOR_EXCHANGES = ("auto", "allgather", "pull")
-STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "auto")
+STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "sharded", "auto")
 COMPRESSIONS = ("none", "fp16", "bf16")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 
@@ -111,6 +111,7 @@ class CommConfig:
     fusion_bytes: int = _opt(64 * 2**20, min=1, doc="gradient buckets on the wire are at most this big")
     compression: str = _opt("none", choices=COMPRESSIONS, doc="what travels on the wire (float32 jobs)")
     max_staleness: int = _opt(4, min=0, doc="ps-async: how many steps the fastest worker may lead")
+    servers: int = _opt(0, min=0, doc="sharded: ranks that hold a key range of the parameters (0: every rank)")
     deterministic: bool = _opt(False, doc="the same model bit for bit on any number of ranks")
     cuda_aware: str = _opt("auto", choices=("auto", "on", "off"),
                            doc="device = gpu: hand device buffers to MPI directly (auto: ask MPI)")
@@ -319,6 +320,8 @@ def _check_combinations(config: JobConfig) -> None:
     if comm.strategy == "ps-async" and opt.kind in ("lbfgs", "normal"):
         raise ConfigError(f"comm.strategy: 'ps-async' is for mini-batch optimizers; "
                           f"optimizer.kind = {opt.kind!r} is full-batch (use 'allreduce' or 'ring')")
+    if comm.strategy == "sharded":
+        _check_sharded(config)
     if config.data.synth is not None and config.data.example:
         raise ConfigError("data.example: give data.synth or data.example, not both")
     if not config.data.train and config.data.synth is None:
@@ -342,6 +345,20 @@ def _check_mf(config: JobConfig) -> None:
                           f"(comm.factor_exchange), not through {config.comm.strategy!r}; use "
                           f"'allreduce', or optimizer.kind = 'sgd'/'adam' for SGD-MF through a "
                           f"parameter server")
+
+
+def _check_sharded(config: JobConfig) -> None:
+    opt, model, comm = config.optimizer, config.model, config.comm
+    if model.kind not in ("linear", "logistic", "softmax"):
+        raise ConfigError(f"comm.strategy: 'sharded' keys the parameters by feature: linear, logistic "
+                          f"and softmax models, not model.kind = {model.kind!r}")
+    if opt.kind != "sgd" or opt.momentum:
+        raise ConfigError(f"optimizer.kind: the sharded server steps only the keys a batch touches "
+                          f"(plain SGD, the penalty applied lazily); not "
+                          f"{opt.kind!r}{' with momentum' if opt.kind == 'sgd' else ''}")
+    if comm.deterministic or comm.compression != "none":
+        raise ConfigError("comm.strategy: 'sharded' moves (key, value) pairs; comm.deterministic and "
+                          "comm.compression do not apply")
 
 
 def _check_adagrad(config: JobConfig) -> None:

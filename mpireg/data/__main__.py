@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import MpiregError
 from ..log import run_command_line
+from .arrow import TABLE_SUFFIXES, convert_table
 from .convert import convert
 from .hashed import convert_hashed, parse_columns
 from .stream import convert_svmlight
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     e.add_argument("--seed", type=int, default=0)
 
-    c = sub.add_parser("convert", help="CSV, .npy/.npz, libsvm text (streamed, to CSR) -> shards")
+    c = sub.add_parser("convert", help="CSV/TSV/Parquet (streamed), libsvm text (streamed, to CSR), .npy/.npz -> shards")
     c.add_argument("inputs", nargs="+")
     c.add_argument("--out", required=True)
     c.add_argument("--shards", type=int, default=1)
@@ -59,15 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--test-fraction", type=float, default=0.0)
     c.add_argument("--task", choices=["regression", "binary", "multiclass"], default=None,
                    help="default: inferred from the labels")
-    c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    c.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="default: the input's (float64 for text, a Parquet file's float32 stays float32)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--dense", action="store_true",
                    help="libsvm input: dense shards, read whole (default: CSR shards, streamed)")
     c.add_argument("--skip-bad-lines", action="store_true",
-                   help="libsvm or hashed input: skip and count malformed lines instead of stopping")
+                   help="text or Parquet input: skip and count malformed lines (rows) instead of stopping")
     c.add_argument("--numeric", default="", help="hashed CSR from delimited text: numeric columns, e.g. 1-13")
     c.add_argument("--categorical", default="", help="hashed CSR: categorical columns, e.g. 14-39")
-    c.add_argument("--sep", default=",", help="hashed CSR: field separator (\\t for tabs)")
+    c.add_argument("--sep", default=",", help="CSV and hashed CSR: field separator (\\t for tabs; .tsv: tab)")
     c.add_argument("--hash-bits", type=int, default=20, help="hashed CSR: 2**B slots (default 20)")
     c.add_argument("--hash-seed", type=int, default=0, help="hashed CSR: MurmurHash3 seed")
 
@@ -136,7 +138,12 @@ def _example(args) -> None:
 def _convert(args) -> None:
     if args.numeric or args.categorical:
         return _convert_hashed(args)
-    svmlight = all(Path(p).suffix.lower() in SVMLIGHT for p in args.inputs)
+    suffixes = {Path(p).suffix.lower() for p in args.inputs}
+    if suffixes <= set(TABLE_SUFFIXES):
+        return _convert_table(args)
+    if suffixes & set(TABLE_SUFFIXES):
+        raise MpiregError(f"inputs: CSV/Parquet cannot be mixed with other formats ({sorted(suffixes)})")
+    svmlight = suffixes <= set(SVMLIGHT)
     if svmlight and not args.dense:
         summary = convert_svmlight(args.inputs, args.out, args.shards, args.test_fraction, args.seed,
                                    args.task, args.dtype, args.skip_bad_lines)
@@ -151,11 +158,24 @@ def _convert(args) -> None:
           + (f", classes {summary['classes']}" if summary["classes"] else ""))
 
 
+def _convert_table(args) -> None:
+    summary = convert_table(args.inputs, args.out, args.shards, args.label_col, args.test_fraction, args.seed,
+                            args.task, args.dtype, _separator(args.sep), args.skip_bad_lines)
+    print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
+          f"{summary['features']} features ({summary['dtype']}), task {summary['task']}"
+          + (f", classes {summary['classes']}" if summary["classes"] else "")
+          + (f", skipped {summary['bad_lines']} malformed lines" if summary["bad_lines"] else ""))
+
+
+def _separator(sep: str) -> str:
+    return "\t" if sep == "\\t" else sep
+
+
 def _convert_hashed(args) -> None:
     label = args.label_col if args.label_col is not None else "0"
     if not str(label).isdigit():
         raise MpiregError(f"--label-col: hashed conversion takes a column index, got {label!r}")
-    summary = convert_hashed(args.inputs, args.out, "\t" if args.sep == "\\t" else args.sep, int(label),
+    summary = convert_hashed(args.inputs, args.out, _separator(args.sep), int(label),
                              parse_columns(args.numeric, "--numeric"),
                              parse_columns(args.categorical, "--categorical"), args.hash_bits,
                              args.shards, args.test_fraction, args.seed, args.hash_seed, args.task,
@@ -168,7 +188,7 @@ def _convert_hashed(args) -> None:
 def _ratings(args) -> None:
     summary = convert_ratings(args.inputs, args.out, args.shards, args.user_col, args.item_col,
                               args.rating_col, args.test_fraction, args.seed, args.dtype,
-                              "\t" if args.sep == "\\t" else args.sep)
+                              _separator(args.sep))
     print(f"wrote {args.out}: {summary['rows']} ratings, {summary['test_rows']} test ratings, "
           f"{summary['users']} users, {summary['items']} items (ids in {args.out}/ids/ids.h5)")
 

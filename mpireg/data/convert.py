@@ -1,7 +1,7 @@
-"""Turn CSV, .npy/.npz and libsvm/svmlight text into shards, optionally splitting off a test set."""
+"""Turn .npy/.npz (and, with --dense, libsvm/svmlight text) into shards in memory, optionally
+splitting off a test set. CSV, Parquet and libsvm are streamed instead (arrow.py, stream.py)."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -18,28 +18,12 @@ def load_input(path, label_col=None):
     if not path.is_file():
         raise DataError(f"{path}: no such input file")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _load_csv(path, label_col)
     if suffix in (".npz", ".npy"):
         return _load_numpy(path, label_col)
     if suffix in (".svm", ".libsvm", ".svmlight"):
         return _load_svmlight(path)
-    raise DataError(f"{path}: unknown input format {suffix!r}; expected .csv, .npy, .npz, .svm or .libsvm")
-
-
-def _load_csv(path: Path, label_col):
-    with open(path, newline="", encoding="utf-8") as f:
-        first = next(csv.reader(f), None)
-    if first is None:
-        raise DataError(f"{path}: empty CSV file")
-    header = None if _all_numeric(first) else [c.strip() for c in first]
-    try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1 if header else 0, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise DataError(f"{path}: not a numeric CSV ({exc})") from None
-    column = _label_index(path, label_col, header, table.shape[1])
-    X = np.delete(table, column, axis=1)
-    return X, table[:, column], header
+    raise DataError(f"{path}: unknown input format {suffix!r}; expected .npy, .npz, .svm or .libsvm "
+                    "(.csv, .tsv and .parquet are streamed: mpireg.data.arrow)")
 
 
 def _load_numpy(path: Path, label_col):
@@ -91,14 +75,6 @@ def _load_svmlight(path: Path):
     return X, np.asarray(labels), None
 
 
-def _all_numeric(cells) -> bool:
-    try:
-        [float(c) for c in cells]
-        return True
-    except ValueError:
-        return False
-
-
 def _label_index(path, label_col, header, n_columns) -> int:
     return n_columns - 1 if label_col is None else column_index(path, label_col, header, n_columns, "--label-col")
 
@@ -139,14 +115,17 @@ def encode_labels(y, task: str):
 
 
 def convert(inputs, out, shards: int = 1, label_col=None, test_fraction: float = 0.0,
-            seed: int = 0, task: str | None = None, dtype: str = "float32") -> dict:
-    """Write OUT/part-NNNNN.h5 (and OUT/test/part-NNNNN.h5); return a summary."""
+            seed: int = 0, task: str | None = None, dtype: str | None = None) -> dict:
+    """Write OUT/part-NNNNN.h5 (and OUT/test/part-NNNNN.h5); return a summary. The shards keep
+    the inputs' float dtype (integers and text become float64) unless `dtype` says otherwise."""
     loaded = [load_input(p, label_col) for p in inputs]
     widths = {X.shape[1] for X, _, _ in loaded}
     if len(widths) > 1:
         raise DataError(f"inputs have different feature counts {sorted(widths)}: "
                         + ", ".join(f"{p}: {X.shape[1]}" for p, (X, _, _) in zip(inputs, loaded)))
-    X = np.concatenate([X for X, _, _ in loaded]).astype(dtype)
+    X = np.concatenate([X for X, _, _ in loaded])
+    dtype = dtype or (X.dtype if X.dtype in (np.float32, np.float64) else np.float64)
+    X = X.astype(dtype, copy=False)
     y = np.concatenate([y for _, y, _ in loaded])
     if not np.all(np.isfinite(X)):
         raise DataError(f"X: the inputs hold NaN or Inf (first at row {int(np.argwhere(~np.isfinite(X))[0][0])})")

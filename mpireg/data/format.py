@@ -89,14 +89,18 @@ def atomic_shard(path, task: str, n_features: int, n_classes: int = 0, synth: di
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
-        f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=int(n_features),
-                       n_classes=int(n_classes), **(attrs or {}))
-        if synth:
-            group = f.create_group("synth")
-            for key, value in synth.items():
-                group.create_dataset(key, data=value)
-        yield f
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=int(n_features),
+                           n_classes=int(n_classes), **(attrs or {}))
+            if synth:
+                group = f.create_group("synth")
+                for key, value in synth.items():
+                    group.create_dataset(key, data=value)
+            yield f
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written file stays behind
+        raise
     os.replace(tmp, path)
 
 

@@ -90,6 +90,6 @@ class Hashed(TextFormat):
 
 def convert_hashed(inputs, out, sep: str, label_col: int, numeric, categorical, hash_bits: int,
                    shards: int = 1, test_fraction: float = 0.0, seed: int = 0, hash_seed: int = 0,
-                   task: str | None = None, dtype: str = "float32", skip_bad_lines: bool = False) -> dict:
+                   task: str | None = None, dtype: str | None = None, skip_bad_lines: bool = False) -> dict:
     fmt = Hashed(sep, label_col, numeric, categorical, hash_bits, hash_seed)
     return convert_lines(fmt, inputs, out, shards, test_fraction, seed, task, dtype, skip_bad_lines)

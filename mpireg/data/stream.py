@@ -33,7 +33,7 @@ CHUNK_LINES = 1 << 14
 
 
 def convert_svmlight(inputs, out, shards: int = 1, test_fraction: float = 0.0, seed: int = 0,
-                     task: str | None = None, dtype: str = "float32", skip_bad_lines: bool = False) -> dict:
+                     task: str | None = None, dtype: str | None = None, skip_bad_lines: bool = False) -> dict:
     """Write OUT/part-NNNNN.h5 (and OUT/test/part-00000.h5) as CSR shards; return a summary."""
     return convert_lines(SVMLIGHT_FORMAT, inputs, out, shards, test_fraction, seed, task, dtype, skip_bad_lines)
 
@@ -53,8 +53,10 @@ class TextFormat:
 
 
 def convert_lines(fmt: TextFormat, inputs, out, shards: int, test_fraction: float, seed: int,
-                  task: str | None, dtype: str, skip_bad_lines: bool) -> dict:
-    """The two passes over text lines in `fmt`, into CSR shards; a summary."""
+                  task: str | None, dtype: str | None, skip_bad_lines: bool) -> dict:
+    """The two passes over text lines in `fmt`, into CSR shards; a summary. Text holds decimal
+    numbers: they are kept as float64 unless `dtype` says otherwise."""
+    dtype = dtype or "float64"
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"--test-fraction: expected 0 <= F < 1, got {test_fraction}")
     paths = [Path(p) for p in inputs]
@@ -121,25 +123,31 @@ def _label_texts(fmt, path, lines, numbers):
 
 
 def _task_of(labels, task: str | None):
-    """(task, {label text: code}) from the distinct label texts."""
-    values = {}
+    """(task, class values) from the distinct label texts."""
+    values = None
     if labels is not None:
         try:
-            values = {text: float(text) for text in labels}
+            values = {float(text) for text in labels}
         except ValueError:
             bad = next(t for t in labels if not _is_float(t))
             raise DataError(f"label {bad!r} is not a number") from None
-    whole = values and all(v == round(v) for v in values.values())
+    return task_of_values(values, task)
+
+
+def task_of_values(values, task: str | None):
+    """(task, the sorted class values: code k stands for classes[k]) from the distinct label
+    values (None: more than MAX_INFERRED_CLASSES of them)."""
+    whole = values and all(v == round(v) for v in values)
     inferred = ("binary" if len(values) == 2 else "multiclass") if whole and len(values) >= 2 else "regression"
     task = task or inferred
     if task == "regression":
         return task, None
-    if labels is None or not values:
+    if not values:
         raise DataError(f"--task {task}: the labels take more than {MAX_INFERRED_CLASSES} values")
-    classes = np.unique(np.array(list(values.values())))
+    classes = np.unique(np.array(sorted(values)))
     if task == "binary" and len(classes) != 2:
         raise DataError(f"y: task 'binary' needs exactly 2 distinct labels, found {len(classes)}")
-    return task, classes  # the label values; code k stands for classes[k]
+    return task, classes
 
 
 def _is_float(text: str) -> bool:

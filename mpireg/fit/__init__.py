@@ -9,6 +9,7 @@
     normal.py     the normal equations
     als.py        alternating least squares (matrix factorisation), factors sharded
     online.py     online adaptive passes averaged over the ranks, then an L-BFGS polish
+    sharded.py    sparse mini-batch SGD through the sharded parameter server (by column)
     epochs.py     the epoch loop the mini-batch procedures share; steps.py: counters and clocks
     results.py    final metrics, summary.json, model.h5
 
@@ -18,7 +19,7 @@ the Python API (api/) both come in through `train`.
 """
 from __future__ import annotations
 
-from . import als, exact, fullbatch, minibatch, normal, online
+from . import als, exact, fullbatch, minibatch, normal, online, sharded
 from .parts import Arrays, Parts
 from .run import Run
 
@@ -34,6 +35,8 @@ def procedure_for(cfg):
         return als.fit
     if kind == "adagrad":
         return online.fit
+    if cfg.comm.strategy == "sharded":
+        return sharded.fit
     return exact.fit if cfg.comm.deterministic else minibatch.fit
 
 

@@ -52,6 +52,7 @@ class Parts:
     test: LocalData | None  # this rank's held-out rows
     params: Any             # the flat parameter vector (views: model.layout)
     optimizer: Any = None   # mini-batch procedures only
+    gather_params: Any = None  # a procedure whose ranks hold parts of the model: assembles params
 
     @property
     def n_params(self) -> int:

@@ -170,6 +170,8 @@ class Run:
         if self.run_dir is None:
             return
         parts, opt_arrays, opt_scalars = self.parts, {}, {}
+        if parts.gather_params is not None:  # (collective) the model as its owners hold it now
+            parts.gather_params()
         if parts.optimizer is not None:
             for key, value in parts.optimizer.state_dict().items():
                 (opt_scalars if np.isscalar(value) else opt_arrays)[key] = value

@@ -45,9 +45,10 @@ def test_convert_csv_with_header_label_column_and_test_split(tmp_path, capsys):
     test_schema, Xt, yt = _load(out / "test")
     assert schema.task == "binary" and schema.n_features == 3 and len(schema.files) == 2
     assert schema.n_rows == 80 and test_schema.n_rows == 20
+    assert schema.dtype == "float64"  # the input's numbers, not silently float32
     # every input row lands in exactly one split, features and label kept together
     together = np.vstack([np.column_stack([Xc, yc]), np.column_stack([Xt, yt])])
-    expected = np.column_stack([X, y]).astype(np.float32)
+    expected = np.column_stack([X, y])
     assert np.array_equal(np.unique(together, axis=0), np.unique(expected, axis=0))
 
 
@@ -65,7 +66,7 @@ def test_convert_npz_npy_and_svmlight(tmp_path):
         assert data_main(["convert", str(tmp_path / name), "--out", str(out), *dense]) == 0
         schema, Xc, yc = _load(out)
         assert schema.task == task
-        assert np.array_equal(Xc, X.astype(np.float32))
+        assert np.array_equal(Xc, X) and schema.dtype == "float64"
         expected = y if task == "regression" else np.array([1, 0, 1, 0])
         assert np.allclose(yc, expected)
 
