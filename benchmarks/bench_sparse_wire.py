@@ -34,7 +34,7 @@ def parse():
 
 
 def train(data: Path, run_dir: Path, strategy: str, args) -> dict:
-    sets = [f"data.train={data}", "model.kind=logistic", "optimizer.kind=sgd", "optimizer.lr=0.5",
+    sets = [f"data.train={data}", "model.kind=logistic", "optimizer.kind=sgd", "optimizer.lr=0.05",
             "optimizer.epochs=1", f"optimizer.batch_size={args.batch}", "optimizer.tol=0", "model.l2=1e-6",
             "model.l1=1e-7", "run.log_every=1", "run.progress=false", f"comm.strategy={strategy}"]
     job = run_dir.with_suffix(".toml")

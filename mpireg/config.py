@@ -26,7 +26,7 @@ MODEL_KINDS = ("linear", "logistic", "softmax", "mlp", "mf")
 SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings")
 OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal", "als", "adagrad")
 FACTOR_EXCHANGES = ("auto", "allgather", "pull")
-STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "sharded", "auto")
+STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "sharded", "sharded-async", "auto")
 COMPRESSIONS = ("none", "fp16", "bf16")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 
@@ -110,8 +110,9 @@ class CommConfig:
     strategy: str = _opt("allreduce", choices=STRATEGIES)
     fusion_bytes: int = _opt(64 * 2**20, min=1, doc="gradient buckets on the wire are at most this big")
     compression: str = _opt("none", choices=COMPRESSIONS, doc="what travels on the wire (float32 jobs)")
-    max_staleness: int = _opt(4, min=0, doc="ps-async: how many steps the fastest worker may lead")
-    servers: int = _opt(0, min=0, doc="sharded: ranks that hold a key range of the parameters (0: every rank)")
+    max_staleness: int = _opt(4, min=0, doc="ps-async, sharded-async: how many steps the fastest worker may lead")
+    servers: int = _opt(0, min=0, doc="sharded: ranks that hold a key range of the parameters (0: every rank; "
+                                        "sharded-async: the serving ranks, 0 meaning 1)")
     deterministic: bool = _opt(False, doc="the same model bit for bit on any number of ranks")
     cuda_aware: str = _opt("auto", choices=("auto", "on", "off"),
                            doc="device = gpu: hand device buffers to MPI directly (auto: ask MPI)")
@@ -320,7 +321,7 @@ def _check_combinations(config: JobConfig) -> None:
     if comm.strategy == "ps-async" and opt.kind in ("lbfgs", "normal"):
         raise ConfigError(f"comm.strategy: 'ps-async' is for mini-batch optimizers; "
                           f"optimizer.kind = {opt.kind!r} is full-batch (use 'allreduce' or 'ring')")
-    if comm.strategy == "sharded":
+    if comm.strategy in ("sharded", "sharded-async"):
         _check_sharded(config)
     if config.data.synth is not None and config.data.example:
         raise ConfigError("data.example: give data.synth or data.example, not both")

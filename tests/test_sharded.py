@@ -66,6 +66,48 @@ def test_a_resumed_run_equals_a_straight_run(wide, tmp_path):
     np.testing.assert_allclose(resumed, straight, rtol=1e-12, atol=1e-15)
 
 
+def test_auto_takes_the_sparse_exchange_where_it_moves_far_fewer_bytes(wide, tmp_path):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(7)
+    n, d = 300, 20_000  # 10 entries a row over 20,000 columns: a batch of 4 touches ~40 keys
+    X = sp.random(n, d, density=10 / d, format="csr", random_state=7)
+    y = (X @ rng.normal(size=d) > 0).astype(np.int64)
+    for i, part in enumerate(np.array_split(np.arange(n), 2)):
+        write_csr_shard(tmp_path / "huge" / f"part-{i:05d}.h5", X[part].toarray(), y[part], "binary", 2)
+    job = _job(tmp_path, "huge", "optimizer.batch_size=4", "optimizer.epochs=1")
+    job[1] = "model.kind=logistic"
+    reference, _, _ = _train(2, tmp_path / "allreduce", job)
+    params, summary, result = _train(2, tmp_path / "auto", job + ["comm.strategy=auto"])
+    assert summary["strategy"] == "sharded" and "comm.strategy = auto: sharded exchange" in result.stdout
+    np.testing.assert_allclose(params, reference, rtol=1e-9, atol=1e-14)
+    _, summary, result = _train(2, tmp_path / "auto-wide", _job(wide, "logistic", "comm.strategy=auto"))
+    assert summary["strategy"] != "sharded" and "comm.strategy = auto: dense exchange" in result.stdout
+
+
+@pytest.mark.parametrize("servers", [1, 2])
+def test_the_asynchronous_server_reaches_the_optimum_within_its_staleness(wide, tmp_path, servers):
+    from tests.inprocess import train
+
+    best, _ = train(tmp_path / "ref", [f"data.train={wide / 'logistic'}", "model.kind=logistic", "model.l2=1e-2",
+                                       "optimizer.kind=lbfgs", "optimizer.tol=1e-10"])
+    _, summary, result = _train(4, tmp_path / "async", [
+        *_job(wide, "logistic", "comm.strategy=sharded-async", f"comm.servers={servers}", "comm.max_staleness=2",
+              "optimizer.epochs=15", "optimizer.lr=0.2", "optimizer.schedule=cosine"), "model.l1=0"])
+    staleness = summary["staleness"]
+    assert staleness["updates"] > 0 and staleness["max_clock_gap"] <= 2
+    assert summary["train"]["loss"] <= best["train"]["loss"] * 1.02  # within 2 % of the optimum
+    assert "sharded-async:" in result.stdout and "clock gap at most" in result.stdout
+
+
+def test_the_asynchronous_server_needs_a_worker(wide, tmp_path):
+    from tests.helpers import run_overrides
+
+    result = run_overrides(2, tmp_path / "job.toml", [*_job(wide, "logistic", "comm.strategy=sharded-async",
+                                                            "comm.servers=2")])
+    assert result.returncode != 0 and "'sharded-async' needs a worker rank" in result.stderr
+
+
 @pytest.mark.parametrize("steps", [40])
 def test_lazy_penalties_equal_the_dense_step_every_step(monkeypatch, steps):
     """Random touched keys, a decaying learning rate, L1 and L2, and the running products

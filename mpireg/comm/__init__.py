@@ -7,7 +7,7 @@ from . import packing
 from .allreduce import AllreduceStrategy
 from .base import EXTRA_SLOTS, Strategy, verify_identical
 from .hierarchical import HierarchicalStrategy
-from .keyshards import ShardedStrategy
+from .keyshards import ShardedAsyncStrategy, ShardedStrategy
 from .nccl import NcclStrategy
 from .ps import ParameterServerStrategy
 from .ps_async import AsyncParameterServerStrategy
@@ -16,7 +16,7 @@ from .staged import StagedStrategy
 
 STRATEGIES = {s.name: s for s in (AllreduceStrategy, RingStrategy, HierarchicalStrategy,
                                   ParameterServerStrategy, AsyncParameterServerStrategy, NcclStrategy,
-                                  ShardedStrategy)}
+                                  ShardedStrategy, ShardedAsyncStrategy)}
 # Strategies that may hand device memory to a CUDA-aware MPI as it is (the servers keep host
 # buffers; MPI's user-defined reduction for compressed words runs on the host).
 DIRECT_ON_DEVICE = ("allreduce", "ring")

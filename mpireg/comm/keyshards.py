@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from ..errors import MpiregError
+from ..errors import ConfigError, MpiregError
 from .allreduce import AllreduceStrategy
 from .rows import displacements
 
@@ -121,7 +121,7 @@ class KeyShards:
         self._pending = (keys, sent, got, asked)
         return self._exchange(self.store[asked], got, sent, MPI.DOUBLE, self.width)
 
-    def push(self, grad_sums, rows: float, lr: float) -> None:
+    def push(self, grad_sums, rows: float, lr: float, loss: float = 0.0) -> None:
         """Gradient sums of the keys last pulled; the owners step those keys by lr x the mean."""
         keys, sent, got, asked = self._pending
         sums = self._exchange(np.asarray(grad_sums, dtype=np.float64), sent, got, MPI.DOUBLE, self.width)
@@ -150,3 +150,124 @@ class ShardedStrategy(AllreduceStrategy):
     def step(self, params, buffer, update):
         raise MpiregError("comm.strategy = 'sharded' trains through fit/sharded.py, by key; a dense step "
                           "buffer has no place in it")
+
+
+# ---------------------------------------------------------------------------- asynchronous
+# comm.strategy = "sharded-async": ranks 0..S-1 only serve, the others only work. A worker's
+# step: PULL its batch's keys from every server (each server answers at once, unless that
+# worker is more than max_staleness pushes ahead of the slowest worker still running: then the
+# answer waits), compute, PUSH the sums of the same keys. Every worker talks to every server
+# every step (an empty key list where none of its keys is there), so every server counts the
+# same updates: the learning-rate schedule and the lazy penalty advance alike everywhere.
+HEAD_TAG, KEYS_TAG, VALUES_TAG, GRADS_TAG = 101, 102, 103, 104
+PULL, PUSH, DONE = 1, 2, -1
+
+
+class AsyncKeyShards(KeyShards):
+    def __init__(self, comm, values, servers: int, l2: float, l1: float, penalized, max_staleness: int):
+        super().__init__(comm, values, servers or 1, l2, l1, penalized)
+        if self.servers >= comm.size:
+            raise ConfigError(f"comm.servers: 'sharded-async' needs a worker rank besides its "
+                              f"{self.servers} server rank(s); run more ranks or set fewer servers")
+        self.max_staleness = max_staleness
+        self.head = np.zeros(3, dtype=np.int64)
+        self.clock = 0
+
+    # ------------------------------------------------------------------ worker
+    def pull(self, keys):
+        cuts = np.searchsorted(keys, self.bounds[:self.servers + 1])
+        self._pending = cuts
+        requests = []
+        for s in range(self.servers):
+            part = np.ascontiguousarray(keys[cuts[s]:cuts[s + 1]])
+            self.comm.Send(np.array([PULL, len(part), self.clock], dtype=np.int64), dest=s, tag=HEAD_TAG)
+            requests.append(self.comm.Isend(part, dest=s, tag=KEYS_TAG))
+            self.bytes_sent += part.nbytes
+        values = np.empty((len(keys), self.width))
+        for s in range(self.servers):
+            self.comm.Recv(values[cuts[s]:cuts[s + 1]], source=s, tag=VALUES_TAG)
+        MPI.Request.Waitall(requests)
+        return values
+
+    def push(self, grad_sums, rows: float, lr=None, loss: float = 0.0) -> None:
+        """(The servers step by their own schedule: `lr` is not sent.)"""
+        cuts = self._pending
+        for s in range(self.servers):
+            part = np.concatenate([np.asarray(grad_sums[cuts[s]:cuts[s + 1]], dtype=np.float64).reshape(-1),
+                                   [loss, rows]])
+            self.comm.Send(np.array([PUSH, cuts[s + 1] - cuts[s], self.clock], dtype=np.int64), dest=s, tag=HEAD_TAG)
+            self.comm.Send(part, dest=s, tag=GRADS_TAG)
+            self.bytes_sent += part.nbytes
+        self.clock += 1
+
+    def done(self) -> None:
+        for s in range(self.servers):
+            self.comm.Send(np.array([DONE, 0, self.clock], dtype=np.int64), dest=s, tag=HEAD_TAG)
+
+    # ------------------------------------------------------------------ server
+    def serve(self, lr_at, on_update) -> dict:
+        """Answer pulls and apply pushes until every worker is done; staleness statistics."""
+        comm, status = self.comm, MPI.Status()
+        clocks = {w: 0 for w in range(self.servers, comm.size)}
+        asked: dict[int, np.ndarray] = {}
+        parked: list[int] = []
+        stats = {"updates": 0, "max_clock_gap": 0}
+        while clocks:
+            comm.Recv(self.head, source=MPI.ANY_SOURCE, tag=HEAD_TAG, status=status)
+            worker, (kind, n, clock) = status.Get_source(), self.head.tolist()
+            if kind == DONE:
+                del clocks[worker]
+            elif kind == PULL:
+                keys = np.empty(n, dtype=np.int64)
+                comm.Recv(keys, source=worker, tag=KEYS_TAG)
+                asked[worker] = keys - self.lo
+                parked.append(worker)
+            else:
+                part = np.empty(n * self.width + 2)
+                comm.Recv(part, source=worker, tag=GRADS_TAG)
+                loss, rows = part[-2], part[-1]
+                grads = part[:-2].reshape(n, self.width)
+                self.penalty.step(self.store, asked[worker], grads / max(rows, 1.0), lr_at(stats["updates"]))
+                stats["updates"] += 1
+                clocks[worker] = clock + 1
+                on_update(stats["updates"], loss, rows)
+            parked = self._release(parked, clocks, asked, stats)
+        return stats
+
+    def _release(self, parked, clocks, asked, stats) -> list:
+        slowest = min(clocks.values()) if clocks else 0
+        waiting = []
+        for worker in parked:
+            gap = clocks.get(worker, slowest) - slowest
+            if gap > self.max_staleness:
+                waiting.append(worker)
+                continue
+            stats["max_clock_gap"] = max(stats["max_clock_gap"], gap)
+            keys = asked[worker]
+            self.penalty.catch_up(self.store, keys)
+            self.comm.Send(np.ascontiguousarray(self.store[keys]), dest=worker, tag=VALUES_TAG)
+        return waiting
+
+
+class ShardedAsyncStrategy(ShardedStrategy):
+    """comm.strategy = "sharded-async": servers serve, workers step on their own."""
+
+    name = "sharded-async"
+    synchronous = False
+
+    def __init__(self, comm, settings, packer=None):
+        super().__init__(comm, settings, packer)
+        self.n_servers = max(settings.servers, 1)
+        self.serves = self.rank < self.n_servers
+        self.shards = self.write = None  # set by fit/sharded.py
+
+    def data_partition(self):
+        if self.size <= self.n_servers:
+            return self.rank, self.size  # (the fit stops with a clear error: no worker)
+        return None if self.serves else (self.rank - self.n_servers, self.size - self.n_servers)
+
+    def finish_training(self, params) -> None:
+        """Workers say they are done; then every rank gets the servers' final model."""
+        if not self.serves:
+            self.shards.done()
+        self.write(params, self.shards.gather_all())

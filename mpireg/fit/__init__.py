@@ -24,8 +24,9 @@ from .parts import Arrays, Parts
 from .run import Run
 
 
-def procedure_for(cfg):
-    """The fitting procedure a job asks for."""
+def procedure_for(cfg, strategy: str | None = None):
+    """The fitting procedure a job asks for (`strategy`: the one it got, where comm.strategy =
+    "auto" chose)."""
     kind = cfg.optimizer.kind
     if kind == "normal":
         return normal.fit
@@ -35,7 +36,7 @@ def procedure_for(cfg):
         return als.fit
     if kind == "adagrad":
         return online.fit
-    if cfg.comm.strategy == "sharded":
+    if (strategy or cfg.comm.strategy) in ("sharded", "sharded-async"):
         return sharded.fit
     return exact.fit if cfg.comm.deterministic else minibatch.fit
 

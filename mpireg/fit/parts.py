@@ -6,14 +6,14 @@ is missing) runs inside `agree`, so every rank fails together with one message (
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import log
-from ..comm import EXTRA_SLOTS, Strategy, make_strategy
+from ..comm import EXTRA_SLOTS, ShardedStrategy, Strategy, make_strategy
 from ..config import JobConfig
 from ..cores import share_cores
 from ..data import MODEL_TASKS, RATINGS, Schema, ShardReader, read_schema, resolve_paths
@@ -27,6 +27,7 @@ from ..errors import CollectiveError, ConfigError, DataError
 from ..models import HINTS, Model, make_model, model_options
 from ..optim import FULL_BATCH, make_optimizer
 from ..parallel import agree, on_rank_zero, root_then_bcast
+from .sharded import sparse_exchange_pays
 
 
 @dataclass
@@ -112,6 +113,9 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None) -> Parts:
         raise CollectiveError(f"comm.compression: {cfg.comm.compression!r} compresses float32 "
                               f"gradients; this job computes in {dtype} (set data.dtype = "
                               f"'float32')", None, comm.size)
+    if cfg.comm.strategy == "auto" and sparse_exchange_pays(cfg, comm, schema, model, train, dtype):
+        strategy.finish()
+        strategy = ShardedStrategy(comm, replace(cfg.comm, strategy="sharded"))
     params = model.init_params(dtype)
     if model.needs_data_statistics:
         _init_from_data(comm, model, train, params)

@@ -71,7 +71,7 @@ class Run:
             self.timeline = Timeline(self.comm, self.cfg.run.profile and self.run_dir is not None)
             self.train_start = self._last_checkpoint = time.perf_counter()
             self.meter.restart(self.train_start)
-            procedure_for(self.cfg)(parts, self)
+            procedure_for(self.cfg, parts.strategy.name)(parts, self)
             train_seconds = time.perf_counter() - self.train_start
             if self.stopped_by_signal:
                 log.info(f"stopped by signal at step {self.progress.step}: checkpoint written; "

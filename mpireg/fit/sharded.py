@@ -22,11 +22,12 @@ from mpi4py import MPI
 
 from .. import log
 from ..comm import EXTRA_SLOTS
-from ..comm.keyshards import KeyShards
+from ..comm.keyshards import AsyncKeyShards, KeyShards
 from ..data import epoch_plan
 from ..errors import ConfigError
 from ..optim import learning_rate
-from .epochs import end_step, fit_epochs
+from ..parallel import agree
+from .epochs import end_step, finish_epochs, fit_epochs
 from .steps import LOSS, ROWS
 
 
@@ -38,13 +39,76 @@ def fit(parts, run) -> None:
                           "training data is dense (use 'allreduce', or CSR shards)")
     local_steps = sum(-(-size // opt.batch_size) for size in parts.train.block_sizes)
     steps_per_epoch = comm.allreduce(local_steps, op=MPI.MAX)
-    keys = KeyLayout(model)
-    shards = KeyShards(comm, keys.values(parts.params), cfg.comm.servers, model.l2, model.l1, keys.penalized())
+    updates_per_epoch = comm.allreduce(local_steps, op=MPI.SUM)
+    keys, strategy = KeyLayout(model), parts.strategy
+    start = (comm, keys.values(parts.params), cfg.comm.servers, model.l2, model.l1, keys.penalized())
+    if strategy.synchronous:
+        shards = KeyShards(*start)
+    else:
+        shards = strategy.shards = AsyncKeyShards(*start, cfg.comm.max_staleness)
+        strategy.write = keys.write
     parts.gather_params = lambda: keys.write(parts.params, shards.gather_all())
     log.info(f"optimizer: sgd, lr {opt.lr} ({opt.schedule}), batch {opt.batch_size} per rank, "
              f"{steps_per_epoch} steps/epoch; {keys.n_keys} keys of {keys.width} value(s) over "
              f"{shards.servers} server rank(s), pulled and pushed by column")
-    fit_epochs(parts, run, SparseEpochs(parts, run, shards, keys, steps_per_epoch).train)
+    if strategy.serves:
+        _serve(parts, run, shards, updates_per_epoch)
+        finish_epochs(parts, run)
+    else:
+        fit_epochs(parts, run, SparseEpochs(parts, run, shards, keys, steps_per_epoch).train)
+
+
+def _serve(parts, run, shards, updates_per_epoch: int) -> None:
+    """A server rank of 'sharded-async': apply pushes as they come, on the fit's schedule."""
+    opt, progress = parts.cfg.optimizer, run.progress
+    total = updates_per_epoch * opt.epochs
+
+    def lr_at(t):
+        return learning_rate(opt, t, t // max(updates_per_epoch, 1), total)
+
+    def on_update(t, loss, rows):
+        progress.samples += int(rows)
+        if t % parts.cfg.run.log_every == 0:
+            run.metrics.write(dict(type="update", update=t, loss=loss / max(rows, 1), time_s=run.elapsed()))
+
+    with run.waiting("serve"):
+        run.staleness = stats = shards.serve(lr_at, on_update)
+    progress.step, progress.epoch = stats["updates"], opt.epochs
+    log.info(f"sharded-async: {stats['updates']} updates per server; clock gap at most "
+             f"{stats['max_clock_gap']} (max_staleness {parts.cfg.comm.max_staleness})")
+
+
+# comm.strategy = "auto" takes the sparse exchange where it moves this many times fewer bytes than
+# the dense allreduce: it makes more, smaller messages (benchmarks/bench_sparse_wire.py, 2 ranks:
+# 13x fewer bytes still lost 0.9x at 2^18 columns; 48x won 3.3x at 2^20).
+SPARSE_MIN_SAVING = 16
+SPARSE_BYTES_PER_KEY = 24  # the key out, its value back, its gradient sum out
+
+
+def sparse_exchange_pays(cfg, comm, schema, model, train, dtype) -> bool:
+    """comm.strategy = "auto" on CSR shards with plain SGD: the bytes a step would move both
+    ways, measured on each rank's first batch. Collective."""
+    opt, c = cfg.optimizer, cfg.comm
+    if not (schema.sparse and comm.size > 1 and model.kind in ("linear", "logistic", "softmax")
+            and opt.kind == "sgd" and not opt.momentum and not c.deterministic and c.compression == "none"):
+        return False
+
+    def first_batch_keys() -> int:
+        plan = epoch_plan(train.block_sizes, opt.batch_size, cfg.seed, 0, comm.rank)
+        if not plan:
+            return 0
+        X, _ = train.block(plan[0][0])
+        return len(np.unique(X[plan[0][1]].indices)) + model.fit_intercept
+
+    keys = comm.allreduce(agree(comm, first_batch_keys), op=MPI.MAX)
+    width = max(model.n_classes, 1) if model.kind == "softmax" else 1
+    sparse = SPARSE_BYTES_PER_KEY * keys * width
+    dense = (model.layout.size + EXTRA_SLOTS) * dtype.itemsize * 2 * (comm.size - 1) / comm.size
+    chosen = dense > SPARSE_MIN_SAVING * sparse
+    log.info(f"comm.strategy = auto: {'sharded' if chosen else 'dense'} exchange; a step's batch touches "
+             f"{keys} keys: {sparse:,.0f} bytes by key against {dense:,.0f} for the dense allreduce "
+             f"(sparse taken below 1/{SPARSE_MIN_SAVING})")
+    return chosen
 
 
 class KeyLayout:
@@ -84,7 +148,8 @@ class SparseEpochs:
         total_steps = self.steps_per_epoch * opt.epochs
         bar = run.epoch_bar(self.steps_per_epoch, epoch, done=progress.epoch_step)
         sent = self.shards.bytes_sent
-        for i in range(progress.epoch_step, self.steps_per_epoch):
+        synchronous = parts.strategy.synchronous  # asynchronous: each worker its own steps
+        for i in range(progress.epoch_step, self.steps_per_epoch if synchronous else len(plan)):
             t0 = time.perf_counter()
             batch = self._batch(plan, i)
             t1 = time.perf_counter()
@@ -102,7 +167,8 @@ class SparseEpochs:
             if stop:
                 break
         bar.close()
-        parts.gather_params()  # the epoch's end: evaluation and checkpoints see the whole model
+        if synchronous:
+            parts.gather_params()  # the epoch's end: evaluation and checkpoints see the whole model
 
     def _step(self, batch, lr: float):
         """(the reduced [loss, rows, votes], this rank's compute seconds)."""
@@ -123,8 +189,9 @@ class SparseEpochs:
             tail[ROWS] = X.shape[0]
             grads = grad.reshape(values.shape)
         computed = time.perf_counter() - start
-        self.run.allreduce(tail)
-        self.shards.push(grads, tail[ROWS], lr)
+        if self.parts.strategy.synchronous:
+            self.run.allreduce(tail)
+        self.shards.push(grads, tail[ROWS], lr, tail[LOSS])
         return tail, computed
 
     def _batch(self, plan, i):
