@@ -135,9 +135,17 @@ def gradient_rates(data: Path, repeats: int = 5) -> dict:
             times.append(time.perf_counter() - start)
         return X.nnz / min(times)
 
-    return dict(read=best(lambda: (X.data.sum(), X.indices.sum(), X.indptr.sum())),
-                mpireg=best(lambda: model.loss_grad_sum(w, X, y, g)),
-                scipy=best(lambda: model.loss_grad_xp(w, X, y, g)))
+    rates = dict(read=best(lambda: (X.data.sum(), X.indices.sum(), X.indptr.sum())),
+                 mpireg=best(lambda: model.loss_grad_sum(w, X, y, g)),
+                 scipy=best(lambda: model.loss_grad_xp(w, X, y, g)))
+    k = 10  # softmax over 10 classes drawn at random: the same rows, 10 values per column
+    labels = np.random.default_rng(1).integers(0, k, X.shape[0])
+    softmax = make_model("softmax", schema.n_features, k, True, task="multiclass")
+    W = np.random.default_rng(0).normal(size=softmax.layout.size) * 0.01
+    G = np.empty_like(W)
+    rates.update(softmax_mpireg=best(lambda: softmax.loss_grad_sum(W, X, labels, G)),
+                 softmax_scipy=best(lambda: softmax.loss_grad_xp(W, X, labels, G)))
+    return rates
 
 
 def main() -> None:
@@ -147,10 +155,13 @@ def main() -> None:
     parser.add_argument("--nnz", type=int, default=39)
     parser.add_argument("--passes", type=int, default=1)
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--rates-only", action="store_true", help="only the gradient-pass table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = make_data(root, args)
+        if args.rates_only:
+            return print_rates(gradient_rates(data))
         runs = [(f"mpireg adagrad, {p} rank(s)", run_mpireg(data, root, p, args)) for p in (1, 2)]
         if importlib.util.find_spec("vowpalwabbit") is None:
             print("vowpalwabbit not installed (pip install vowpalwabbit): its row skipped")
@@ -168,11 +179,19 @@ def main() -> None:
         if r:
             print(f"{name:36}{r['wall_s']:9.2f}{r['log_loss']:19.4f}")
 
+    print_rates(rates)
+
+
+def print_rates(rates) -> None:
     print("\nLogistic loss-and-gradient pass over the training rows, one process, non-zeros/s:")
     print(f"  streaming read of the CSR arrays {rates['read']:12.4g}")
     print(f"  mpireg's CSR loop (csparse.c)     {rates['mpireg']:12.4g}  ({rates['mpireg'] / rates['read']:.2f}x the read)")
     print(f"  SciPy: X @ w, then X^T r          {rates['scipy']:12.4g}  ({rates['scipy'] / rates['read']:.2f}x the read)")
     print(f"  mpireg / SciPy: {rates['mpireg'] / rates['scipy']:.2f}x")
+    print("Softmax, 10 classes, the same rows:")
+    print(f"  mpireg's CSR loop (csparse.c)     {rates['softmax_mpireg']:12.4g}")
+    print(f"  SciPy: X @ W, then X^T R          {rates['softmax_scipy']:12.4g}")
+    print(f"  mpireg / SciPy: {rates['softmax_mpireg'] / rates['softmax_scipy']:.2f}x")
 
 
 if __name__ == "__main__":

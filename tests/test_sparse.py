@@ -163,7 +163,7 @@ def test_the_sparse_job_runs_as_a_user_runs_it(tmp_path):
     assert summary["eval"]["rows"] == 4000 and summary["eval"]["auc"] > 0.55, summary["eval"]
 
 
-@pytest.mark.parametrize("kind,task", [("linear", "regression"), ("logistic", "binary")])
+@pytest.mark.parametrize("kind,task", [("linear", "regression"), ("logistic", "binary"), ("softmax", "multiclass")])
 @pytest.mark.parametrize("data_dtype,index_dtype,param_dtype", [
     (np.float32, np.int32, np.float32), (np.float32, np.int64, np.float64), (np.float64, np.int32, np.float64)])
 @pytest.mark.parametrize("fit_intercept", [True, False])
@@ -177,8 +177,9 @@ def test_the_csr_loop_equals_scipys_products(kind, task, data_dtype, index_dtype
     X[7] = 0  # an empty row
     X = X.tocsr()
     X.indices = X.indices.astype(index_dtype)
-    y = (rng.random(500) < 0.4).astype(float) if kind == "logistic" else rng.normal(size=500)
-    model = make_model(kind, 70, 2 if task == "binary" else 0, fit_intercept, task=task)
+    y = {"logistic": (rng.random(500) < 0.4).astype(float), "linear": rng.normal(size=500),
+         "softmax": rng.integers(0, 4, 500)}[kind]
+    model = make_model(kind, 70, {"binary": 2, "multiclass": 4}.get(task, 0), fit_intercept, task=task)
     w = (rng.normal(size=model.layout.size) * 0.2).astype(param_dtype)
     grad, reference = np.empty_like(w), np.empty(model.layout.size)
     loss = model.loss_grad_sum(w, X, y, grad)
@@ -186,3 +187,15 @@ def test_the_csr_loop_equals_scipys_products(kind, task, data_dtype, index_dtype
     assert loss == pytest.approx(expected, rel=1e-12)
     tol = 1e-6 if param_dtype == np.float32 else 1e-12  # float32 grad: written in float32
     np.testing.assert_allclose(grad, reference, rtol=tol, atol=tol * np.abs(reference).max())
+
+
+def test_the_softmax_csr_loop_checks_its_labels():
+    from mpireg.models import base
+
+    if base._csparse is None:
+        pytest.skip("the C extension is not built")
+    X = sp.random(20, 6, density=0.3, format="csr", random_state=1)
+    params, grad = np.zeros(7 * 3), np.zeros(7 * 3)
+    with pytest.raises(IndexError, match=r"y\[4\] = 3 is not a class of 3"):
+        base._csparse.softmax_loss_grad(X.indptr.astype(np.int64), X.indices, X.data,
+                                        np.array([0, 1, 2, 0, 3] + [0] * 15), params, grad, 3, True)
