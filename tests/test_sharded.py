@@ -154,3 +154,15 @@ def test_dense_data_is_one_clear_error_on_every_rank(tmp_path):
     result = run_overrides(2, tmp_path / "job.toml", [f"data.train={tmp_path / 'dense'}", "model.kind=logistic",
                                                       "optimizer.kind=sgd", "comm.strategy=sharded"])
     assert result.returncode != 0 and "the training data is dense" in result.stderr
+
+
+def test_the_hashed_linear_job_runs_as_a_user_runs_it(tmp_path):
+    from tests.helpers import ROOT, run_ranks
+
+    result = run_ranks(2, ROOT / "jobs" / "hashed_linear.toml", "--set", "run.progress=false",
+                       "--set", "data.synth.rows=20000", "--set", "data.synth.test_rows=2000",
+                       "--set", "data.synth.hash_bits=18", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "runs" / "hashed_linear" / "summary.json").read_text())
+    assert summary["strategy"] == "sharded" and summary["eval"]["rows"] == 2000
+    assert summary["train"]["r2"] > 0.3, summary["train"]  # 20,000 rows of 2^18 columns: some signal
