@@ -207,6 +207,20 @@ static char kind_of(const Py_buffer *v) {
     return 0;
 }
 
+/* The arrays' buffers, C-contiguous, those from index `first_writable` on writable; the count
+ * acquired (a TypeError naming the first that is not as asked when it is under n). */
+static int acquire(PyObject **objs, Py_buffer *b, const char **names, int n, int first_writable) {
+    int got = 0;
+    for (; got < n; got++) {
+        int writable = got >= first_writable;
+        if (PyObject_GetBuffer(objs[got], &b[got], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+            PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", names[got], writable ? " writable" : "");
+            break;
+        }
+    }
+    return got;
+}
+
 static PyObject *py_adagrad_pass(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *objs[8];
@@ -217,15 +231,7 @@ static PyObject *py_adagrad_pass(PyObject *self, PyObject *args) {
         return NULL;
     const char *names[8] = {"indptr", "indices", "data", "y", "order", "w", "g2"};
     Py_buffer b[7];
-    int got = 0;
-    for (; got < 7; got++) {
-        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got >= 5 ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(objs[got], &b[got], flags) < 0) {
-            PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", names[got],
-                         got >= 5 ? " writable" : "");
-            break;
-        }
-    }
+    int got = acquire(objs, b, names, 7, 5);
     PyObject *result = NULL;
     if (got < 7) goto done;
     char ki = kind_of(&b[1]), kd = kind_of(&b[2]);
@@ -276,14 +282,7 @@ static PyObject *py_loss_grad(PyObject *self, PyObject *args) {
         return NULL;
     const char *names[6] = {"indptr", "indices", "data", "y", "params", "grad"};
     Py_buffer b[6];
-    int got = 0;
-    for (; got < 6; got++) {
-        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got == 5 ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(objs[got], &b[got], flags) < 0) {
-            PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", names[got], got == 5 ? " writable" : "");
-            break;
-        }
-    }
+    int got = acquire(objs, b, names, 6, 5);
     PyObject *result = NULL;
     double *total = NULL;
     if (got < 6) goto done;
@@ -337,14 +336,7 @@ static PyObject *py_softmax_loss_grad(PyObject *self, PyObject *args) {
         return NULL;
     const char *names[6] = {"indptr", "indices", "data", "y", "params", "grad"};
     Py_buffer b[6];
-    int got = 0;
-    for (; got < 6; got++) {
-        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got == 5 ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(objs[got], &b[got], flags) < 0) {
-            PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", names[got], got == 5 ? " writable" : "");
-            break;
-        }
-    }
+    int got = acquire(objs, b, names, 6, 5);
     PyObject *result = NULL;
     double *total = NULL, *scratch = NULL;
     if (got < 6) goto done;
