@@ -82,7 +82,9 @@ def _serve(parts, run, shards, updates_per_epoch: int) -> None:
 # the dense allreduce: it makes more, smaller messages (benchmarks/bench_sparse_wire.py, 2 ranks:
 # 13x fewer bytes still lost 0.9x at 2^18 columns; 48x won 3.3x at 2^20).
 SPARSE_MIN_SAVING = 16
-SPARSE_BYTES_PER_KEY = 24  # the key out, its value back, its gradient sum out
+def sparse_bytes_per_key(width: int) -> int:
+    """The key out (8 bytes), its `width` values back and its gradient sums out (8 each)."""
+    return 8 + 16 * width
 
 
 def sparse_exchange_pays(cfg, comm, schema, model, train, dtype) -> bool:
@@ -101,8 +103,7 @@ def sparse_exchange_pays(cfg, comm, schema, model, train, dtype) -> bool:
         return len(np.unique(X[plan[0][1]].indices)) + model.fit_intercept
 
     keys = comm.allreduce(agree(comm, first_batch_keys), op=MPI.MAX)
-    width = max(model.n_classes, 1) if model.kind == "softmax" else 1
-    sparse = SPARSE_BYTES_PER_KEY * keys * width
+    sparse = keys * sparse_bytes_per_key(KeyLayout(model).width)
     dense = (model.layout.size + EXTRA_SLOTS) * dtype.itemsize * 2 * (comm.size - 1) / comm.size
     chosen = dense > SPARSE_MIN_SAVING * sparse
     log.info(f"comm.strategy = auto: {'sharded' if chosen else 'dense'} exchange; a step's batch touches "
