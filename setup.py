@@ -29,7 +29,8 @@ extensions = [
     Extension(
         f"mpireg._{source.stem}",
         sources=[str(source.relative_to(HERE))],
-        extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra", "-fopenmp-simd"],
+        depends=[str(h.relative_to(HERE)) for h in (HERE / "csrc").glob("*.h")],
+        extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra", "-fopenmp-simd", "-ffp-contract=fast"],
     )
     for source in sorted((HERE / "csrc").glob("*.c"))
 ]

@@ -18,11 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FAST __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define FAST
-#endif
+#include "vmath.h"
 
 /* ------------------------------------------------------------------ kernels */
 
