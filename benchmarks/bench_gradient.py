@@ -20,7 +20,7 @@ def parse():
     p.add_argument("--rows", type=int, default=1_000_000, help="rows at the first feature count; "
                    "other counts keep X's size")
     p.add_argument("--features", default="100,1000", help="comma-separated feature counts")
-    p.add_argument("--classes", type=int, default=10, help="softmax classes")
+    p.add_argument("--classes", default="3,10", help="comma-separated softmax class counts")
     p.add_argument("--repeats", type=int, default=5, help="rounds; each candidate keeps its best")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (1 = one rank's share)")
     p.add_argument("--dtypes", default="float32,float64")
@@ -42,29 +42,27 @@ def race(candidates, repeats):
 
 def candidates_for(np, X, args, rng):
     from mpireg.models import make_model
-    from mpireg.models.base import _cgrad
 
     dst = np.empty_like(X)
     ones = np.ones(X.shape[1], dtype=X.dtype)
     out = [("copy (memory limit)", lambda: np.copyto(dst, X)), ("read (X @ ones)", lambda: X @ ones)]
-    for kind, k in (("linear", 0), ("logistic", 2), ("softmax", args.classes)):
+    models = [("linear", 0), ("logistic", 2)] + [("softmax", int(k)) for k in args.classes.split(",")]
+    for kind, k in models:
         model = make_model(kind, X.shape[1], k, l2=1e-4)
         y = rng.standard_normal(len(X)) if kind == "linear" else rng.integers(0, max(k, 2), len(X))
         y = model.prepare_targets(y.astype(X.dtype) if kind == "linear" else y)
         params = (rng.standard_normal(model.layout.size) * 0.01).astype(X.dtype)
         grad = np.empty_like(params)
         label = kind + (f" (K={k})" if kind == "softmax" else "")
-        native = model.one_pass and X.dtype in model.one_pass_dtypes  # what training uses
+        native = model.one_pass and model._native_ok(params, X, grad)  # what training uses
         two_pass = getattr(model, "loss_grad_whole", model.loss_grad_xp)
-        out.append((f"{label}, NumPy 2-pass", lambda m=two_pass, p=params, y=y, g=grad: m(p, X, y, g)))
+        passes = [("NumPy 2-pass", lambda m=two_pass, p=params, y=y, g=grad: m(p, X, y, g))]
         if kind == "softmax":
-            out.append((f"{label}, NumPy blocked *",
-                        lambda m=model, p=params, y=y, g=grad: m.loss_grad_xp(p, X, y, g)))
-        elif _cgrad is not None:
-            out.append((f"{label}, C 1-pass" + (" *" if native else ""),
-                        lambda m=model, p=params, y=y, g=grad: m._loss_grad_native(p, X, y, g)))
-        if not native and kind != "softmax":
-            out[-2] = (out[-2][0] + " *", out[-2][1])
+            passes.append(("NumPy blocked", lambda m=model, p=params, y=y, g=grad: m.loss_grad_xp(p, X, y, g)))
+        if model.one_pass:
+            passes.append(("C 1-pass", lambda m=model, p=params, y=y, g=grad: m._loss_grad_native(p, X, y, g)))
+        default = len(passes) - 1 if native else (1 if kind == "softmax" else 0)
+        out += [(f"{label}, {name}" + (" *" if i == default else ""), fn) for i, (name, fn) in enumerate(passes)]
     return out
 
 

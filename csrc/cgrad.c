@@ -1,7 +1,6 @@
 /*
  * mpireg._cgrad: loss and gradient sums of the linear and logistic models in one pass over the
- * rows. (Softmax stays with NumPy: for K classes its two products are matrix-matrix, where BLAS
- * beats a row loop; measured in benchmarks/bench_gradient.py.)
+ * rows. (Softmax, whose K logits per row need another register layout, is csoftmax.c.)
  *
  * NumPy's obvious form reads X twice (z = X w, then X^T r). Here rows are used twice while they
  * sit in L1, four at a time: their dot products give z, the loss gives the residuals r, and r x

@@ -6,6 +6,7 @@ import pytest
 
 from mpireg.models import make_model
 from mpireg.models.base import _cgrad
+from mpireg.models.softmax import _csoftmax
 
 pytestmark = pytest.mark.skipif(_cgrad is None, reason="C extension not built")
 CASES = [("linear", 0), ("logistic", 2)]
@@ -71,3 +72,52 @@ def test_bad_arguments_raise():
         read_only = np.zeros(3)
         read_only.flags.writeable = False
         _cgrad.linear(X, np.zeros(4), w, read_only, True)
+
+
+@pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
+@pytest.mark.parametrize("xtype,ptype", [(np.float32, np.float32), (np.float64, np.float64),
+                                         (np.float32, np.float64)])  # the last: full-batch solvers
+@pytest.mark.parametrize("k", [2, 3, 5, 9, 16])  # each padding: 4, 8 and 16 lanes
+@pytest.mark.parametrize("fit", [True, False])
+@pytest.mark.parametrize("n", [0, 1, 7, 255, 257, 1000])  # around R rows and the 256-row block
+@pytest.mark.parametrize("d", [9, 531])
+def test_softmax_one_pass_equals_the_reference(xtype, ptype, k, fit, n, d, rng):
+    model = make_model("softmax", d, k, fit_intercept=fit)
+    X = rng.standard_normal((n, d)).astype(xtype)
+    y = model.prepare_targets(rng.integers(0, k, n))
+    w = (rng.standard_normal(model.layout.size) * 0.3).astype(ptype)
+    native, reference = np.empty_like(w), np.empty_like(w)
+    assert model._native_ok(w, X, native) or (xtype == np.float64 and k > 8 and d >= 512)
+    loss = _csoftmax.loss_grad(X, y, w, native, k, fit)
+    expected = model.loss_grad_xp(w, X.astype(ptype), y, reference)
+    tol = 1e-4 if ptype == np.float32 else 1e-11
+    assert loss == pytest.approx(expected, rel=tol, abs=tol)
+    np.testing.assert_allclose(native, reference, rtol=tol, atol=tol * max(1.0, np.abs(reference).max()))
+
+
+@pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_huge_logits_stay_finite_in_c(dtype, rng):
+    model = make_model("softmax", 4, 3)
+    X = (rng.standard_normal((50, 4)) * 1e3).astype(dtype)
+    y = model.prepare_targets(rng.integers(0, 3, 50))
+    w = (rng.standard_normal(model.layout.size) * 1e3).astype(dtype)
+    grad, reference = np.empty_like(w), np.empty_like(w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = model.loss_grad_sum(w, X, y, grad)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad)) and loss > 1e3
+    assert loss == pytest.approx(model.loss_grad_xp(w, X, y, reference), rel=1e-5)
+
+
+@pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
+def test_softmax_label_out_of_range_is_named():
+    model = make_model("softmax", 2, 3)
+    X, w = np.zeros((6, 2)), np.zeros(model.layout.size)
+    with pytest.raises(ValueError, match=r"2 labels are not class numbers in \[0, 3\)"):
+        model.loss_grad_sum(w, X, np.array([0, 1, 3, 2, -1, 0]), np.empty_like(w))
+
+
+def test_softmax_overlaps_only_without_the_kernel():
+    model = make_model("softmax", 3, 4)
+    assert model.overlaps is (_csoftmax is None)
