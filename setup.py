@@ -59,10 +59,15 @@ setup(
         "mpi": ["mpich"],
         "test": ["pytest>=7", "pytest-timeout>=2", "matplotlib", "pandas"],
         "gpu": ["cupy"],
-        # The peers that benchmarks/compare_peers.py races; never needed by the tests. (On a
-        # CPU-only machine, a CPU build of torch is much smaller: see the README.)
-        "bench": ["matplotlib", "scikit-learn", "torch==2.13.0", "pyspark", "implicit==0.7.3",
-                  "vowpalwabbit", "glum"],
+        # The peers that benchmarks/compare_peers.py and race.py race; never needed by the tests.
+        # (On a CPU-only machine, a CPU build of torch is much smaller: see the README.)
+        # scikit-learn-intelex carries daal4py (the 2024 daal4py wheels fail with scikit-learn
+        # >= 1.6); impi-rt is the MPI its distributed mode loads. heat is not listed: heat 1.8
+        # pins torch below the 2.13.0 here, so pip would fall back to heat 1.0; race.py's
+        # docstring gives its one-line install (--no-deps, measured to run on torch 2.13.0).
+        "bench": ["matplotlib", "scikit-learn", "torch==2.13.0", "pyspark", "pyarrow", "implicit==0.7.3",
+                  "vowpalwabbit", "glum", "snapml", "scikit-learn-intelex", "impi-rt",
+                  "dask-ml", "distributed"],
     },
     ext_modules=extensions,
     cmdclass={"build_ext": OptionalBuildExt},

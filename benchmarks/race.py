@@ -2,16 +2,24 @@
 to its exit, and its model is scored by one float64 objective on the same rows.
 
     python benchmarks/race.py [--rows 1000000] [--features 100] [--only logistic,linear,softmax]
+                              [--skip spark,dask-ml]
 
-Problems (float32 rows from `mpireg.data synth`, written as shards for mpireg and as .npy for
-the others; the writing is not timed): logistic, linear least squares and softmax (3 classes),
-no penalty. A
-contestant "reaches the optimum" when its objective is within a relative gap of 1e-6 of the best
-any contestant reached. Contestants, each skipped with its reason where it is not installed:
+Problems (float32 rows from `mpireg.data synth`, written as shards for mpireg, as .npy for the
+others and as Parquet for Spark; the writing is not timed): logistic, linear least squares and
+softmax (3 classes), no penalty. A contestant "reaches the optimum" when its objective is within
+a relative gap of 1e-6 of the best any contestant reached. Contestants (benchmarks/contestants/,
+each skipped with its reason where it is not installed or fits no such model):
     mpireg          mpiexec -n 2: L-BFGS (tol 1e-9) and, for linear, the normal equations
     scikit-learn    LogisticRegression(lbfgs, tol 1e-9) / LinearRegression
+    sklearnex       the same API on Intel oneDAL (scikit-learn-intelex)
     glum            GeneralizedLinearRegressor (binomial / normal, alpha 0, its default solver)
-Not yet raced (issue 12 lists them): snapml, daal4py under mpiexec, heat, dask-ml, Spark MLlib.
+    snapml          LogisticRegression / LinearRegression, primal solver, 2 threads
+    daal4py         mpiexec -n 2 distributed linear regression; oneDAL L-BFGS for the others
+    heat            mpiexec -n 2: least squares by its distributed QR
+    dask-ml         a 2-worker LocalCluster: LogisticRegression(lbfgs) / LinearRegression(newton)
+    Spark MLlib     local[2]: LogisticRegression / LinearRegression(normal)
+`pip install -e ".[bench]"` installs them all but heat, whose torch pin is below this project's:
+`pip install --no-deps heat==1.8.0` (it needs only mpi4py, scipy and torch, all there).
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,30 +37,34 @@ import numpy as np
 from mpi_launch import ROOT, mpiexec
 
 GAP = 1e-6
+CONTESTANTS = Path(__file__).resolve().parent / "contestants"
+ALL_TASKS = ("logistic", "linear", "softmax")
 
-SKLEARN = r'''
-import sys, numpy as np
-X = np.load(sys.argv[1]); y = np.load(sys.argv[2]); out = sys.argv[4]
-if sys.argv[3] in ("logistic", "softmax"):
-    from sklearn.linear_model import LogisticRegression
-    m = LogisticRegression(C=1e30, tol=1e-9, max_iter=10000).fit(X, y)
-    np.save(out, np.concatenate([m.coef_.T.ravel(), m.intercept_]))  # (d, k) then k, as mpireg
-else:
-    from sklearn.linear_model import LinearRegression
-    m = LinearRegression().fit(X, y)
-    np.save(out, np.concatenate([np.ravel(m.coef_), [m.intercept_]]))
-'''
 
-GLUM = r'''
-import sys, numpy as np
-from glum import GeneralizedLinearRegressor
-X = np.load(sys.argv[1]); y = np.load(sys.argv[2]); out = sys.argv[4]
-family = "binomial" if sys.argv[3] == "logistic" else "normal"
-# gradient_tol 1e-6 reaches the 1e-6 gap; 1e-9 took 21-173 s for nothing more (measured)
-m = GeneralizedLinearRegressor(family=family, alpha=0, gradient_tol=1e-6).fit(X, y)
-np.save(out, np.concatenate([np.ravel(m.coef_), [m.intercept_]]))
-'''
+@dataclass(frozen=True)
+class Contestant:
+    name: str
+    script: str          # benchmarks/contestants/race_<script>.py
+    module: str          # what must import for it to run
+    tasks: tuple = ALL_TASKS
+    why_not: str = ""    # why it skips the tasks it lacks
+    ranks: int = 0       # > 0: started under mpiexec -n ranks
+    ranks_for: tuple = ALL_TASKS  # the tasks it runs under mpiexec
 
+
+PEERS = [
+    Contestant("scikit-learn", "sklearn", "sklearn"),
+    Contestant("sklearnex (oneDAL)", "sklearnex", "sklearnex"),
+    Contestant("glum", "glum", "glum", ("logistic", "linear"), "glum fits no multinomial model"),
+    Contestant("snapml, 2 threads", "snapml", "snapml", ("logistic", "linear"),
+               "snapml's multiclass logistic regression is one-vs-rest, not the softmax optimum"),
+    Contestant("daal4py", "daal4py", "daal4py", ranks=2, ranks_for=("linear",)),
+    Contestant("heat, 2 ranks, QR", "heat", "heat", ("linear",),
+               "heat 1.8 has no logistic or softmax regression", ranks=2),
+    Contestant("dask-ml, 2 workers", "dask_ml", "dask_ml", ("logistic", "linear"),
+               "dask-ml fits no multinomial model"),
+    Contestant("Spark MLlib, local[2]", "spark", "pyspark"),
+]
 
 def objective(task: str, X, y, params) -> float:
     """Mean loss in float64 (log-loss, cross-entropy, or squared error / 2); params as mpireg
@@ -82,7 +95,18 @@ def make_data(root: Path, task: str, rows: int, features: int):
     X, y = ShardReader(schema, 0, 1, 2**36).read(0, schema.n_rows)
     np.save(root / f"{task}-X.npy", X)
     np.save(root / f"{task}-y.npy", y)
+    if importlib.util.find_spec("pyarrow") is not None:
+        write_parquet(root / f"{task}-X.parquet", X, y)
     return out, X, y.astype(np.float64)
+
+
+def write_parquet(path: Path, X, y) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {f"x{j}": X[:, j] for j in range(X.shape[1])}
+    columns["label"] = y.astype(np.float64)
+    pq.write_table(pa.table(columns), path)
 
 
 def timed(cmd, **kw) -> float:
@@ -106,34 +130,43 @@ def run_mpireg(data: Path, root: Path, task: str, optimizer: str) -> tuple[float
     return wall, params.astype(np.float64)
 
 
-def run_script(code: str, root: Path, name: str, task: str) -> tuple[float, np.ndarray]:
-    script = root / f"race_{name}.py"  # not {name}.py: it would shadow the package
-    script.write_text(code)
-    out = root / f"{name}-{task}.npy"
-    wall = timed([sys.executable, str(script), root / f"{task}-X.npy", root / f"{task}-y.npy", task, out])
+def run_peer(peer: Contestant, root: Path, task: str) -> tuple[float, np.ndarray]:
+    out = root / f"{peer.script}-{task}.npy"
+    launch = mpiexec(peer.ranks) if peer.ranks and task in peer.ranks_for else []
+    cmd = launch + [sys.executable, str(CONTESTANTS / f"race_{peer.script}.py"),
+                    str(root / f"{task}-X.npy"), str(root / f"{task}-y.npy"), task, str(out)]
+    wall = timed(cmd, cwd=CONTESTANTS)
     return wall, np.load(out)
+
+
+def entries_for(task: str, data: Path, root: Path, skip: set) -> list:
+    entries = [("mpireg, 2 ranks, L-BFGS", lambda: run_mpireg(data, root, task, "lbfgs"))]
+    if task == "linear":
+        entries.append(("mpireg, 2 ranks, normal equations", lambda: run_mpireg(data, root, task, "normal")))
+    for peer in PEERS:
+        if peer.script.replace("_", "-") in skip or peer.name in skip:
+            print(f"{task}: {peer.name} skipped (--skip)")
+        elif task not in peer.tasks:
+            print(f"{task}: {peer.name} skipped: {peer.why_not}")
+        elif importlib.util.find_spec(peer.module) is None:
+            print(f"{task}: {peer.name} skipped: {peer.module} is not installed (pip install -e '.[bench]')")
+        else:
+            entries.append((peer.name, lambda peer=peer: run_peer(peer, root, task)))
+    return entries
 
 
 def race(root: Path, task: str, args) -> list:
     data, X, y = make_data(root, task, args.rows, args.features)
-    entries = [("mpireg, 2 ranks, L-BFGS", lambda: run_mpireg(data, root, task, "lbfgs"))]
-    if task == "linear":
-        entries.append(("mpireg, 2 ranks, normal equations", lambda: run_mpireg(data, root, task, "normal")))
-    for name, module, code in (("scikit-learn", "sklearn", SKLEARN), ("glum", "glum", GLUM)):
-        if module == "glum" and task == "softmax":
-            continue  # glum fits no multinomial model
-        if importlib.util.find_spec(module) is None:
-            print(f"{name} not installed: skipped")
-            continue
-        entries.append((name, lambda code=code, module=module: run_script(code, root, module, task)))
     results = []
-    for name, run in entries:
+    for name, run in entries_for(task, data, root, set(args.skip.split(",")) - {""}):
         try:
             wall, params = run()
         except subprocess.CalledProcessError as exc:
-            print(f"{name}: failed ({(exc.stderr or b'').decode().strip().splitlines()[-1:]})")
+            lines = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+            print(f"{task}: {name} failed: {lines[-1] if lines else exc}")
             continue
         results.append((name, wall, objective(task, X, y, params)))
+        print(f"{task}: {name} {wall:.2f} s", flush=True)
     return results
 
 
@@ -141,7 +174,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=100)
-    parser.add_argument("--only", default="logistic,linear,softmax")
+    parser.add_argument("--only", default=",".join(ALL_TASKS))
+    parser.add_argument("--skip", default="", help="comma-separated contestants not to run")
     args = parser.parse_args()
     tables = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,8 +183,8 @@ def main() -> None:
             tables[task] = race(Path(tmp), task, args)
     for task, results in tables.items():
         best = min(loss for _, _, loss in results)
-        mine = next((wall for name, wall, loss in results if name.startswith("mpireg")
-                     and (loss - best) / abs(best) <= GAP), None)
+        mine = min((wall for name, wall, loss in results if name.startswith("mpireg")
+                    and (loss - best) / abs(best) <= GAP), default=None)  # mpireg's best setting
         print(f"\n{task}, {args.rows} x {args.features} float32, no penalty; the optimum: {best:.10g}")
         print(f"{'':38}{'whole s':>9}{'relative gap':>14}{'reached':>9}{'s / mpireg':>12}")
         for name, wall, loss in results:
