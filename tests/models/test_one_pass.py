@@ -108,6 +108,24 @@ def test_softmax_huge_logits_stay_finite_in_c(dtype, rng):
         loss = model.loss_grad_sum(w, X, y, grad)
     assert np.isfinite(loss) and np.all(np.isfinite(grad)) and loss > 1e3
     assert loss == pytest.approx(model.loss_grad_xp(w, X, y, reference), rel=1e-5)
+    np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+
+
+@pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
+@pytest.mark.parametrize("xtype,ptype", [(np.float32, np.float32), (np.float64, np.float64),
+                                         (np.float32, np.float64)])
+def test_softmax_sub_normal_probabilities_add_nothing(xtype, ptype, rng):
+    # logits ~100 apart: most probabilities fall below the smallest normal number, where the
+    # kernel makes them 0 (a sub-normal costs a microcode assist per multiply-add on Intel)
+    model = make_model("softmax", 20, 3)
+    X = rng.standard_normal((400, 20)).astype(xtype)
+    y = model.prepare_targets(rng.integers(0, 3, 400))
+    w = (rng.standard_normal(model.layout.size) * 40).astype(ptype)
+    native, reference = np.empty_like(w), np.empty_like(w)
+    loss = _csoftmax.loss_grad(X, y, w, native, 3, True)
+    expected = model.loss_grad_xp(w, X.astype(ptype), y, reference)
+    assert loss == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(native, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
 
 
 @pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
