@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -109,9 +111,23 @@ def write_parquet(path: Path, X, y) -> None:
     pq.write_table(pa.table(columns), path)
 
 
-def timed(cmd, **kw) -> float:
+LIMIT_S = 300.0  # a contestant still running then is stopped and reported as not reaching it
+
+
+def timed(cmd, limit: float = LIMIT_S, **kw) -> float:
+    """Wall seconds of `cmd`; past `limit` its whole process group is killed (mpiexec's ranks,
+    a cluster's workers) and TimeoutExpired raised."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                          **kw) as proc:
+        try:
+            _, err = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, stderr=err)
     return time.perf_counter() - start
 
 
@@ -161,6 +177,10 @@ def race(root: Path, task: str, args) -> list:
     for name, run in entries_for(task, data, root, set(args.skip.split(",")) - {""}):
         try:
             wall, params = run()
+        except subprocess.TimeoutExpired:
+            results.append((name, float("inf"), float("inf")))
+            print(f"{task}: {name} stopped at the {LIMIT_S:.0f} s limit")
+            continue
         except subprocess.CalledProcessError as exc:
             lines = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
             print(f"{task}: {name} failed: {lines[-1] if lines else exc}")
@@ -182,12 +202,15 @@ def main() -> None:
         for task in args.only.split(","):
             tables[task] = race(Path(tmp), task, args)
     for task, results in tables.items():
-        best = min(loss for _, _, loss in results)
+        best = min(loss for _, _, loss in results)  # a stopped contestant's is inf
         mine = min((wall for name, wall, loss in results if name.startswith("mpireg")
                     and (loss - best) / abs(best) <= GAP), default=None)  # mpireg's best setting
         print(f"\n{task}, {args.rows} x {args.features} float32, no penalty; the optimum: {best:.10g}")
         print(f"{'':38}{'whole s':>9}{'relative gap':>14}{'reached':>9}{'s / mpireg':>12}")
         for name, wall, loss in results:
+            if wall == float("inf"):
+                print(f"{name:38}{'> ' + format(LIMIT_S, '.0f'):>9}{'-':>14}{'no':>9}{'-':>12}")
+                continue
             gap = (loss - best) / abs(best)
             ratio = f"{wall / mine:12.2f}" if mine else f"{'-':>12}"
             print(f"{name:38}{wall:9.2f}{gap:14.2e}{'yes' if gap <= GAP else 'no':>9}{ratio}")
