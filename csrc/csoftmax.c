@@ -3,179 +3,206 @@
  * in one pass over dense rows.
  *
  * NumPy's form is two matrix products, Z = X W and then X^T (P - Y): X is read twice and the
- * n x K logits and probabilities stream through memory between them. Here rows go R at a time
- * (R x registers-per-row = 8 accumulators, enough chains to fill both FMA units): W's row j
- * (K classes padded to KP lanes, one to four SIMD registers) is loaded once for the R rows'
- * logits, which stay in registers; their softmax residuals p - e_y are computed in SIMD lanes;
- * and G[j] += sum_r x_r[j] (p_r - e_y) runs while the R rows are still in L1.
- * X streams from memory once. A row costs 2 KP d multiply-adds, so from a few classes on the
- * kernel is bound by arithmetic, not memory (docs/performance.md, section 1).
+ * n x K logits and probabilities stream through memory between them. Here four rows at a time
+ * are taken through three classes a pass (the features in the SIMD lanes, as in rows.h's
+ * linear steps): the four rows' dot products with the classes' weights, then, for every
+ * class at once, their softmax residuals p - e_y in SIMD lanes, then G[k] += sum_r (p_rk -
+ * [y_r = k]) x_r while the rows are in L1. X streams from memory once. W and G are kept K x d
+ * (the wrapper transposes them) so that a class's weights are contiguous.
  *
- * Layers and numerics as in cgrad.c: kernels over rows [lo, hi) for one dtype and padding; the
- * wrapper validates once, copies W into a zero-padded d x KP array, releases the GIL and adds
- * the gradient sums of each BLOCK of rows into a float64 total. f32x64: float32 rows, double
- * parameters, products and sums (the full-batch solvers' objective).
+ * Why not the classes in the lanes: that layout (W's row j, K classes padded to 8 or 16 lanes,
+ * broadcast x[r][j]) pays for the padding: 2 x 8 x d multiply-adds a row for 3 classes against
+ * 2 x 3 x d / 8 here. It ran at 0.36-0.42x of a streaming read where this runs at 0.52-0.61x
+ * (100 features, float32, 3 classes, both built side by side; docs/performance.md section 1).
+ * With K classes a row costs 2 K d multiply-adds, so from ~5 classes on the pass is bound by
+ * arithmetic rather than by memory.
+ *
+ * Layers and numerics as in cgrad.c: kernels over rows [lo, hi) for one dtype; the wrapper
+ * validates once, transposes W, releases the GIL and adds the gradient sums of each BLOCK of
+ * rows into a float64 total. f32x64: float32 rows, double parameters, products and sums (the
+ * full-batch solvers' objective).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "vmath.h"
+#include "rows.h"
 
 #define BLOCK 256
 #define MAX_CLASSES 16
-/* the padded classes' logit: far below any real one, yet finite in float32 (e^(-PAD - top) is
- * clamped to e^-87 or e^-708, which adds nothing to a sum of at least 1) */
-#define PAD_LOGIT 1e30
-
-/*
- * Probabilities below the smallest normal number are made 0. The padded classes' are e^-87 (or
- * e^-708) over the sum, sub-normal as soon as the sum passes 1.4; every multiply-add of the
- * gradient update that reads a sub-normal takes a microcode assist on Intel cores (~100+
- * cycles): the pass over 3 classes ran at 3.3 us a row, 0.01x of a read. Such a p adds nothing
- * to a sum of normal numbers anyway.
- */
-#define TINY_f32 FLT_MIN
-#define TINY_f64 DBL_MIN
-
-/* 32-byte vectors that may sit at any element boundary (W's rows, G's rows) */
-typedef float v8f __attribute__((vector_size(32), aligned(4)));
-typedef double v4d __attribute__((vector_size(32), aligned(8)));
+#define MAX_PADDED 18  /* classes padded to a multiple of three */
 
 /* ------------------------------------------------------------------ 1. kernels */
 
 /*
- * z[r][0, KP): R rows' logits, past K at about -HUGE (the padded bias), so that they drop out
- * of the maximum and their exponentials underflow to nothing beside the sum (>= 1). Becomes
- * p - e_y in place (rows r >= m: 0). Returns the rows' loss. All R rows' exponentials are
- * independent, so they overlap in the core instead of waiting on one another.
+ * z[k][r]: the logits of four rows (lanes) for each class k < KC (K real ones, then padding);
+ * becomes p - e_y in place (rows r >= m: 0). Returns the rows' loss, top + log sum e^(z - top) - z_y. A label outside [0, K)
+ * is counted in *bad (and read as 0), so the wrapper can name it once the pass is over.
  */
-#define DEFINE_RESIDUALS(T, MATH, R, KP)                                                            \
-INLINE double residuals_##MATH##_##R##_##KP(T (*z)[KP], const int64_t *y, size_t m, size_t K,      \
-                                            size_t *bad)                                            \
+#define DEFINE_RESIDUALS(T, V, SUFFIX)                                                              \
+INLINE double residuals_##SUFFIX(T (*z)[4], const int64_t *y, size_t m, size_t K, size_t KC,      \
+                                  size_t *bad)                                                      \
 {                                                                                                   \
+    V e[MAX_PADDED], top, sum = {0};                                                               \
+    memcpy(&top, z[0], sizeof top);                                                                 \
+    for (size_t k = 1; k < KC; k++) {                                                               \
+        memcpy(&e[k], z[k], sizeof e[k]);                                                           \
+        top = select_##V(e[k] > top, e[k], top);                                                    \
+    }                                                                                               \
+    memcpy(&e[0], z[0], sizeof e[0]);                                                               \
+    for (size_t k = 0; k < KC; k++) {                                                               \
+        e[k] = vexp_neg_##V(e[k] - top);                                                            \
+        sum += e[k];                                                                                \
+    }                                                                                               \
     double loss = 0.0;                                                                              \
-    int64_t label[R];                                                                               \
-    T sum[R];                                                                                       \
-    _Pragma("GCC unroll 8")                                                                         \
-    for (size_t r = 0; r < R; r++) {                                                                \
+    int64_t label[4];                                                                               \
+    for (size_t r = 0; r < 4; r++) {                                                                \
         int64_t yi = r < m ? y[r] : 0;                                                              \
         if ((uint64_t)yi >= K) *bad += 1, yi = 0;                                                   \
         label[r] = yi;                                                                              \
-        T top = z[r][0];                                                                            \
-        for (size_t k = 1; k < KP; k++) top = z[r][k] > top ? z[r][k] : top;                        \
-        loss += r < m ? (double)top - (double)z[r][yi] : 0.0;                                       \
-        T s = 0;                                                                                    \
-        _Pragma("omp simd reduction(+:s)")                                                          \
-        for (size_t k = 0; k < KP; k++) {                                                           \
-            T e = exp_neg_##MATH(z[r][k] - top);                                                    \
-            s += e;                                                                                 \
-            z[r][k] = e;                                                                            \
-        }                                                                                           \
-        sum[r] = s;                                                                                 \
+        if (r < m) loss += (double)top[r] + log((double)sum[r]) - (double)z[yi][r];                 \
     }                                                                                               \
-    for (size_t r = 0; r < R; r++) {                                                                \
-        if (r >= m) {                                                                               \
-            memset(z[r], 0, sizeof z[r]);                                                           \
-            continue;                                                                               \
-        }                                                                                           \
-        loss += log((double)sum[r]);  /* loss = top + log sum - z_y */                              \
-        T scale = (T)1 / sum[r];                                                                    \
-        _Pragma("omp simd")                                                                         \
-        for (size_t k = 0; k < KP; k++) {  /* sub-normal p: 0 (see TINY) */                        \
-            T p = z[r][k] * scale;                                                                  \
-            z[r][k] = p < (T)TINY_##MATH ? (T)0 : p;                                                \
-        }                                                                                           \
-        z[r][label[r]] -= (T)1;                                                                     \
+    V scale = (T)1 / sum;                                                                           \
+    for (size_t k = 0; k < KC; k++) {                                                               \
+        V p = e[k] * scale;                                                                         \
+        memcpy(z[k], &p, sizeof p);                                                                 \
+    }                                                                                               \
+    for (size_t r = 0; r < 4; r++) {                                                                \
+        if (r < m) z[label[r]][r] -= (T)1;                                                          \
+        else for (size_t k = 0; k < KC; k++) z[k][r] = (T)0;                                        \
     }                                                                                               \
     return loss;                                                                                    \
 }
 
 /*
- * V: the vector type; a row's KP lanes are NV of them; R rows at a time (8 vector accumulators:
- * enough independent multiply-add chains to fill both FMA units). Rows past hi repeat row i and
- * get a zero residual. A label outside [0, K) is counted in *bad (and read as 0), so the
- * wrapper can name it once the pass is over.
+ * Three classes a pass over the four rows: 4 x 3 vector accumulators (of 16 registers), so each
+ * load of a row chunk serves three classes (one class a pass re-loaded the rows K times and ran
+ * at 0.21x of a read with 10 classes). The wrapper pads the classes to a multiple of three with
+ * zero weights and a bias far below any logit, whose p is exactly 0.
+ * V holds L lanes of T; LOAD_X converts a chunk of the rows' TX into it.
  */
-#define DEFINE_KERNEL(TX, T, V, NV, KP, R, SUFFIX, MATH)                                            \
-FAST static double softmax_##SUFFIX##_##NV(const TX *X, const int64_t *y, const T *W, const T *b, \
-                                           size_t lo, size_t hi, size_t d, size_t K, T *G, T *gb,  \
-                                           size_t *bad)                                             \
+#define CLASSES_A_PASS 3
+#define TAIL 8  /* Wt's and Gt's rows are padded to a multiple of 8 values, any vector's lanes */
+
+#define DEFINE_PASSES(TX, T, V, SUFFIX, LOAD_X)                                                     \
+INLINE T hsum_##SUFFIX(V v)                                                                         \
 {                                                                                                   \
-    enum { L = KP / NV };                                                                           \
+    T s = v[0];                                                                                     \
+    for (size_t l = 1; l < sizeof(V) / sizeof(T); l++) s += v[l];                                   \
+    return s;                                                                                       \
+}                                                                                                   \
+                                                                                                    \
+/* z[c][r] += x_r . w_c for three classes (rows of w, dp apart); the rows' last d % L values */  \
+/* come zero-padded in tail (scalar, the tail cost 0.25 -> 0.18x of a read: 10 classes) */         \
+INLINE void dots3_##SUFFIX(const TX *x[4], const TX (*tail)[TAIL], const T *w, size_t d, size_t dp, \
+                           T (*z)[4])                                                               \
+{                                                                                                   \
+    enum { L = sizeof(V) / sizeof(T), C = CLASSES_A_PASS };                                         \
+    V acc[C][4] = {{{0}}};                                                                          \
+    for (size_t j = 0; j < dp; j += L) {                                                            \
+        V xv[4];                                                                                    \
+        for (int r = 0; r < 4; r++) xv[r] = LOAD_X(j + L <= d ? x[r] + j : tail[r] + (j - d / TAIL * TAIL));                \
+        for (int c = 0; c < C; c++) {                                                               \
+            V wc;                                                                                   \
+            memcpy(&wc, w + c * dp + j, sizeof wc);                                                 \
+            for (int r = 0; r < 4; r++) acc[c][r] += xv[r] * wc;                                    \
+        }                                                                                           \
+    }                                                                                               \
+    for (int c = 0; c < C; c++)                                                                     \
+        for (int r = 0; r < 4; r++) z[c][r] += hsum_##SUFFIX(acc[c][r]);                            \
+}                                                                                                   \
+                                                                                                    \
+/* g_c += sum_r p[c][r] x_r for three classes; ahead: also ask for the next four rows */           \
+INLINE void update3_##SUFFIX(const TX *x[4], const TX (*tail)[TAIL], T (*p)[4], size_t d,          \
+                             size_t dp, T *g, int ahead)                                            \
+{                                                                                                   \
+    enum { L = sizeof(V) / sizeof(T), C = CLASSES_A_PASS };                                         \
+    for (size_t j = 0; j < dp; j += L) {                                                            \
+        if (ahead)                                                                                  \
+            for (int r = 0; r < 4; r++) __builtin_prefetch(x[r] + j + 4 * d, 0, PREFETCH_LOCALITY);  \
+        V xv[4];                                                                                    \
+        for (int r = 0; r < 4; r++) xv[r] = LOAD_X(j + L <= d ? x[r] + j : tail[r] + (j - d / TAIL * TAIL));                \
+        for (int c = 0; c < C; c++) {                                                               \
+            V gc;                                                                                   \
+            memcpy(&gc, g + c * dp + j, sizeof gc);                                                 \
+            gc += (xv[0] * p[c][0] + xv[1] * p[c][1]) + (xv[2] * p[c][2] + xv[3] * p[c][3]);        \
+            memcpy(g + c * dp + j, &gc, sizeof gc);                                                 \
+        }                                                                                           \
+    }                                                                                               \
+}
+
+INLINE v8f32 load_v8f32(const float *x) { v8f32 v; memcpy(&v, x, sizeof v); return v; }
+INLINE v4f64 load_v4f64(const double *x) { v4f64 v; memcpy(&v, x, sizeof v); return v; }
+INLINE v4f64 load_v4f32_as_v4f64(const float *x)
+{
+    v4f32 v;
+    memcpy(&v, x, sizeof v);
+    return __builtin_convertvector(v, v4f64);
+}
+
+DEFINE_PASSES(float, float, v8f32, f32, load_v8f32)
+DEFINE_PASSES(double, double, v4f64, f64, load_v4f64)
+DEFINE_PASSES(float, double, v4f64, f32x64, load_v4f32_as_v4f64)
+
+/* Wt, Gt: KC x dp (d padded with zeros to a multiple of TAIL); b, gb: KC; the K classes padded
+ * to KC, a multiple of three. Rows past hi repeat row i and get zero residuals. Long rows: the
+ * first pass's update asks for the next four rows (rows.h). */
+#define DEFINE_KERNEL(TX, T, SUFFIX, SHAPE, AHEAD)                                                  \
+FAST static double softmax_##SHAPE##_##SUFFIX(const TX *X, const int64_t *y, const T *Wt,          \
+                                              const T *b, size_t lo, size_t hi, size_t d, size_t K, \
+                                              T *Gt, T *gb, size_t *bad)                            \
+{                                                                                                   \
+    enum { C = CLASSES_A_PASS };                                                                    \
     double loss = 0.0;                                                                              \
-    for (size_t i = lo; i < hi; i += R) {                                                           \
-        size_t m = hi - i < R ? hi - i : R;                                                         \
-        const TX *x[R];                                                                             \
-        for (size_t r = 0; r < R; r++) x[r] = X + (i + (r < m ? r : 0)) * d;                        \
-        prefetch_ahead(x[0], R * d * sizeof(TX));                                                   \
-        V z[R][NV];                                                                                 \
-        _Pragma("GCC unroll 8")                                                                     \
-        for (size_t r = 0; r < R; r++)                                                              \
-            for (int v = 0; v < NV; v++) z[r][v] = *(const V *)(b + v * L);                         \
-        for (size_t j = 0; j < d; j++) {                                                            \
-            const V *wj = (const V *)(W + j * KP);                                                  \
-            _Pragma("GCC unroll 8")                                                                 \
-            for (size_t r = 0; r < R; r++) {                                                        \
-                T a = (T)x[r][j];                                                                   \
-                _Pragma("GCC unroll 4")                                                             \
-                for (int v = 0; v < NV; v++) z[r][v] += a * wj[v];                                  \
-            }                                                                                       \
+    size_t KC = (K + C - 1) / C * C;  /* padded; the bounds are the wrapper's, told to gcc */      \
+    KC = KC < C ? C : KC > MAX_PADDED ? MAX_PADDED : KC;                                            \
+    size_t dp = (d + TAIL - 1) / TAIL * TAIL, full = d / TAIL * TAIL;                               \
+    for (size_t i = lo; i < hi; i += 4) {                                                           \
+        size_t m = hi - i < 4 ? hi - i : 4;                                                         \
+        const TX *x0 = X + i * d;                                                                   \
+        const TX *x[4] = {x0, m > 1 ? x0 + d : x0, m > 2 ? x0 + 2 * d : x0, m > 3 ? x0 + 3 * d : x0}; \
+        prefetch_##SHAPE(x0, 4 * d * sizeof(TX));                                                   \
+        TX tail[4][TAIL] = {{0}};                                                                   \
+        for (int r = 0; r < 4 && full < d; r++) memcpy(tail[r], x[r] + full, (d - full) * sizeof(TX)); \
+        T z[MAX_PADDED][4];                                                                         \
+        for (size_t k = 0; k < KC; k += C) {                                                        \
+            for (int c = 0; c < C; c++) z[k + c][0] = z[k + c][1] = z[k + c][2] = z[k + c][3] = b[k + c]; \
+            dots3_##SUFFIX(x, (const TX (*)[TAIL])tail, Wt + k * dp, d, dp, z + k);                 \
         }                                                                                           \
-        T lanes[R][KP];                                                                             \
-        memcpy(lanes, z, sizeof lanes);                                                             \
-        loss += residuals_##MATH##_##R##_##KP(lanes, y + i, m, K, bad);                             \
-        memcpy(z, lanes, sizeof lanes);                                                             \
-        for (size_t j = 0; j < d; j++) {                                                            \
-            V *gj = (V *)(G + j * KP);                                                              \
-            _Pragma("GCC unroll 4")                                                                 \
-            for (int v = 0; v < NV; v++) {                                                          \
-                V acc = gj[v];                                                                      \
-                _Pragma("GCC unroll 8")                                                             \
-                for (size_t r = 0; r < R; r++) acc += (T)x[r][j] * z[r][v];                         \
-                gj[v] = acc;                                                                        \
-            }                                                                                       \
+        loss += residuals_##SUFFIX(z, y + i, m, K, KC, bad);                                        \
+        for (size_t k = 0; k < KC; k += C) {                                                        \
+            update3_##SUFFIX(x, (const TX (*)[TAIL])tail, z + k, d, dp, Gt + k * dp, AHEAD && k == 0); \
+            for (int c = 0; c < C; c++)                                                             \
+                gb[k + c] += (z[k + c][0] + z[k + c][1]) + (z[k + c][2] + z[k + c][3]);             \
         }                                                                                           \
-        _Pragma("GCC unroll 8")                                                                     \
-        for (size_t r = 0; r < R; r++)                                                              \
-            for (int v = 0; v < NV; v++) *(V *)(gb + v * L) += z[r][v];                             \
     }                                                                                               \
     return loss;                                                                                    \
 }
 
-DEFINE_RESIDUALS(float, f32, 8, 8)
-DEFINE_RESIDUALS(float, f32, 4, 16)
-DEFINE_RESIDUALS(double, f64, 8, 4)
-DEFINE_RESIDUALS(double, f64, 4, 8)
-DEFINE_RESIDUALS(double, f64, 2, 16)
-DEFINE_KERNEL(float, float, v8f, 1, 8, 8, f32, f32)
-DEFINE_KERNEL(float, float, v8f, 2, 16, 4, f32, f32)
-DEFINE_KERNEL(double, double, v4d, 1, 4, 8, f64, f64)
-DEFINE_KERNEL(double, double, v4d, 2, 8, 4, f64, f64)
-DEFINE_KERNEL(double, double, v4d, 4, 16, 2, f64, f64)
-DEFINE_KERNEL(float, double, v4d, 1, 4, 8, f32x64, f64)
-DEFINE_KERNEL(float, double, v4d, 2, 8, 4, f32x64, f64)
-DEFINE_KERNEL(float, double, v4d, 4, 16, 2, f32x64, f64)
+DEFINE_RESIDUALS(float, v4f32, f32)
+DEFINE_RESIDUALS(double, v4f64, f64)
+#define residuals_f32x64 residuals_f64
+DEFINE_KERNEL(float, float, f32, short, 0)
+DEFINE_KERNEL(float, float, f32, long, 1)
+DEFINE_KERNEL(double, double, f64, short, 0)
+DEFINE_KERNEL(double, double, f64, long, 1)
+DEFINE_KERNEL(float, double, f32x64, short, 0)
+DEFINE_KERNEL(float, double, f32x64, long, 1)
 
 /* ------------------------------------------------------------------ 2. wrapper */
 
 typedef double kernel(const void *, const int64_t *, const void *, const void *, size_t, size_t,
                       size_t, size_t, void *, void *, size_t *);
 
-/* the kernel for the data's and parameters' dtypes and K, and its padded width KP */
-static kernel *pick(char xt, char t, size_t K, size_t *KP)
+/* the kernel for the data's and parameters' dtypes and the row length */
+static kernel *pick(char xt, char t, size_t d)
 {
-    if (t == 'f') {
-        *KP = K <= 8 ? 8 : 16;
-        return (kernel *)(K <= 8 ? softmax_f32_1 : softmax_f32_2);
-    }
-    *KP = K <= 4 ? 4 : K <= 8 ? 8 : 16;
-    if (xt == 'f')
-        return (kernel *)(K <= 4 ? softmax_f32x64_1 : K <= 8 ? softmax_f32x64_2 : softmax_f32x64_4);
-    return (kernel *)(K <= 4 ? softmax_f64_1 : K <= 8 ? softmax_f64_2 : softmax_f64_4);
+    int long_rows = d * (xt == 'f' ? 4 : 8) >= LONG_ROW_BYTES;
+    if (t == 'f') return (kernel *)(long_rows ? softmax_long_f32 : softmax_short_f32);
+    if (xt == 'f') return (kernel *)(long_rows ? softmax_long_f32x64 : softmax_short_f32x64);
+    return (kernel *)(long_rows ? softmax_long_f64 : softmax_short_f64);
 }
 
 static char kind_of(const Py_buffer *v)
@@ -214,28 +241,34 @@ static const char *check(Py_buffer *v, size_t K, int fit, char *xt, char *t)
     return NULL;
 }
 
-/* W (d x K, then K intercepts) into a d x KP array (zero-padded) and a KP bias */
-static void pad(const char *w, size_t d, size_t K, size_t KP, size_t item, int fit, char *Wp, char *bp)
+/* W (d x K row-major, then K intercepts) into Wt (KC x d) and b (KC): classes K..KC-1 get zero
+ * weights and a bias no logit falls below, so their p is exactly 0 (vmath.h's exp_neg) */
+#define PAD_LOGIT 1e30  /* finite in float32 */
+
+static void transpose_in(const char *w, size_t d, size_t K, size_t KC, size_t item, int fit, char *Wt,
+                         char *b)
 {
-    memset(Wp, 0, d * KP * item);
-    for (size_t j = 0; j < d; j++) memcpy(Wp + j * KP * item, w + j * K * item, K * item);
-    for (size_t k = 0; k < KP; k++) {  /* classes past K: a logit no class falls below */
-        double value = k >= K ? -PAD_LOGIT : fit ? (item == 4 ? ((const float *)w)[d * K + k]
-                                                              : ((const double *)w)[d * K + k]) : 0.0;
-        if (item == 4) ((float *)bp)[k] = (float)value;
-        else ((double *)bp)[k] = value;
+    size_t dp = (d + TAIL - 1) / TAIL * TAIL;
+    memset(Wt, 0, KC * dp * item);
+    for (size_t j = 0; j < d; j++)
+        for (size_t k = 0; k < K; k++)
+            memcpy(Wt + (k * dp + j) * item, w + (j * K + k) * item, item);
+    for (size_t k = 0; k < KC; k++) {
+        double value = k >= K ? -PAD_LOGIT : !fit ? 0.0 : item == 4 ? ((const float *)w)[d * K + k]
+                                                                    : ((const double *)w)[d * K + k];
+        if (item == 4) ((float *)b)[k] = (float)value;
+        else ((double *)b)[k] = value;
     }
 }
 
-/* sums of the padded block gradient (Gp, gbp) into the total (d x K, then K) */
-static void add_block(const char *Gp, const char *gbp, size_t d, size_t K, size_t KP, char t,
-                      int fit, double *total)
+/* a block's sums (Gt: rows dp apart, gb: K) into the total (d x K, then K) */
+static void add_block(const char *Gt, const char *gb, size_t d, size_t K, char t, int fit, double *total)
 {
-    for (size_t j = 0; j <= d; j++) {
-        if (j == d && !fit) break;
-        const char *row = j < d ? Gp + j * KP * (t == 'f' ? 4 : 8) : gbp;
-        for (size_t k = 0; k < K; k++)
-            total[j * K + k] += t == 'f' ? ((const float *)row)[k] : ((const double *)row)[k];
+    size_t dp = (d + TAIL - 1) / TAIL * TAIL;
+    for (size_t k = 0; k < K; k++) {
+        for (size_t j = 0; j < d; j++)
+            total[j * K + k] += t == 'f' ? ((const float *)Gt)[k * dp + j] : ((const double *)Gt)[k * dp + j];
+        if (fit) total[d * K + k] += t == 'f' ? ((const float *)gb)[k] : ((const double *)gb)[k];
     }
 }
 
@@ -258,25 +291,27 @@ static PyObject *py_loss_grad(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, err);
         goto done;
     }
-    size_t n = (size_t)v[0].shape[0], d = (size_t)v[0].shape[1], KP, item = (size_t)v[2].itemsize;
-    kernel *run = pick(xt, t, K, &KP);
+    size_t n = (size_t)v[0].shape[0], d = (size_t)v[0].shape[1], item = (size_t)v[2].itemsize;
+    kernel *run = pick(xt, t, d);
     size_t P = d * K + (fit ? K : 0);
     double *total = PyMem_Calloc(P, sizeof(double));
-    char *Wp = PyMem_Malloc((d + 1) * KP * item), *Gp = PyMem_Malloc((d + 1) * KP * item);
-    if (!total || !Wp || !Gp) {
+    size_t KC = (K + CLASSES_A_PASS - 1) / CLASSES_A_PASS * CLASSES_A_PASS;
+    size_t dp = (d + TAIL - 1) / TAIL * TAIL;
+    char *Wt = PyMem_Malloc((dp + 1) * KC * item), *Gt = PyMem_Malloc((dp + 1) * KC * item);
+    if (!total || !Wt || !Gt) {
         PyErr_NoMemory();
         goto freed;
     }
-    char *bp = Wp + d * KP * item, *gbp = Gp + d * KP * item;
+    char *b = Wt + dp * KC * item, *gb = Gt + dp * KC * item;
     double loss = 0.0;
     size_t bad = 0;
     Py_BEGIN_ALLOW_THREADS
-    pad(v[2].buf, d, K, KP, item, fit, Wp, bp);
+    transpose_in(v[2].buf, d, K, KC, item, fit, Wt, b);
     for (size_t lo = 0; lo < n; lo += BLOCK) {
         size_t hi = lo + BLOCK < n ? lo + BLOCK : n;
-        memset(Gp, 0, (d + 1) * KP * item);
-        loss += run(v[0].buf, v[1].buf, Wp, bp, lo, hi, d, K, Gp, gbp, &bad);
-        add_block(Gp, gbp, d, K, KP, t, fit, total);
+        memset(Gt, 0, (dp + 1) * KC * item);
+        loss += run(v[0].buf, v[1].buf, Wt, b, lo, hi, d, K, Gt, gb, &bad);
+        add_block(Gt, gb, d, K, t, fit, total);
     }
     for (size_t j = 0; j < P; j++) {
         if (t == 'f') ((float *)v[3].buf)[j] = (float)total[j];
@@ -289,8 +324,8 @@ static PyObject *py_loss_grad(PyObject *self, PyObject *args)
         result = PyFloat_FromDouble(loss);
 freed:
     PyMem_Free(total);
-    PyMem_Free(Wp);
-    PyMem_Free(Gp);
+    PyMem_Free(Wt);
+    PyMem_Free(Gt);
 done:
     for (int i = 0; i < 4; i++)
         if (v[i].obj) PyBuffer_Release(&v[i]);

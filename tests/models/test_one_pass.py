@@ -77,10 +77,10 @@ def test_bad_arguments_raise():
 @pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
 @pytest.mark.parametrize("xtype,ptype", [(np.float32, np.float32), (np.float64, np.float64),
                                          (np.float32, np.float64)])  # the last: full-batch solvers
-@pytest.mark.parametrize("k", [2, 3, 5, 9, 16])  # each padding: 4, 8 and 16 lanes
+@pytest.mark.parametrize("k", [2, 3, 5, 9, 16])  # padded to 3, 3, 6, 9 and 18 classes
 @pytest.mark.parametrize("fit", [True, False])
-@pytest.mark.parametrize("n", [0, 1, 7, 255, 257, 1000])  # around R rows and the 256-row block
-@pytest.mark.parametrize("d", [9, 531])
+@pytest.mark.parametrize("n", [0, 1, 7, 255, 257, 1000])  # around 4 rows and the 256-row block
+@pytest.mark.parametrize("d", [3, 8, 9, 531])  # all tail, no tail, a tail of one; long rows
 def test_softmax_one_pass_equals_the_reference(xtype, ptype, k, fit, n, d, rng):
     model = make_model("softmax", d, k, fit_intercept=fit)
     X = rng.standard_normal((n, d)).astype(xtype)
