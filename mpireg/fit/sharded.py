@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from mpi4py import MPI
 
 from .. import log
@@ -173,6 +172,8 @@ class SparseEpochs:
 
     def _step(self, batch, lr: float):
         """(the reduced [loss, rows, votes], this rank's compute seconds)."""
+        import scipy.sparse as sp  # here, not at start-up: only sharded jobs need it (0.25 s)
+
         X, y = batch if batch is not None else (None, None)
         columns = np.unique(X.indices).astype(np.int64) if X is not None else np.zeros(0, np.int64)
         values = self.shards.pull(np.concatenate([columns, self.intercept]))

@@ -96,3 +96,45 @@ def test_a_bad_block_read_ahead_fails_when_it_is_used(tmp_path):
     with pytest.raises(DataError, match=r"part-00000.h5: X has a NaN or Inf value at row 10"):
         data.block(5)
     data.close()
+
+
+
+def test_rows_in_one_file_are_mapped_not_copied(table):
+    schema, X, y = table
+    reader = ShardReader(schema, 0, 1, budget_bytes=1e9)
+    Xr, yr = reader.read(9, 14)  # rows 9..13 lie in one shard of 37 / 5
+    assert not Xr.flags.owndata and not Xr.flags.writeable  # the file's pages, read-only
+    assert np.array_equal(Xr, X[9:14]) and np.array_equal(yr, y[9:14])
+    Xs, ys = reader.read(5, 20)  # across shards: copied, and equal
+    assert Xs.flags.owndata and np.array_equal(Xs, X[5:20]) and np.array_equal(ys, y[5:20])
+    reader.close()
+
+
+def test_only_contiguous_native_datasets_are_mapped(tmp_path):
+    import h5py
+
+    from mpireg.data.reader import map_rows
+
+    X = np.arange(40, dtype=np.float32).reshape(10, 4)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f.create_dataset("contiguous", data=X)
+        f.create_dataset("chunked", data=X, chunks=(5, 4))
+        f.create_dataset("compressed", data=X, compression="gzip")
+        f.create_dataset("big_endian", data=X.astype(">f4"))
+        f.create_dataset("unwritten", shape=(10, 4), dtype=np.float32)
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        assert np.array_equal(map_rows(f["contiguous"], 3, 7, np.float32), X[3:7])
+        assert map_rows(f["contiguous"], 3, 7, np.float64) is None  # another dtype: read, converted
+        for name in ("chunked", "compressed", "big_endian", "unwritten"):
+            assert map_rows(f[name], 0, 10, np.float32) is None, name
+    with h5py.File(tmp_path / "a.h5", "r", driver="core") as f:  # in memory: nothing to map
+        assert map_rows(f["contiguous"], 0, 10, np.float32) is None
+
+
+def test_a_mapped_shard_with_nan_is_still_named(tmp_path):
+    X = np.ones((12, 3), dtype=np.float32)
+    X[7, 1] = np.nan
+    write_dataset(tmp_path, X, np.zeros(12, dtype=np.float32), "regression")
+    schema = read_schema(resolve_paths([tmp_path]))
+    with pytest.raises(DataError, match=r"part-00000\.h5.*row 7"):
+        ShardReader(schema, 0, 1, budget_bytes=1e9).read(0, 12)
