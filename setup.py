@@ -64,11 +64,13 @@ setup(
         # The peers that benchmarks/compare_peers.py and race.py race; never needed by the tests.
         # (On a CPU-only machine, a CPU build of torch is much smaller: see the README.)
         # scikit-learn-intelex carries daal4py (the 2024 daal4py wheels fail with scikit-learn
-        # >= 1.6); impi-rt is the MPI its distributed mode loads. heat is not listed: heat 1.8
+        # >= 1.6); its distributed mode runs on the mpich wheel's libmpi.so.12 (the same ABI).
+        # Not impi-rt: it installs its own mpiexec and libmpi.so.12 over MPICH's in the same
+        # prefix, so every mpireg run after it silently used Intel MPI. heat is not listed: heat 1.8
         # pins torch below the 2.13.0 here, so pip would fall back to heat 1.0; race.py's
         # docstring gives its one-line install (--no-deps, measured to run on torch 2.13.0).
         "bench": ["matplotlib", "scikit-learn", "torch==2.13.0", "pyspark", "pyarrow", "implicit==0.7.3",
-                  "vowpalwabbit", "glum", "snapml", "scikit-learn-intelex", "impi-rt",
+                  "vowpalwabbit", "glum", "snapml", "scikit-learn-intelex",
                   "dask-ml", "distributed"],
     },
     ext_modules=extensions,

@@ -2,7 +2,10 @@
 to its exit, and its model is scored by one float64 objective on the same rows.
 
     python benchmarks/race.py [--rows 1000000] [--features 100] [--only logistic,linear,softmax]
-                              [--skip spark,dask-ml]
+                              [--skip spark,dask-ml] [--repeats 1]
+
+With --repeats N each contestant keeps the fastest of N whole runs (runs past 30 s are run once:
+their noise is small beside them); the same rule holds for every contestant, mpireg included.
 
 Problems (float32 rows from `mpireg.data synth`, written as shards for mpireg, as .npy for the
 others and as Parquet for Spark; the writing is not timed): logistic, linear least squares and
@@ -14,7 +17,8 @@ each skipped with its reason where it is not installed or fits no such model):
     sklearnex       the same API on Intel oneDAL (scikit-learn-intelex)
     glum            GeneralizedLinearRegressor (binomial / normal, alpha 0, its default solver)
     snapml          LogisticRegression / LinearRegression, primal solver, 2 threads
-    daal4py         mpiexec -n 2 distributed linear regression; oneDAL L-BFGS for the others
+    daal4py         mpiexec -n 2 distributed linear regression (on the mpich wheel's MPI: it
+                    shares Intel MPI's ABI); oneDAL L-BFGS for the others
     heat            mpiexec -n 2: least squares by its distributed QR
     dask-ml         a 2-worker LocalCluster: LogisticRegression(lbfgs) / LinearRegression(newton)
     Spark MLlib     local[2]: LogisticRegression / LinearRegression(normal)
@@ -172,12 +176,28 @@ def entries_for(task: str, data: Path, root: Path, skip: set) -> list:
     return entries
 
 
+REPEAT_UNDER_S = 30.0
+
+
+def best_of(run, repeats: int):
+    """(wall, params) of the fastest of `repeats` runs; one run where the first took longer than
+    REPEAT_UNDER_S."""
+    wall, params = run()
+    for _ in range(repeats - 1):
+        if wall > REPEAT_UNDER_S:
+            break
+        again, again_params = run()
+        if again < wall:
+            wall, params = again, again_params
+    return wall, params
+
+
 def race(root: Path, task: str, args) -> list:
     data, X, y = make_data(root, task, args.rows, args.features)
     results = []
     for name, run in entries_for(task, data, root, set(args.skip.split(",")) - {""}):
         try:
-            wall, params = run()
+            wall, params = best_of(run, args.repeats)
         except subprocess.TimeoutExpired:
             results.append((name, float("inf"), float("inf")))
             print(f"{task}: {name} stopped at the {LIMIT_S:.0f} s limit")
@@ -197,6 +217,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=100)
     parser.add_argument("--only", default=",".join(ALL_TASKS))
     parser.add_argument("--skip", default="", help="comma-separated contestants not to run")
+    parser.add_argument("--repeats", type=int, default=1, help="each contestant's best of this many runs")
     args = parser.parse_args()
     tables = {}
     with tempfile.TemporaryDirectory() as tmp:
