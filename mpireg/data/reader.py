@@ -165,7 +165,7 @@ class ShardReader:
 def map_rows(X: h5py.Dataset, lo: int, hi: int, dtype):
     """Rows [lo, hi) of the 2-D dataset X as a read-only array over the file's pages, or None
     where the dataset cannot be mapped (chunked or filtered, another dtype or byte order, not
-    yet written, not an ordinary file).
+    yet written, not an ordinary file, a file system without mmap).
 
     A copy into fresh memory costs a page fault per 4 KiB of the destination plus the copy:
     reading 200 MB of a shard this way took 55 ms alone and 0.63 s in a 2-rank job whose core
@@ -179,8 +179,11 @@ def map_rows(X: h5py.Dataset, lo: int, hi: int, dtype):
     offset = X.id.get_offset()  # None until the dataset's storage is written
     if offset is None or X.ndim != 2:
         return None
-    with open(X.file.filename, "rb") as raw:
-        pages = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        with open(X.file.filename, "rb") as raw:
+            pages = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError:  # a file system that cannot map (some FUSE and network ones): read it
+        return None
     row_bytes = X.shape[1] * dtype.itemsize
     if offset + hi * row_bytes > len(pages):
         raise DataError(f"{X.file.filename}: X's rows end past the end of the file (truncated?)")

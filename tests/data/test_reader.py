@@ -138,3 +138,15 @@ def test_a_mapped_shard_with_nan_is_still_named(tmp_path):
     schema = read_schema(resolve_paths([tmp_path]))
     with pytest.raises(DataError, match=r"part-00000\.h5.*row 7"):
         ShardReader(schema, 0, 1, budget_bytes=1e9).read(0, 12)
+
+
+def test_a_file_system_that_cannot_map_is_read(table, monkeypatch):
+    import mmap
+
+    def refuse(*args, **kwargs):
+        raise OSError(19, "No such device")  # ENODEV, as from a file system without mmap
+
+    schema, X, y = table
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    Xr, yr = ShardReader(schema, 0, 1, budget_bytes=1e9).read(9, 14)
+    assert Xr.flags.owndata and np.array_equal(Xr, X[9:14]) and np.array_equal(yr, y[9:14])
