@@ -49,6 +49,24 @@ INLINE void prefetch_ahead(const void *x, size_t bytes)
 }
 
 /*
+ * Where the prefetches go depends on the row length (benchmarks/bench_gradient.py, ratio to a
+ * streaming read of the same X):
+ *   short rows - the next rows, asked for at once before the dot products: linear at 100
+ *                features went from ~0.6 to ~0.9-1.0.
+ *   long rows  - four rows outrun the out-of-order window, and memory idles while the update
+ *                works from L1; so the update asks, 64 bytes at a time, for the same bytes of
+ *                the next four rows: 1,000 features went from ~0.5 to ~0.6-0.8, with no loss
+ *                when X sits in cache. (On short rows this form measured slower, hence two.)
+ */
+#define LONG_ROW_BYTES 2048
+
+/* short rows: ask for the next rows before the dot products of rows x0.. (bytes long) */
+INLINE void prefetch_short(const void *x0, size_t bytes) { prefetch_ahead(x0, bytes); }
+
+/* long rows: nothing before the dot products; their update asks instead */
+INLINE void prefetch_long(const void *x0, size_t bytes) { (void)x0, (void)bytes; }
+
+/*
  * Vectorisable e^x for x <= 0 and log(1 + e) for e in [0, 1]: libm's scalar calls cost more
  * than the memory stream of a 100-feature row, so the logistic residuals of a block of rows
  * are computed in SIMD lanes with these (relative error a few ulp; tests hold them to NumPy).
@@ -76,37 +94,11 @@ static const double inverse[36] = {
     1. / 24, 1. / 25, 1. / 26, 1. / 27, 1. / 28, 1. / 29, 1. / 30, 1. / 31, 1. / 32, 1. / 33, 1. / 34, 1. / 35,
 };
 
-#define DEFINE_MATH(T, SUFFIX, U, MANT, BIAS, XMIN, MAGIC, EXP_TERMS, LOG_TERMS)                    \
-INLINE T exp_neg_##SUFFIX(T x)                                                               \
-{                                                                                                   \
-    int below = x < (T)XMIN;                                                                       \
-    x = below ? (T)XMIN : x;                                                                        \
-    T shifted = x * (T)1.4426950408889634 + (T)MAGIC;                                               \
-    T n = shifted - (T)MAGIC;                                                                       \
-    T r = (x - n * (T)0.693145751953125) - n * (T)1.4286068203094173e-06;                          \
-    T p = (T)1;                                                                                     \
-    for (int k = EXP_TERMS; k >= 1; k--) p = (T)1 + p * r * (T)inverse[k];                          \
-    union { T f; U u; } pun = {shifted};  /* a union, not memcpy: GCC vectorises it for doubles */ \
-    pun.u = (pun.u + (U)BIAS) << MANT;                                                              \
-    return below ? (T)0 : p * pun.f;                                                                \
-}                                                                                                   \
-                                                                                                    \
-INLINE T log1p_unit_##SUFFIX(T e)                                                            \
-{                                                                                                   \
-    T t = e / ((T)2 + e), t2 = t * t, s = (T)0;                                                     \
-    for (int k = LOG_TERMS; k >= 0; k--) s = (T)inverse[2 * k + 1] + t2 * s;                       \
-    return (T)2 * t * s;                                                                            \
-}
-
-DEFINE_MATH(float, f32, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
-DEFINE_MATH(double, f64, uint64_t, 52, 1023, XMIN_f64, 6755399441055744.0, 13, 17)
-
 /*
- * The same two functions on four lanes at once, in GCC's vector types. GCC (12) vectorised
- * none of the loops over rows that call the scalar forms: every row's ~50 polynomial steps and
- * two divisions ran scalar, and the one-pass logistic kernel ran at 0.47-0.75x of a read.
- * V4 (a vector of four T) also works in the baseline clone, as two SSE2 halves for doubles.
- * C has no ?: on vectors: a comparison gives a lane mask (-1 or 0), and select() blends.
+ * Both are written on GCC's vector types: as scalar functions called in a loop over rows, GCC
+ * (12) vectorised none of those loops, and the one-pass logistic kernel ran at 0.47-0.75x of a
+ * read. A vector also works in the baseline clone (two SSE2 halves for four doubles). C has no
+ * ?: on vectors: a comparison gives a lane mask (-1 or 0), and select() blends.
  */
 /* element-aligned, so that a vector may be loaded from any row or parameter (unaligned loads) */
 #define DEFINE_VECTOR(V, T, TI, TU, LANES)                                                          \
@@ -146,7 +138,6 @@ INLINE V vlog1p_unit_##V(V e)                                                   
 }
 
 DEFINE_VMATH(v4f32, float, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
-DEFINE_VMATH(v8f32, float, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
 DEFINE_VMATH(v4f64, double, uint64_t, 52, 1023, XMIN_f64, 6755399441055744.0, 13, 17)
 
 #endif

@@ -83,7 +83,7 @@ class ShardReader:
                 try:
                     y = f["y"][lo:hi].astype(self.y_dtype, copy=False)
                 except (OSError, ValueError, TypeError) as exc:
-                    raise DataError(f"{path}: cannot read rows {lo}..{hi} ({str(exc).splitlines()[0]})") from None
+                    raise read_error(path, lo, hi, exc) from None
                 check_rows(path, X, y, self.schema, first_row=lo)
                 return X, y
             local += seg.stop - seg.start
@@ -120,7 +120,7 @@ class ShardReader:
                     X = read_csr(f, path, f_lo, f_hi, self.schema.n_features, self.x_dtype)
                     y = f["y"][f_lo:f_hi].astype(self.y_dtype, copy=False)
                 except (OSError, ValueError, TypeError) as exc:
-                    raise DataError(f"{path}: cannot read rows {f_lo}..{f_hi} ({str(exc).splitlines()[0]})") from None
+                    raise read_error(path, f_lo, f_hi, exc) from None
                 check_rows(path, X, y, self.schema, first_row=f_lo)
                 pieces.append(X)
                 targets.append(y)
@@ -139,7 +139,7 @@ class ShardReader:
             f["X"].read_direct(X, source_sel=np.s_[lo:hi], dest_sel=dest)
             f["y"].read_direct(y, source_sel=np.s_[lo:hi], dest_sel=dest)
         except (OSError, ValueError, TypeError) as exc:
-            raise DataError(f"{path}: cannot read rows {lo}..{hi} ({str(exc).splitlines()[0]})") from None
+            raise read_error(path, lo, hi, exc) from None
         check_rows(path, X[dest], y[dest], self.schema, first_row=lo)
 
     def _file(self, index: int) -> h5py.File:
@@ -160,6 +160,9 @@ class ShardReader:
             f.close()
         self._files.clear()
 
+
+def read_error(path, lo: int, hi: int, exc: Exception) -> DataError:
+    return DataError(f"{path}: cannot read rows {lo}..{hi} ({str(exc).splitlines()[0]})")
 
 
 def map_rows(X: h5py.Dataset, lo: int, hi: int, dtype):
