@@ -2,10 +2,12 @@
 beside two memory-bound references measured in the same run on the same X:
   - copy:   np.copyto(dst, X)          (reads X once, writes it once)
   - read:   X @ ones                   (a streaming read of X: one matrix-vector product)
-NumPy's obvious gradient of a linear model reads X twice (X w, then X^T r); the C kernel
-(csrc/cgrad.c) reads it once. The candidates are timed in turn, round after round, and each keeps
-its best round, so a drift in the host's memory bandwidth hits all of them alike; `vs read` is the
-ratio to the streaming read of the same X in the same run.
+NumPy's obvious gradient of a linear model reads X twice (X w, then X^T r); the C kernels
+(csrc/cgrad.c, csrc/csoftmax.c) read it once. For float32 X, "f64 params" is the same pass with
+float64 parameters and sums, what the full-batch solvers (L-BFGS) run. The candidates are timed
+in turn, round after round, and each keeps its best round, so a drift in the host's memory
+bandwidth hits all of them alike; `vs read` is the ratio to the streaming read of the same X in
+the same run.
 
     python benchmarks/bench_gradient.py [--rows 1000000] [--features 100,1000] [--threads 1]
 """
@@ -61,7 +63,12 @@ def candidates_for(np, X, args, rng):
             passes.append(("NumPy blocked", lambda m=model, p=params, y=y, g=grad: m.loss_grad_xp(p, X, y, g)))
         if model.one_pass:
             passes.append(("C 1-pass", lambda m=model, p=params, y=y, g=grad: m._loss_grad_native(p, X, y, g)))
-        default = len(passes) - 1 if native else (1 if kind == "softmax" else 0)
+        if model.one_pass and X.dtype == np.float32:  # float64 parameters: what L-BFGS runs
+            p64, g64 = params.astype(np.float64), np.empty(grad.shape, np.float64)
+            passes.append(("C 1-pass, f64 params",
+                           lambda m=model, p=p64, y=y, g=g64: m._loss_grad_native(p, X, y, g)))
+        default = passes.index(next(p for p in passes if p[0] == "C 1-pass")) if native \
+            else (1 if kind == "softmax" else 0)
         out += [(f"{label}, {name}" + (" *" if i == default else ""), fn) for i, (name, fn) in enumerate(passes)]
     return out
 
@@ -76,7 +83,7 @@ def main():
     rng = np.random.default_rng(0)
     counts = [int(f) for f in args.features.split(",")]
     print(f"gradient pass, {args.threads} BLAS thread(s), best of {args.repeats} interleaved rounds")
-    header = f"{'features':>8} {'dtype':8} {'pass':30} {'ms':>8} {'Mrows/s':>9} {'GB/s of X':>10} {'vs read':>8}"
+    header = f"{'features':>8} {'dtype':8} {'pass':38} {'ms':>8} {'Mrows/s':>9} {'GB/s of X':>10} {'vs read':>8}"
     print(header)
     print("-" * len(header))
     for d in counts:
@@ -86,7 +93,7 @@ def main():
             best = race(candidates_for(np, X, args, rng), args.repeats)
             read = best["read (X @ ones)"]
             for name, t in best.items():
-                print(f"{d:8} {dtype:8} {name:30} {t * 1e3:8.1f} {rows / t / 1e6:9.2f} "
+                print(f"{d:8} {dtype:8} {name:38} {t * 1e3:8.1f} {rows / t / 1e6:9.2f} "
                       f"{X.nbytes / 1e9 / t:10.2f} {read / t:8.2f}", flush=True)
             del X
     print("* = the path training uses by default for this model and dtype")

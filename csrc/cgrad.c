@@ -7,8 +7,8 @@
  * is added to the gradient at once, so X streams from memory a single time.
  *
  * Layers (as in cpack.c):
- *   1. kernels   - plain C over rows [lo, hi) for one dtype (generated for float and double by a
- *                  macro); they never allocate or validate.
+ *   1. kernels   - glm_rows4.h: plain C over rows [lo, hi) for one dtype (generated for float and
+ *                  double by macros); they never allocate or validate.
  *   2. wrappers  - validate shapes, dtypes, contiguity once, allocate the float64 accumulator,
  *                  release the GIL, run the kernels block by block.
  *   3. Python    - the models in mpireg/models call these for C-contiguous NumPy arrays, NumPy otherwise.
@@ -27,138 +27,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "vmath.h"
-
 #define BLOCK 256
 
-/* ------------------------------------------------------------------ 1. kernels */
-
-/* Residuals r = dloss/dz of rows [0, m), m <= 4, from their logits z (in place); returns their
- * loss. The logistic one is written on a vector of four (vmath.h): as a loop over the rows,
- * GCC compiled its ~50 polynomial steps and two divisions scalar. */
-#define DEFINE_RESIDUALS(T, V, SUFFIX)                                                              \
-INLINE double linear_r_##SUFFIX(T *z, const T *y, size_t m)                                         \
-{                                                                                                   \
-    double loss = 0.0;                                                                              \
-    for (size_t i = 0; i < m; i++) {                                                                \
-        T r = z[i] - y[i];                                                                          \
-        loss += 0.5 * (double)r * (double)r;                                                        \
-        z[i] = r;                                                                                   \
-    }                                                                                               \
-    return loss;                                                                                    \
-}                                                                                                   \
-                                                                                                    \
-/* log(1 + e^z) - y z without overflow; the sigmoid from the same exponential */                   \
-INLINE double logistic_r_##SUFFIX(T *z, const T *y, size_t m)                                       \
-{                                                                                                   \
-    V v = {0}, label = {0};                                                                         \
-    memcpy(&v, z, m * sizeof(T));                                                                   \
-    memcpy(&label, y, m * sizeof(T));                                                               \
-    const V zero = {0}, one = zero + (T)1;                                                          \
-    V e = vexp_neg_##V(select_##V(v < zero, v, -v));                                                \
-    V loss = select_##V(v > zero, v, zero) + vlog1p_unit_##V(e) - label * v;                        \
-    V r = select_##V(v >= zero, one, e) / (one + e) - label;                                        \
-    memcpy(z, &r, m * sizeof(T));                                                                   \
-    double total = 0.0;                                                                             \
-    for (size_t i = 0; i < m; i++) total += (double)loss[i];                                        \
-    return total;                                                                                   \
-}
-
-/*
- * Rows go four at a time: their four dot products share each load of w; their residuals are
- * computed together in SIMD lanes; and the update g += r0 x0 + r1 x1 + r2 x2 + r3 x3 reuses the
- * four rows while they are still in L1 and loads and stores g once per four rows instead of
- * once per row. X comes from memory once.
- *
- * The chain dot -> residual -> update keeps the core from running ahead to the next rows'
- * loads, so software prefetches keep memory requests in flight (vmath.h: short and long rows).
- */
-#define DEFINE_STEPS(TX, T, SUFFIX)                                                                 \
-INLINE void dots_##SUFFIX(const TX *x[4], const T *w, size_t d, T z[4])                            \
-{                                                                                                   \
-    const TX *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                        \
-    T z0 = z[0], z1 = z[1], z2 = z[2], z3 = z[3];                                                   \
-    _Pragma("omp simd reduction(+:z0, z1, z2, z3)")                                                 \
-    for (size_t j = 0; j < d; j++) {                                                                \
-        z0 += x0[j] * w[j];                                                                         \
-        z1 += x1[j] * w[j];                                                                         \
-        z2 += x2[j] * w[j];                                                                         \
-        z3 += x3[j] * w[j];                                                                         \
-    }                                                                                               \
-    z[0] = z0, z[1] = z1, z[2] = z2, z[3] = z3;                                                     \
-}                                                                                                   \
-                                                                                                    \
-/* g[lo, hi) += r0 x0 + r1 x1 + r2 x2 + r3 x3 */                                                    \
-INLINE void update_##SUFFIX(const TX *x[4], const T r[4], size_t lo, size_t hi, T *g)              \
-{                                                                                                   \
-    const TX *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                        \
-    T r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];                                                   \
-    _Pragma("omp simd")                                                                             \
-    for (size_t j = lo; j < hi; j++) g[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]); \
-}                                                                                                   \
-                                                                                                    \
-INLINE void update_short_##SUFFIX(const TX *x[4], const T r[4], size_t d, T *g)                    \
-{                                                                                                   \
-    update_##SUFFIX(x, r, 0, d, g);                                                                 \
-}                                                                                                   \
-                                                                                                    \
-/* each 64 bytes of the update asks for the same bytes of the next four rows */                   \
-INLINE void update_long_##SUFFIX(const TX *x[4], const T r[4], size_t d, T *g)                     \
-{                                                                                                   \
-    const size_t line = 64 / sizeof(TX), next = 4 * d * sizeof(TX);                                 \
-    for (size_t j = 0; j < d; j += line) {                                                          \
-        for (int k = 0; k < 4; k++)                                                                 \
-            __builtin_prefetch((const void *)((uintptr_t)(x[k] + j) + next), 0, PREFETCH_LOCALITY);   \
-        update_##SUFFIX(x, r, j, j + line < d ? j + line : d, g);                                   \
-    }                                                                                               \
-}
-
-#define DEFINE_KERNEL(TX, T, SUFFIX, MODEL, SHAPE)                                                  \
-FAST static double MODEL##_##SHAPE##_##SUFFIX(const TX *X, const T *y, const T *w, size_t lo,      \
-                                              size_t hi, size_t d, int fit, T *g)                   \
-{                                                                                                   \
-    double loss = 0.0;                                                                              \
-    T b = fit ? w[d] : (T)0;                                                                        \
-    for (size_t i = lo; i < hi; i += 4) {                                                           \
-        size_t m = hi - i < 4 ? hi - i : 4;                                                         \
-        const TX *x0 = X + i * d;   /* rows past hi repeat row i, and get a zero residual */       \
-        const TX *x[4] = {x0, m > 1 ? x0 + d : x0, m > 2 ? x0 + 2 * d : x0, m > 3 ? x0 + 3 * d : x0}; \
-        prefetch_##SHAPE(x0, 4 * d * sizeof(TX));                                                   \
-        T r[4] = {b, b, b, b};                                                                      \
-        dots_##SUFFIX(x, w, d, r);                                                                  \
-        if (m == 4) {  /* a constant count: the residuals of four rows vectorise */                \
-            loss += MODEL##_r_##SUFFIX(r, y + i, 4);                                                \
-        } else {                                                                                    \
-            loss += MODEL##_r_##SUFFIX(r, y + i, m);                                                \
-            for (size_t k = m; k < 4; k++) r[k] = (T)0;                                             \
-        }                                                                                           \
-        update_##SHAPE##_##SUFFIX(x, r, d, g);                                                      \
-        if (fit) g[d] += (r[0] + r[1]) + (r[2] + r[3]);                                             \
-    }                                                                                               \
-    return loss;                                                                                    \
-}
-
-DEFINE_RESIDUALS(float, v4f32, f32)
-DEFINE_RESIDUALS(double, v4f64, f64)
-DEFINE_STEPS(float, float, f32)
-DEFINE_STEPS(double, double, f64)
-DEFINE_STEPS(float, double, f32x64)
-DEFINE_KERNEL(float, float, f32, linear, short)
-DEFINE_KERNEL(float, float, f32, linear, long)
-DEFINE_KERNEL(double, double, f64, linear, short)
-DEFINE_KERNEL(double, double, f64, linear, long)
-DEFINE_KERNEL(float, float, f32, logistic, short)
-DEFINE_KERNEL(float, float, f32, logistic, long)
-DEFINE_KERNEL(double, double, f64, logistic, short)
-DEFINE_KERNEL(double, double, f64, logistic, long)
-/* float32 rows, double parameters and sums: the full-batch solvers' objective, whose line
- * searches need more than float32's seven digits (fit/fullbatch.py) */
-#define linear_r_f32x64 linear_r_f64
-#define logistic_r_f32x64 logistic_r_f64
-DEFINE_KERNEL(float, double, f32x64, linear, short)
-DEFINE_KERNEL(float, double, f32x64, linear, long)
-DEFINE_KERNEL(float, double, f32x64, logistic, short)
-DEFINE_KERNEL(float, double, f32x64, logistic, long)
+#include "glm_rows4.h"  /* 1. the kernels */
 
 /* ------------------------------------------------------------------ 2. wrappers */
 

@@ -6,6 +6,7 @@
 #define MPIREG_VMATH_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* An AVX2+FMA clone of each kernel, chosen at load time on CPUs that have it (GCC's ifunc).
  * x86-64-v3 is dispatched on the CPU's features; "arch=haswell" was dispatched on the CPU's
@@ -16,6 +17,23 @@
 #define FAST __attribute__((target_clones("arch=haswell", "default")))
 #else
 #define FAST
+#endif
+
+/* An AVX-512 kernel (x86-64-v4) beside the clones, for the arithmetic-bound softmax pass: twice
+ * the lanes and 32 vector registers. Picked at run time (cpu_has_avx512), never by a clone: the
+ * linear and logistic passes are bound by memory, and their v4 clones measured slower. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define HAVE_AVX512 1
+#define AVX512 __attribute__((target("arch=x86-64-v4")))
+static inline int cpu_has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+           && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+}
+#else
+#define HAVE_AVX512 0
+static inline int cpu_has_avx512(void) { return 0; }
 #endif
 
 /* Helpers are inlined into each clone, so they are compiled for its instruction set too (an
@@ -94,6 +112,13 @@ static const double inverse[36] = {
     1. / 24, 1. / 25, 1. / 26, 1. / 27, 1. / 28, 1. / 29, 1. / 30, 1. / 31, 1. / 32, 1. / 33, 1. / 34, 1. / 35,
 };
 
+/* 1/k!, the Taylor coefficients of e^r */
+static const double inverse_factorial[19] = {
+    1. / 1, 1. / 1, 1. / 2, 1. / 6, 1. / 24, 1. / 120, 1. / 720, 1. / 5040, 1. / 40320, 1. / 362880,
+    1. / 3628800, 1. / 39916800, 1. / 479001600, 1. / 6227020800, 1. / 87178291200,
+    1. / 1307674368000, 1. / 20922789888000, 1. / 355687428096000, 1. / 6402373705728000,
+};
+
 /*
  * Both are written on GCC's vector types: as scalar functions called in a loop over rows, GCC
  * (12) vectorised none of those loops, and the one-pass logistic kernel ran at 0.47-0.75x of a
@@ -109,6 +134,21 @@ typedef TU V##_bits __attribute__((vector_size(LANES * sizeof(T)), aligned(sizeo
 DEFINE_VECTOR(v4f32, float, int32_t, uint32_t, 4)
 DEFINE_VECTOR(v8f32, float, int32_t, uint32_t, 8)
 DEFINE_VECTOR(v4f64, double, int64_t, uint64_t, 4)
+DEFINE_VECTOR(v16f32, float, int32_t, uint32_t, 16)
+DEFINE_VECTOR(v8f64, double, int64_t, uint64_t, 8)
+
+/* unaligned loads of a vector from any row or parameter; the _as_ ones widen float32 to double */
+INLINE v8f32 load_v8f32(const float *x) { v8f32 v; memcpy(&v, x, sizeof v); return v; }
+INLINE v16f32 load_v16f32(const float *x) { v16f32 v; memcpy(&v, x, sizeof v); return v; }
+INLINE v4f64 load_v4f64(const double *x) { v4f64 v; memcpy(&v, x, sizeof v); return v; }
+INLINE v8f64 load_v8f64(const double *x) { v8f64 v; memcpy(&v, x, sizeof v); return v; }
+INLINE v4f64 load_v4f32_as_v4f64(const float *x)
+{
+    v4f32 v;
+    memcpy(&v, x, sizeof v);
+    return __builtin_convertvector(v, v4f64);
+}
+INLINE v8f64 load_v8f32_as_v8f64(const float *x) { return __builtin_convertvector(load_v8f32(x), v8f64); }
 
 #define DEFINE_VMATH(V, T, TU, MANT, BIAS, XMIN, MAGIC, EXP_TERMS, LOG_TERMS)                       \
 INLINE V select_##V(V##_mask mask, V a, V b)                                                        \
@@ -124,8 +164,8 @@ INLINE V vexp_neg_##V(V x)                                                      
     V shifted = x * (T)1.4426950408889634 + magic;                                                  \
     V n = shifted - magic;                                                                          \
     V r = (x - n * (T)0.693145751953125) - n * (T)1.4286068203094173e-06;                          \
-    V p = zero + (T)1;                                                                              \
-    for (int k = EXP_TERMS; k >= 1; k--) p = (T)1 + p * r * (T)inverse[k];                          \
+    V p = zero + (T)inverse_factorial[EXP_TERMS];  /* Horner: one multiply-add a term */           \
+    for (int k = EXP_TERMS - 1; k >= 0; k--) p = (T)inverse_factorial[k] + p * r;                    \
     V##_bits bits = ((V##_bits)shifted + (TU)BIAS) << MANT;                                         \
     return select_##V(below, zero, p * (V)bits);                                                    \
 }                                                                                                   \
@@ -135,9 +175,23 @@ INLINE V vlog1p_unit_##V(V e)                                                   
     V t = e / ((T)2 + e), t2 = t * t, s = {0};                                                      \
     for (int k = LOG_TERMS; k >= 0; k--) s = (T)inverse[2 * k + 1] + t2 * s;                       \
     return (T)2 * t * s;                                                                            \
+}                                                                                                   \
+                                                                                                    \
+/* log x for finite x >= 1: x = 2^n m, m in [1, 2); n read from the exponent bits, and turned */   \
+/* into a float by the same "magic" trick as exp's (2^MANT + n has n in its low bits) */           \
+INLINE V vlog_##V(V x)                                                                              \
+{                                                                                                   \
+    const V zero = {0}, magic = zero + (T)MAGIC / (T)1.5;                                           \
+    V##_bits bits = (V##_bits)x, low = (((V##_bits){0} + (TU)1) << MANT) - (TU)1;                  \
+    V n = (V)((bits >> MANT) | (V##_bits)magic) - magic - (T)BIAS;                                  \
+    V m = (V)((bits & low) | ((V##_bits){0} + ((TU)BIAS << MANT)));                                  \
+    return n * (T)0.6931471805599453 + vlog1p_unit_##V(m - (T)1);                                   \
 }
 
 DEFINE_VMATH(v4f32, float, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
 DEFINE_VMATH(v4f64, double, uint64_t, 52, 1023, XMIN_f64, 6755399441055744.0, 13, 17)
+DEFINE_VMATH(v8f32, float, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
+DEFINE_VMATH(v16f32, float, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
+DEFINE_VMATH(v8f64, double, uint64_t, 52, 1023, XMIN_f64, 6755399441055744.0, 13, 17)
 
 #endif

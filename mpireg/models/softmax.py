@@ -2,9 +2,10 @@
 
 The log-sum-exp subtracts each row's maximum first, so no logit overflows whatever its size.
 Dense C-contiguous NumPy rows with up to 16 classes take the one-pass C kernel (csrc/csoftmax.c:
-X read once, three classes a pass over four rows; 2.6-4.6x NumPy's blocked matrix products with
-3 classes, 1.3-2.2x with 10, measured by benchmarks/bench_gradient.py), except float64 rows of
-many features and more than 8 classes, where BLAS measured as fast (0.27 vs 0.25 of a read).
+X read once; 2.2-3.8x NumPy's blocked matrix products with 3 classes, 1.5-3.5x with 10 on an
+AVX-512 host, measured by benchmarks/bench_gradient.py), except, where the CPU lacks AVX-512,
+float64 rows of many features and more than 8 classes: there BLAS measured as fast (0.27 vs 0.25
+of a read).
 On the CPU, other inputs of more than a mini-batch go in blocks of about BLOCK_BYTES of X: the block's
 logits and probabilities stay in cache instead of streaming n x K arrays through memory several
 times, and memory stays bounded (measured 1.0-1.25x faster at 1,000,000 x 100 and 100,000 x
@@ -20,7 +21,9 @@ except ImportError:
     _csoftmax = None
 
 BLOCK_BYTES = 256 << 10
-NATIVE_MAX_CLASSES = 16  # the kernel keeps K x 4 logits on its stack
+NATIVE_MAX_CLASSES = 16  # the kernels keep up to K x 16 logits on their stack
+# the blocked AVX-512 pass, which outruns BLAS where the four-row pass does not
+BLOCKED_PASS = _csoftmax is not None and "avx512" in _csoftmax.isas()
 
 
 class SoftmaxModel(Model):
@@ -55,8 +58,8 @@ class SoftmaxModel(Model):
         return not (self.xp is np and self.one_pass)
 
     def _native_ok(self, params, X, grad) -> bool:
-        # float64 rows, > 8 classes, ~1,000 features: BLAS measured as fast (1.0-1.1x)
-        blas_wins = X.dtype == np.float64 and self.n_classes > 8 and X.shape[1] >= 512
+        # float64 rows, > 8 classes, ~1,000 features: BLAS measured as fast as the four-row pass
+        blas_wins = not BLOCKED_PASS and X.dtype == np.float64 and self.n_classes > 8 and X.shape[1] >= 512
         return super()._native_ok(params, X, grad) and not blas_wins
 
     def _loss_grad_native(self, params, X, y, grad) -> float:

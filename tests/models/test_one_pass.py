@@ -10,6 +10,8 @@ from mpireg.models.softmax import _csoftmax
 
 pytestmark = pytest.mark.skipif(_cgrad is None, reason="C extension not built")
 CASES = [("linear", 0), ("logistic", 2)]
+# the softmax passes this CPU runs: "avx2" (four rows at a time), "avx512" (blocked)
+ISAS = _csoftmax.isas() if _csoftmax is not None else ()
 
 
 def _data(kind, k, n, d, dtype, rng, model):
@@ -77,18 +79,19 @@ def test_bad_arguments_raise():
 @pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
 @pytest.mark.parametrize("xtype,ptype", [(np.float32, np.float32), (np.float64, np.float64),
                                          (np.float32, np.float64)])  # the last: full-batch solvers
-@pytest.mark.parametrize("k", [2, 3, 5, 9, 16])  # padded to 3, 3, 6, 9 and 18 classes
+@pytest.mark.parametrize("k", [2, 3, 5, 9, 16])  # avx2 pads to 3, 3, 6, 9, 18; avx512 splits 6+3, 6+6+4
 @pytest.mark.parametrize("fit", [True, False])
-@pytest.mark.parametrize("n", [0, 1, 7, 255, 257, 1000])  # around 4 rows and the 256-row block
-@pytest.mark.parametrize("d", [3, 8, 9, 531])  # all tail, no tail, a tail of one; long rows
-def test_softmax_one_pass_equals_the_reference(xtype, ptype, k, fit, n, d, rng):
+@pytest.mark.parametrize("n", [0, 1, 7, 255, 257, 1000])  # around 4- and 16-row steps, 256-row blocks
+@pytest.mark.parametrize("d", [3, 8, 9, 16, 531])  # all tail, no tail at 8 or 16 lanes; long rows
+@pytest.mark.parametrize("isa", ISAS)
+def test_softmax_one_pass_equals_the_reference(xtype, ptype, k, fit, n, d, isa, rng):
     model = make_model("softmax", d, k, fit_intercept=fit)
     X = rng.standard_normal((n, d)).astype(xtype)
     y = model.prepare_targets(rng.integers(0, k, n))
     w = (rng.standard_normal(model.layout.size) * 0.3).astype(ptype)
     native, reference = np.empty_like(w), np.empty_like(w)
     assert model._native_ok(w, X, native) or (xtype == np.float64 and k > 8 and d >= 512)
-    loss = _csoftmax.loss_grad(X, y, w, native, k, fit)
+    loss = _csoftmax.loss_grad(X, y, w, native, k, fit, isa)
     expected = model.loss_grad_xp(w, X.astype(ptype), y, reference)
     tol = 1e-4 if ptype == np.float32 else 1e-11
     assert loss == pytest.approx(expected, rel=tol, abs=tol)
@@ -114,7 +117,8 @@ def test_softmax_huge_logits_stay_finite_in_c(dtype, rng):
 @pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
 @pytest.mark.parametrize("xtype,ptype", [(np.float32, np.float32), (np.float64, np.float64),
                                          (np.float32, np.float64)])
-def test_softmax_sub_normal_probabilities_add_nothing(xtype, ptype, rng):
+@pytest.mark.parametrize("isa", ISAS)
+def test_softmax_sub_normal_probabilities_add_nothing(xtype, ptype, isa, rng):
     # logits ~100 apart: most probabilities fall below the smallest normal number, where the
     # kernel makes them 0 (a sub-normal costs a microcode assist per multiply-add on Intel)
     model = make_model("softmax", 20, 3)
@@ -122,18 +126,34 @@ def test_softmax_sub_normal_probabilities_add_nothing(xtype, ptype, rng):
     y = model.prepare_targets(rng.integers(0, 3, 400))
     w = (rng.standard_normal(model.layout.size) * 40).astype(ptype)
     native, reference = np.empty_like(w), np.empty_like(w)
-    loss = _csoftmax.loss_grad(X, y, w, native, 3, True)
+    loss = _csoftmax.loss_grad(X, y, w, native, 3, True, isa)
     expected = model.loss_grad_xp(w, X.astype(ptype), y, reference)
     assert loss == pytest.approx(expected, rel=1e-5)
     np.testing.assert_allclose(native, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
 
 
 @pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
-def test_softmax_label_out_of_range_is_named():
+def test_softmax_label_out_of_range_is_named_by_the_model():
     model = make_model("softmax", 2, 3)
     X, w = np.zeros((6, 2)), np.zeros(model.layout.size)
     with pytest.raises(ValueError, match=r"2 labels are not class numbers in \[0, 3\)"):
         model.loss_grad_sum(w, X, np.array([0, 1, 3, 2, -1, 0]), np.empty_like(w))
+
+
+@pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
+@pytest.mark.parametrize("isa", ISAS)
+def test_softmax_label_out_of_range_is_named(isa):
+    X, w = np.zeros((20, 2)), np.zeros(2 * 3 + 3)
+    y = np.array([0, 1, 3, 2, -1] + [0] * 15)
+    with pytest.raises(ValueError, match=r"2 labels are not class numbers in \[0, 3\)"):
+        _csoftmax.loss_grad(X, y, w, np.empty_like(w), 3, True, isa)
+
+
+@pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
+def test_softmax_unknown_isa_is_named():
+    X, w = np.zeros((4, 2)), np.zeros(2 * 3 + 3)
+    with pytest.raises(ValueError, match="isa must be 'auto', 'avx2'.*not 'sse9'"):
+        _csoftmax.loss_grad(X, np.zeros(4, np.int64), w, np.empty_like(w), 3, True, "sse9")
 
 
 def test_softmax_overlaps_only_without_the_kernel():
