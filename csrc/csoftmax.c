@@ -9,8 +9,8 @@
  * them) so that a class's weights are contiguous. Two passes do it:
  *   rows4   (softmax_rows4.h)   four rows, three classes at a time; AVX2 and SSE2 clones.
  *   blocked (softmax_blocked.h) sixteen rows a step in register tiles; AVX-512 only, picked
- *           where it measured faster: four classes and more, or float32 rows with float64
- *           parameters (docs/performance.md section 1).
+ *           where it measured faster: all but three classes in one dtype (docs/performance.md
+ *           section 1).
  *
  * Layers and numerics as in cgrad.c: kernels over rows [lo, hi) for one dtype; the wrapper
  * validates once, transposes W, releases the GIL and adds the gradient sums of each BLOCK of
@@ -55,11 +55,11 @@ static pass rows4(char xt, char t, size_t d)
 }
 
 /* the pass for the dtypes, the classes and this CPU. AUTO: the one that measured faster, blocked
- * on AVX-512 hosts except at 2 or 3 classes in one dtype, where rows4's single three-class pass
- * streams better (docs/performance.md section 1) */
+ * on AVX-512 hosts except at exactly three classes in one dtype, rows4's one unpadded class pass
+ * (docs/performance.md section 1) */
 static pass pick(char xt, char t, size_t d, size_t K, enum isa isa)
 {
-    if (isa == AUTO) isa = cpu_has_avx512() && (K > ROWS4_CLASSES || xt != t) ? BLOCKED : ROWS4;
+    if (isa == AUTO) isa = cpu_has_avx512() && (K != ROWS4_CLASSES || xt != t) ? BLOCKED : ROWS4;
 #if HAVE_AVX512
     if (isa == BLOCKED) {
         if (t == 'f') return (pass){(kernel *)softmax_blocked_avx512_f32, 1, 16};

@@ -1,6 +1,6 @@
 /*
- * The blocked softmax pass, for AVX-512 hosts (csoftmax.c picks it at run time for four classes
- * and more, and for float32 rows with float64 parameters). With K classes a row costs 2 K d
+ * The blocked softmax pass, for AVX-512 hosts (csoftmax.c picks it at run time for all but
+ * three classes in one dtype). With K classes a row costs 2 K d
  * multiply-adds, so from ~5 classes on the softmax pass is bound by arithmetic, not memory:
  * this pass is built for the arithmetic. A step takes NB rows:
  *   1. their logits, four rows at a time by up to six classes (4 x 6 accumulators of AVX-512's
@@ -10,9 +10,9 @@
  *      matrix product), while the next step's rows are prefetched.
  * Measured beside the four-row pass (rows4) on a Sapphire Rapids Xeon, ratio to a streaming
  * read at 100 features, float32: 4 classes 0.40 -> 0.55, 10 classes 0.21 -> 0.34; float32 rows
- * with float64 parameters, 3 classes 0.36 -> 0.42. At 2 and 3 classes in one dtype it does
- * not beat rows4 (0.68 against 0.77 at 1,000 features), and an AVX2 build of it was slower
- * than rows4 (docs/performance.md section 1). MAX_CLASSES is the wrapper's.
+ * with float64 parameters, 3 classes 0.36 -> 0.42. At 3 classes in one dtype it does not beat
+ * rows4 (0.68-0.71 against 0.77-0.79 at 1,000 features, float32), and an AVX2 build of it was
+ * slower than rows4 (docs/performance.md section 1). MAX_CLASSES is the wrapper's.
  *
  * Layout (the wrapper's transpose_in): Wt and Gt are K x dp, no class padding, the rows padded
  * with zeros to dp, a multiple of the vector's lanes (16 float32, 8 float64).
