@@ -1,4 +1,5 @@
 """Install mpireg; build the fused-packing C extension from csrc/ when a compiler is present."""
+import functools
 import subprocess
 from pathlib import Path
 
@@ -9,11 +10,13 @@ HERE = Path(__file__).parent
 
 
 # The kernels' loops start on 64-byte boundaries: the same instructions of the float64 linear
-# gradient pass ran at 0.81 or 0.87-0.90 of a streaming read depending on where its loop fell
-# (docs/performance.md section 1). GCC's flags; other compilers keep their defaults.
+# gradient pass ran at 0.83-0.86 or 0.88-0.93 of a streaming read depending on where its loop
+# fell, and at 0.87-0.89 in both builds with these flags (docs/performance.md section 1). GCC's
+# flags; other compilers keep their defaults.
 ALIGN_HOT_LOOPS = ["-falign-functions=64", "-falign-loops=64"]
 
 
+@functools.lru_cache(maxsize=None)  # one `--version` for all the extensions
 def _is_gcc(compiler: str) -> bool:
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout

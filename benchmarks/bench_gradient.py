@@ -67,8 +67,8 @@ def candidates_for(np, X, args, rng):
             p64, g64 = params.astype(np.float64), np.empty(grad.shape, np.float64)
             passes.append(("C 1-pass, f64 params",
                            lambda m=model, p=p64, y=y, g=g64: m._loss_grad_native(p, X, y, g)))
-        default = passes.index(next(p for p in passes if p[0] == "C 1-pass")) if native \
-            else (1 if kind == "softmax" else 0)
+        names = [name for name, _ in passes]
+        default = names.index("C 1-pass") if native else (1 if kind == "softmax" else 0)
         out += [(f"{label}, {name}" + (" *" if i == default else ""), fn) for i, (name, fn) in enumerate(passes)]
     return out
 

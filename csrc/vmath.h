@@ -190,7 +190,6 @@ INLINE V vlog_##V(V x)                                                          
 
 DEFINE_VMATH(v4f32, float, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
 DEFINE_VMATH(v4f64, double, uint64_t, 52, 1023, XMIN_f64, 6755399441055744.0, 13, 17)
-DEFINE_VMATH(v8f32, float, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
 DEFINE_VMATH(v16f32, float, uint32_t, 23, 127, XMIN_f32, 12582912.0, 7, 7)
 DEFINE_VMATH(v8f64, double, uint64_t, 52, 1023, XMIN_f64, 6755399441055744.0, 13, 17)
 
