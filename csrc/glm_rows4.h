@@ -1,11 +1,13 @@
 /*
  * The one-pass kernels of the linear and logistic models (cgrad.c's layer 1): plain C over rows
  * [lo, hi) for one dtype, generated for float, double and float32 rows with double parameters
- * (f32x64) by macros; they never allocate or validate. Rows go four at a time, and the chain
- * dot products -> residuals -> update runs while they sit in L1.
+ * (f32x64) by macros; they never allocate or validate. Rows go four at a time, one from each of
+ * the block's four streams (streams.h), and the chain dot products -> residuals -> update runs
+ * while they sit in L1.
  */
 #ifndef MPIREG_GLM_ROWS4_H
 #define MPIREG_GLM_ROWS4_H
+#include "streams.h"
 #include "vmath.h"
 
 /* Residuals r = dloss/dz of rows [0, m), m <= 4, from their logits z (in place); returns their
@@ -23,7 +25,7 @@ INLINE double linear_r_##SUFFIX(T *z, const T *y, size_t m)                     
     return loss;                                                                                    \
 }                                                                                                   \
                                                                                                     \
-/* log(1 + e^z) - y z without overflow; the sigmoid from the same exponential */                   \
+/* log(1 + e^z) - y z without overflow; the sigmoid from the same exponential */                    \
 INLINE double logistic_r_##SUFFIX(T *z, const T *y, size_t m)                                       \
 {                                                                                                   \
     V v = {0}, label = {0};                                                                         \
@@ -49,7 +51,7 @@ INLINE double logistic_r_##SUFFIX(T *z, const T *y, size_t m)                   
  * loads, so software prefetches keep memory requests in flight (vmath.h: short and long rows).
  */
 #define DEFINE_STEPS(TX, T, SUFFIX)                                                                 \
-INLINE void dots_##SUFFIX(const TX *x[4], const T *w, size_t d, T z[4])                            \
+INLINE void dots_##SUFFIX(const TX *x[4], const T *w, size_t d, T z[4])                             \
 {                                                                                                   \
     const TX *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                        \
     T z0 = z[0], z1 = z[1], z2 = z[2], z3 = z[3];                                                   \
@@ -64,7 +66,7 @@ INLINE void dots_##SUFFIX(const TX *x[4], const T *w, size_t d, T z[4])         
 }                                                                                                   \
                                                                                                     \
 /* g[lo, hi) += r0 x0 + r1 x1 + r2 x2 + r3 x3 */                                                    \
-INLINE void update_##SUFFIX(const TX *x[4], const T r[4], size_t lo, size_t hi, T *g)              \
+INLINE void update_##SUFFIX(const TX *x[4], const T r[4], size_t lo, size_t hi, T *g)               \
 {                                                                                                   \
     const TX *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                                        \
     T r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];                                                   \
@@ -72,67 +74,63 @@ INLINE void update_##SUFFIX(const TX *x[4], const T r[4], size_t lo, size_t hi, 
     for (size_t j = lo; j < hi; j++) g[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]); \
 }                                                                                                   \
                                                                                                     \
-INLINE void update_short_##SUFFIX(const TX *x[4], const T r[4], size_t d, T *g)                    \
+INLINE void update_short_##SUFFIX(const TX *x[4], const T r[4], size_t d, size_t next, T *g)        \
 {                                                                                                   \
+    (void)next;                                                                                     \
     update_##SUFFIX(x, r, 0, d, g);                                                                 \
 }                                                                                                   \
                                                                                                     \
-/* each 64 bytes of the update asks for the same bytes of the next four rows */                   \
-INLINE void update_long_##SUFFIX(const TX *x[4], const T r[4], size_t d, T *g)                     \
+/* each 64 bytes of the update asks for the same bytes of the rows `next` bytes on */               \
+INLINE void update_long_##SUFFIX(const TX *x[4], const T r[4], size_t d, size_t next, T *g)         \
 {                                                                                                   \
-    const size_t line = 64 / sizeof(TX), next = 4 * d * sizeof(TX);                                 \
+    const size_t line = 64 / sizeof(TX);                                                            \
     for (size_t j = 0; j < d; j += line) {                                                          \
         for (int k = 0; k < 4; k++)                                                                 \
-            __builtin_prefetch((const void *)((uintptr_t)(x[k] + j) + next), 0, PREFETCH_LOCALITY);   \
+            __builtin_prefetch((const void *)((uintptr_t)(x[k] + j) + next), 0, PREFETCH_LOCALITY); \
         update_##SUFFIX(x, r, j, j + line < d ? j + line : d, g);                                   \
     }                                                                                               \
 }
 
+/* step t's four rows: their pointers and labels; the same stream's next rows asked for */
+#define DEFINE_ROWS(TX, T, SUFFIX, SHAPE)                                                           \
+INLINE size_t rows_##SHAPE##_##SUFFIX(row_order o, size_t t, const TX *X, const T *Y, size_t d,     \
+                                      const TX *x[4], T y[4])                                       \
+{                                                                                                   \
+    size_t row[4], m = row_order_rows(o, t, row);                                                   \
+    for (int k = 0; k < 4; k++) x[k] = X + row[k] * d, y[k] = Y[row[k]];                            \
+    for (size_t k = 0; k < 4; k += o.per) prefetch_##SHAPE(x[k], o.per * d * sizeof(TX));           \
+    return m;                                                                                       \
+}
+
 #define DEFINE_KERNEL(TX, T, SUFFIX, MODEL, SHAPE)                                                  \
-FAST static double MODEL##_##SHAPE##_##SUFFIX(const TX *X, const T *y, const T *w, size_t lo,      \
+FAST static double MODEL##_##SHAPE##_##SUFFIX(const TX *X, const T *Y, const T *w, size_t lo,       \
                                               size_t hi, size_t d, int fit, T *g)                   \
 {                                                                                                   \
     double loss = 0.0;                                                                              \
     T b = fit ? w[d] : (T)0;                                                                        \
-    for (size_t i = lo; i < hi; i += 4) {                                                           \
-        size_t m = hi - i < 4 ? hi - i : 4;                                                         \
-        const TX *x0 = X + i * d;   /* rows past hi repeat row i, and get a zero residual */       \
-        const TX *x[4] = {x0, m > 1 ? x0 + d : x0, m > 2 ? x0 + 2 * d : x0, m > 3 ? x0 + 3 * d : x0}; \
-        prefetch_##SHAPE(x0, 4 * d * sizeof(TX));                                                   \
-        T r[4] = {b, b, b, b};                                                                      \
+    row_order o = row_order_of(lo, hi, 4);                                                          \
+    for (size_t t = 0; t < row_order_steps(o); t++) {                                               \
+        const TX *x[4];                                                                             \
+        T y[4], r[4] = {b, b, b, b};                                                                \
+        size_t m = rows_##SHAPE##_##SUFFIX(o, t, X, Y, d, x, y);                                    \
         dots_##SUFFIX(x, w, d, r);                                                                  \
-        if (m == 4) {  /* a constant count: the residuals of four rows vectorise */                \
-            loss += MODEL##_r_##SUFFIX(r, y + i, 4);                                                \
-        } else {                                                                                    \
-            loss += MODEL##_r_##SUFFIX(r, y + i, m);                                                \
+        if (m == 4) {  /* a constant count: the residuals of four rows vectorise */                 \
+            loss += MODEL##_r_##SUFFIX(r, y, 4);                                                    \
+        } else {  /* rows past hi repeat a row, and get a zero residual */                          \
+            loss += MODEL##_r_##SUFFIX(r, y, m);                                                    \
             for (size_t k = m; k < 4; k++) r[k] = (T)0;                                             \
         }                                                                                           \
-        update_##SHAPE##_##SUFFIX(x, r, d, g);                                                      \
+        update_##SHAPE##_##SUFFIX(x, r, d, o.per * d * sizeof(TX), g);                              \
         if (fit) g[d] += (r[0] + r[1]) + (r[2] + r[3]);                                             \
     }                                                                                               \
     return loss;                                                                                    \
 }
 
-/* rows [i, i + 4) of X (m of them before hi; the rest repeat row i): asked for, and their dot
- * products with w added to z */
-#define DEFINE_BEGIN(TX, T, SUFFIX, SHAPE)                                                          \
-INLINE size_t begin_##SHAPE##_##SUFFIX(const TX *X, const T *w, size_t i, size_t hi, size_t d,     \
-                                       const TX *x[4], T z[4])                                      \
-{                                                                                                   \
-    size_t m = hi - i < 4 ? hi - i : 4;                                                             \
-    const TX *x0 = X + i * d;                                                                       \
-    x[0] = x0, x[1] = m > 1 ? x0 + d : x0, x[2] = m > 2 ? x0 + 2 * d : x0;                          \
-    x[3] = m > 3 ? x0 + 3 * d : x0;                                                                 \
-    prefetch_##SHAPE(x0, 4 * d * sizeof(TX));                                                       \
-    dots_##SUFFIX(x, w, d, z);                                                                      \
-    return m;                                                                                       \
-}
-
 /* the residuals of m <= 4 rows in place (rows past m: 0); returns their loss */
 #define DEFINE_FINISH(T, SUFFIX, MODEL)                                                             \
-INLINE double finish_##MODEL##_##SUFFIX(T z[4], const T *y, size_t m)                              \
+INLINE double finish_##MODEL##_##SUFFIX(T z[4], const T *y, size_t m)                               \
 {                                                                                                   \
-    if (m == 4) return MODEL##_r_##SUFFIX(z, y, 4);  /* a constant count: they vectorise */        \
+    if (m == 4) return MODEL##_r_##SUFFIX(z, y, 4);  /* a constant count: they vectorise */         \
     double loss = MODEL##_r_##SUFFIX(z, y, m);                                                      \
     for (size_t k = m; k < 4; k++) z[k] = (T)0;                                                     \
     return loss;                                                                                    \
@@ -149,23 +147,29 @@ INLINE double finish_##MODEL##_##SUFFIX(T z[4], const T *y, size_t m)           
  * already read (logistic 0.96-1.01 -> 0.80-0.82 at 1,000 features).
  */
 #define DEFINE_PIPELINED_KERNEL(TX, T, SUFFIX, MODEL, SHAPE)                                        \
-FAST static double MODEL##_##SHAPE##_##SUFFIX(const TX *X, const T *y, const T *w, size_t lo,      \
+FAST static double MODEL##_##SHAPE##_##SUFFIX(const TX *X, const T *Y, const T *w, size_t lo,       \
                                               size_t hi, size_t d, int fit, T *g)                   \
 {                                                                                                   \
     if (lo >= hi) return 0.0;                                                                       \
     T b = fit ? w[d] : (T)0;                                                                        \
+    row_order o = row_order_of(lo, hi, 4);                                                          \
+    size_t steps = row_order_steps(o), next_bytes = o.per * d * sizeof(TX);                         \
     const TX *x[4], *next[4];                                                                       \
-    T r[4] = {b, b, b, b};                                                                          \
-    size_t m = begin_##SHAPE##_##SUFFIX(X, w, lo, hi, d, x, r);                                     \
-    double loss = finish_##MODEL##_##SUFFIX(r, y + lo, m);                                          \
-    for (size_t i = lo; i < hi; i += 4) {                                                           \
-        int ahead = i + 4 < hi;                                                                     \
+    T y[4], r[4] = {b, b, b, b};                                                                    \
+    size_t m = rows_##SHAPE##_##SUFFIX(o, 0, X, Y, d, x, y);                                        \
+    dots_##SUFFIX(x, w, d, r);                                                                      \
+    double loss = finish_##MODEL##_##SUFFIX(r, y, m);                                               \
+    for (size_t t = 0; t < steps; t++) {                                                            \
+        int ahead = t + 1 < steps;                                                                  \
         T z[4] = {b, b, b, b};                                                                      \
-        if (ahead) m = begin_##SHAPE##_##SUFFIX(X, w, i + 4, hi, d, next, z);                       \
-        update_##SHAPE##_##SUFFIX(x, r, d, g);                                                      \
+        if (ahead) {                                                                                \
+            m = rows_##SHAPE##_##SUFFIX(o, t + 1, X, Y, d, next, y);                                \
+            dots_##SUFFIX(next, w, d, z);                                                           \
+        }                                                                                           \
+        update_##SHAPE##_##SUFFIX(x, r, d, next_bytes, g);                                          \
         if (fit) g[d] += (r[0] + r[1]) + (r[2] + r[3]);                                             \
         if (!ahead) break;                                                                          \
-        loss += finish_##MODEL##_##SUFFIX(z, y + i + 4, m);                                         \
+        loss += finish_##MODEL##_##SUFFIX(z, y, m);                                                 \
         memcpy(x, next, sizeof x);                                                                  \
         memcpy(r, z, sizeof r);                                                                     \
     }                                                                                               \
@@ -182,9 +186,10 @@ DEFINE_STEPS(float, double, f32x64)
 #define linear_r_f32x64 linear_r_f64
 #define logistic_r_f32x64 logistic_r_f64
 #define DEFINE_KERNELS(TX, T, SUFFIX)                                                               \
+DEFINE_ROWS(TX, T, SUFFIX, short)                                                                   \
+DEFINE_ROWS(TX, T, SUFFIX, long)                                                                    \
 DEFINE_KERNEL(TX, T, SUFFIX, linear, short)                                                         \
 DEFINE_KERNEL(TX, T, SUFFIX, linear, long)                                                          \
-DEFINE_BEGIN(TX, T, SUFFIX, short)                                                                  \
 DEFINE_FINISH(T, SUFFIX, logistic)                                                                  \
 DEFINE_PIPELINED_KERNEL(TX, T, SUFFIX, logistic, short)                                             \
 DEFINE_KERNEL(TX, T, SUFFIX, logistic, long)
@@ -195,7 +200,7 @@ DEFINE_KERNELS(float, double, f32x64)
 #undef DEFINE_RESIDUALS
 #undef DEFINE_STEPS
 #undef DEFINE_KERNEL
-#undef DEFINE_BEGIN
+#undef DEFINE_ROWS
 #undef DEFINE_FINISH
 #undef DEFINE_PIPELINED_KERNEL
 #undef DEFINE_KERNELS

@@ -21,6 +21,7 @@
  */
 #ifndef MPIREG_SOFTMAX_BLOCKED_H
 #define MPIREG_SOFTMAX_BLOCKED_H
+#include "streams.h"
 #include "vmath.h"
 
 #if HAVE_AVX512
@@ -231,10 +232,13 @@ ATTR static double softmax_blocked_##SUFFIX(const TX *X, const int64_t *y, const
     memset(gbv, 0, sizeof gbv);                                                                     \
     double loss = 0.0;                                                                              \
     K = K > MAX_CLASSES ? MAX_CLASSES : K;  /* the wrapper's bound, told to gcc */                  \
-    for (size_t i = lo; i < hi; i += NB) {                                                          \
-        size_t m = hi - i < NB ? hi - i : NB;                                                       \
+    row_order o = row_order_of(lo, hi, NB);                                                         \
+    size_t ahead = o.per * d;  /* a row's next in its stream */                                     \
+    for (size_t t = 0; t < row_order_steps(o); t++) {                                               \
+        size_t row[NB], m = row_order_rows(o, t, row);                                              \
         const TX *x[NB];                                                                            \
-        for (size_t r = 0; r < NB; r++) x[r] = X + (i + (r < m ? r : 0)) * d;                       \
+        int64_t yr[NB];                                                                             \
+        for (int r = 0; r < NB; r++) x[r] = X + row[r] * d, yr[r] = y[row[r]];                      \
         for (int r = 0; r < NB && rest; r++)  /* (a memcpy call a row: ~5 % at 100 features) */     \
             for (size_t e = 0; e < rest; e++) tail[r][e] = x[r][nfull * L + e];                     \
         T z[MAX_CLASSES][NB];                                                                       \
@@ -244,19 +248,18 @@ ATTR static double softmax_blocked_##SUFFIX(const TX *X, const int64_t *y, const
             for (size_t k = 0; k < K; k += CF)                                                      \
                 blocked_dots_by_##SUFFIX(x + r, rest ? tails + r : NULL, Wt + k * dp, dp, nfull,    \
                                  K - k < CF ? (int)(K - k) : CF, (T (*)[NB])&z[k][r]);              \
-        loss += blocked_residuals_##RV(z, y + i, m, K, gbv, bad);                                   \
+        loss += blocked_residuals_##RV(z, yr, m, K, gbv, bad);                                      \
         for (size_t k = 0; k < K; k += CU) {                                                        \
             int C = K - k < CU ? (int)(K - k) : CU;                                                 \
             T *g = Gt + k * dp;                                                                     \
             size_t v = 0;                                                                           \
-            size_t ahead = k == 0 ? NB * d : 0;  /* the first classes' update asks for the next */  \
             for (; v + JT <= nfull; v += JT)                                                        \
-                blocked_update_by_##SUFFIX(x, v * L, z + k, C, JT, g + v * L, dp, ahead);           \
+                blocked_update_by_##SUFFIX(x, v * L, z + k, C, JT, g + v * L, dp, k ? 0 : ahead);   \
             for (; v < nfull; v++)                                                                  \
-                blocked_update_by_##SUFFIX(x, v * L, z + k, C, 1, g + v * L, dp, ahead);            \
+                blocked_update_by_##SUFFIX(x, v * L, z + k, C, 1, g + v * L, dp, k ? 0 : ahead);    \
             if (rest) blocked_update_by_##SUFFIX(tails, 0, z + k, C, 1, g + nfull * L, dp, 0);      \
         }                                                                                           \
-        if (rest) blocked_prefetch_next((const void *const *)x, NB * d * sizeof(TX),                \
+        if (rest) blocked_prefetch_next((const void *const *)x, ahead * sizeof(TX),                 \
                                 nfull * L * sizeof(TX), rest * sizeof(TX));                         \
     }                                                                                               \
     for (size_t k = 0; k < K; k++)                                                                  \

@@ -69,11 +69,11 @@ INLINE void prefetch_ahead(const void *x, size_t bytes)
 /*
  * Where the prefetches go depends on the row length (benchmarks/bench_gradient.py, ratio to a
  * streaming read of the same X):
- *   short rows - the next rows, asked for at once before the dot products: linear at 100
- *                features went from ~0.6 to ~0.9-1.0.
+ *   short rows - each stream's next rows (streams.h), asked for at once before the dot
+ *                products: linear at 100 features went from ~0.6 to ~0.9-1.0.
  *   long rows  - four rows outrun the out-of-order window, and memory idles while the update
  *                works from L1; so the update asks, 64 bytes at a time, for the same bytes of
- *                the next four rows: 1,000 features went from ~0.5 to ~0.6-0.8, with no loss
+ *                each stream's next row: 1,000 features went from ~0.5 to ~0.6-0.8, with no loss
  *                when X sits in cache. (On short rows this form measured slower, hence two.)
  */
 #define LONG_ROW_BYTES 2048

@@ -23,7 +23,8 @@ def _data(kind, k, n, d, dtype, rng, model):
 @pytest.mark.parametrize("kind,k", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("fit", [True, False])
-@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 1000])  # around the 256-row block
+@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 320, 1000])  # around the 256-row block; a last
+# block of 64 rows, split in four streams (csrc/streams.h)
 @pytest.mark.parametrize("d", [9, 531])  # short and long rows (>= 2 KiB: the other dot products)
 def test_one_pass_equals_the_reference(kind, k, dtype, fit, n, d, rng):
     model = make_model(kind, d, k, fit_intercept=fit)
@@ -81,7 +82,8 @@ def test_bad_arguments_raise():
                                          (np.float32, np.float64)])  # the last: full-batch solvers
 @pytest.mark.parametrize("k", [2, 3, 5, 9, 16])  # avx2 pads to 3, 3, 6, 9, 18; avx512 splits 6+3, 6+6+4
 @pytest.mark.parametrize("fit", [True, False])
-@pytest.mark.parametrize("n", [0, 1, 7, 255, 257, 1000])  # around 4- and 16-row steps, 256-row blocks
+@pytest.mark.parametrize("n", [0, 1, 7, 255, 257, 320, 1000])  # around 4- and 16-row steps, 256-row
+# blocks; a last block of 64 rows, split in four streams
 @pytest.mark.parametrize("d", [3, 8, 9, 16, 531])  # all tail, no tail at 8 or 16 lanes; long rows
 @pytest.mark.parametrize("isa", ISAS)
 def test_softmax_one_pass_equals_the_reference(xtype, ptype, k, fit, n, d, isa, rng):
