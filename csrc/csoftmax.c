@@ -8,8 +8,8 @@
  * row is in L1, so X streams from memory once. W and G are kept K x d (the wrapper transposes
  * them) so that a class's weights are contiguous. Two passes do it:
  *   rows4   (softmax_rows4.h)   four rows, three classes at a time; AVX2 and SSE2 clones.
- *   blocked (softmax_blocked.h) sixteen rows a step in register tiles; AVX-512 only, picked
- *           where it measured faster: all but three classes in one dtype (docs/performance.md
+ *   blocked (softmax_blocked.h) sixteen rows a step in register tiles; AVX-512 only, and
+ *           picked on every AVX-512 host (it measured faster there; docs/performance.md
  *           section 1).
  *
  * Layers and numerics as in cgrad.c: kernels over rows [lo, hi) for one dtype; the wrapper
@@ -54,17 +54,18 @@ static pass rows4(char xt, char t, size_t d)
     return (pass){run, ROWS4_CLASSES, ROWS4_TAIL};
 }
 
-/* the pass for the dtypes, the classes and this CPU. AUTO: the one that measured faster, blocked
- * on AVX-512 hosts except at exactly three classes in one dtype, rows4's one unpadded class pass
- * (docs/performance.md section 1) */
+/* the pass for the dtypes, the classes and this CPU. AUTO: blocked on AVX-512 hosts (it measured
+ * faster there for every class count, docs/performance.md section 1), rows4 elsewhere */
 static pass pick(char xt, char t, size_t d, size_t K, enum isa isa)
 {
-    if (isa == AUTO) isa = cpu_has_avx512() && (K != ROWS4_CLASSES || xt != t) ? BLOCKED : ROWS4;
+    if (isa == AUTO) isa = cpu_has_avx512() ? BLOCKED : ROWS4;
 #if HAVE_AVX512
-    if (isa == BLOCKED) {
-        if (t == 'f') return (pass){(kernel *)softmax_blocked_avx512_f32, 1, 16};
-        if (xt == 'f') return (pass){(kernel *)softmax_blocked_avx512_f32x64, 1, 8};
-        return (pass){(kernel *)softmax_blocked_avx512_f64, 1, 8};
+    if (isa == BLOCKED) {  /* its narrow shape for up to four classes, wide from five */
+#define SHAPE(name) (kernel *)(K <= 4 ? name##_narrow : name##_wide)
+        if (t == 'f') return (pass){SHAPE(softmax_blocked_avx512_f32), 1, 16};
+        if (xt == 'f') return (pass){SHAPE(softmax_blocked_avx512_f32x64), 1, 8};
+        return (pass){SHAPE(softmax_blocked_avx512_f64), 1, 8};
+#undef SHAPE
     }
 #endif
     return rows4(xt, t, d);

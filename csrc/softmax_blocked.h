@@ -1,20 +1,22 @@
 /*
- * The blocked softmax pass, for AVX-512 hosts (csoftmax.c picks it at run time for all but
- * three classes in one dtype). With K classes a row costs 2 K d
- * multiply-adds, so from ~5 classes on the softmax pass is bound by arithmetic, not memory:
- * this pass is built for the arithmetic. A step takes NB rows:
- *   1. their logits, four rows at a time by up to six classes (4 x 6 accumulators of AVX-512's
+ * The blocked softmax pass, for AVX-512 hosts (csoftmax.c picks it there for every class
+ * count). With K classes a row costs 2 K d multiply-adds, so from ~4 classes on the pass is
+ * bound by arithmetic as much as by memory. A step takes NB rows, NB / STREAMS from each of
+ * the block's streams (streams.h):
+ *   1. their logits, RG rows at a time by up to CF classes (RG x CF accumulators of AVX-512's
  *      32 registers; the features in the lanes, a shuffle tree for the sums);
  *   2. their residuals p - e_y in lanes, one row a lane, no class padding;
- *   3. G updated in 6-class x 4-vector tiles held in registers over the step's rows (a small
- *      matrix product); each row's loads there ask for the same bytes of the next step's row,
- *      so the prefetches are spread through the update (issued in a burst before each tile,
- *      they measured 0.52-0.54 of a read against 0.58-0.60, 4 classes, 100 features).
- * Measured beside the four-row pass (rows4) on a Sapphire Rapids Xeon, ratio to a streaming
- * read at 100 features, float32: 4 classes 0.40 -> 0.55, 10 classes 0.21 -> 0.34; float32 rows
- * with float64 parameters, 3 classes 0.36 -> 0.42. At 3 classes in one dtype it does not beat
- * rows4 (0.68-0.71 against 0.77-0.79 at 1,000 features, float32), and an AVX2 build of it was
- * slower than rows4 (docs/performance.md section 1). MAX_CLASSES is the wrapper's.
+ *   3. G updated in CU-class x JT-vector tiles held in registers over the step's rows (a small
+ *      matrix product); each row's loads there ask for the same bytes of its stream's next
+ *      row, so the prefetches are spread through the update.
+ * A row's last, partial vector is read in place with a masked load (no copy of the tail), so
+ * a tile spans the whole row: at 100 float32 features, one 7-vector tile, where 4-vector and
+ * 1-vector tiles (16-deep chains of 1 to 6 accumulators) and a copied tail took a third more
+ * time in cache. Two shapes, measured (docs/performance.md section 1):
+ *   narrow (K <= 4): 8 rows x 3 classes, 4 classes x 7 vectors;
+ *   wide   (K >= 5): 4 rows x 6 classes, 6 classes x 4 vectors (narrow: 10 classes 0.39 -> 0.38
+ *                    of a read at 100 features, 0.44 -> 0.36 at 1,000; wide 0.42 and 0.43).
+ * MAX_CLASSES is the wrapper's.
  *
  * Layout (the wrapper's transpose_in): Wt and Gt are K x dp, no class padding, the rows padded
  * with zeros to dp, a multiple of the vector's lanes (16 float32, 8 float64).
@@ -23,13 +25,14 @@
 #define MPIREG_SOFTMAX_BLOCKED_H
 #include "streams.h"
 #include "vmath.h"
+#if HAVE_AVX512
+#include <immintrin.h>
+#endif
 
 #if HAVE_AVX512
 /* header-private names, undefined at its end */
-#define NB 16        /* rows a step: their residuals fill 16 lanes */
-#define MAX_LANES 16 /* the widest vector's lanes: a row's zero-padded tail */
-#define MAX_C 6      /* classes a logits or update pass, at most (4 x 6 accumulators) */
-#define MAX_JT 4     /* vectors of a row an update tile spans */
+#define NB 16   /* rows a step: their residuals fill 16 lanes */
+#define MAX_C 6 /* classes a logits or update pass, at most */
 
 /*
  * z[k][r]: the logits of NB rows for the K classes; becomes p - e_y in place (rows r >= m: 0),
@@ -38,7 +41,24 @@
  * is over. The rows go through in vectors RV of the kernel's own width (a 16-lane vector of
  * doubles is wider than AVX-512's, and GCC compiled its comparisons scalar).
  */
+typedef double v2f64 __attribute__((vector_size(16)));
 static const double blocked_row_numbers[NB] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* z's lanes, as the dots wrote them (four at a time): read so, they come from the stores */
+INLINE v16f32 load_z_v16f32(const float *z)
+{
+    v4f32 q[4];
+    memcpy(q, z, sizeof q);
+    v8f32 lo = __builtin_shufflevector(q[0], q[1], 0, 1, 2, 3, 4, 5, 6, 7);
+    v8f32 hi = __builtin_shufflevector(q[2], q[3], 0, 1, 2, 3, 4, 5, 6, 7);
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+INLINE v8f64 load_z_v8f64(const double *z)
+{
+    v4f64 q[2];
+    memcpy(q, z, sizeof q);
+    return __builtin_shufflevector(q[0], q[1], 0, 1, 2, 3, 4, 5, 6, 7);
+}
 
 #define DEFINE_RESIDUALS(T, RV)                                                                     \
 INLINE double blocked_residuals_##RV(T (*z)[NB], const int64_t *y, size_t m, size_t K,              \
@@ -48,12 +68,12 @@ INLINE double blocked_residuals_##RV(T (*z)[NB], const int64_t *y, size_t m, siz
     double loss = 0.0;                                                                              \
     for (size_t r0 = 0; r0 < NB; r0 += RL) {                                                        \
         RV e[MAX_CLASSES], top, sum = {0}, row;                                                     \
-        memcpy(&top, &z[0][r0], sizeof top);                                                        \
+        top = load_z_##RV(&z[0][r0]);                                                               \
         for (size_t k = 1; k < K; k++) {                                                            \
-            memcpy(&e[k], &z[k][r0], sizeof e[k]);                                                  \
+            e[k] = load_z_##RV(&z[k][r0]);                                                          \
             top = select_##RV(e[k] > top, e[k], top);                                               \
         }                                                                                           \
-        memcpy(&e[0], &z[0][r0], sizeof e[0]);                                                      \
+        e[0] = load_z_##RV(&z[0][r0]);                                                              \
         for (size_t k = 0; k < K; k++) {                                                            \
             e[k] = vexp_neg_##RV(e[k] - top);                                                       \
             sum += e[k];                                                                            \
@@ -113,121 +133,127 @@ INLINE v4f32 reduce4_v16f32(v16f32 a, v16f32 b, v16f32 c, v16f32 d)
     return fold_v8f32(h);
 }
 
+/* x[0, n) as a vector, its lanes from n on zero: a row's last, partial vector read in place */
+AVX512 INLINE v16f32 loadm_v16f32(const float *x, unsigned mask)
+{
+    return (v16f32)_mm512_maskz_loadu_ps((__mmask16)mask, x);
+}
+AVX512 INLINE v8f64 loadm_v8f64(const double *x, unsigned mask)
+{
+    return (v8f64)_mm512_maskz_loadu_pd((__mmask8)mask, x);
+}
+AVX512 INLINE v8f64 loadm_v8f32_as_v8f64(const float *x, unsigned mask)
+{
+    return (v8f64)_mm512_cvtps_pd(_mm256_maskz_loadu_ps((__mmask8)mask, x));
+}
+
 /*
- * The two halves of a step over NB rows, for one vector width (V: L lanes of T; LOAD_X converts
- * L values of a row's TX into it). Rows are read in whole vectors: nfull from each row, then
- * its tail from a zero-padded copy; Wt and Gt are K x dp, dp the row padded to whole vectors.
- *   dots:   z[k][r] += x_r . w_k for four rows and C classes: 4 x C accumulators, so each load
- *           of a row serves C classes.
+ * The two halves of a step over NB rows, for one vector width (V: L lanes of T; LOADM reads L
+ * values of a row's TX, the lanes outside a mask zero). A row is nv vectors, its last one
+ * partial (tailmask); Wt and Gt are K x dp, dp = nv L, zero-padded.
+ *   dots:   z[k][r] = b_k + x_r . w_k for RG rows and C classes: RG x C accumulators, so each
+ *           load of a row serves C classes and each load of w serves RG rows.
  *   update: G[k][v..v+JT) += sum_r p[k][r] x_r[v..v+JT) for C classes: the C x JT tile of G
- *           stays in registers over the NB rows (a small matrix product), and the rows' p[k][r]
- *           are broadcast to it.
+ *           stays in registers over the NB rows (a small matrix product), each row's p[k][r]
+ *           broadcast to it; tiles past the row's end load nothing (mask 0).
  */
-#define DEFINE_STEPS(TX, T, V, V4, SUFFIX, LOAD_X)                                                  \
-INLINE void blocked_dots_##SUFFIX(const TX *const *x, const TX *const *tail, const T *w,            \
-                                  size_t dp, size_t nfull, int C, T (*z)[NB])                       \
+#define DEFINE_STEPS(TX, T, V, V4, SUFFIX, LOADM, RG, JT)                                           \
+AVX512 INLINE void blocked_dots_##SUFFIX(const TX *const *x, const T *w, size_t dp, size_t nv,      \
+                                         unsigned tailmask, int C, const T *bias, T (*z)[NB])       \
 {                                                                                                   \
     enum { L = sizeof(V) / sizeof(T) };                                                             \
-    V acc[MAX_C][4] = {{{0}}};                                                                      \
-    for (int s = 0; s < 2; s++) {  /* the whole vectors of the rows, then their tails */            \
-        const TX *const *rows = s ? tail : x;                                                       \
-        size_t n = s ? tail != NULL : nfull;                                                        \
-        for (size_t v = 0; v < n; v++) {                                                            \
-            size_t j = (s ? nfull : v) * L, at = s ? 0 : j;                                         \
-            V xv[4];                                                                                \
-            for (int r = 0; r < 4; r++) xv[r] = LOAD_X(rows[r] + at);                               \
-            for (int c = 0; c < C; c++) {                                                           \
-                V wc;                                                                               \
-                memcpy(&wc, w + c * dp + j, sizeof wc);                                             \
-                for (int r = 0; r < 4; r++) acc[c][r] += xv[r] * wc;                                \
-            }                                                                                       \
+    V acc[MAX_C][RG] = {{{0}}};                                                                     \
+    for (size_t v = 0; v < nv; v++) {                                                               \
+        unsigned mask = v + 1 < nv ? ~0u : tailmask;                                                \
+        V xv[RG];                                                                                   \
+        for (int r = 0; r < RG; r++) xv[r] = LOADM(x[r] + v * L, mask);                             \
+        for (int c = 0; c < C; c++) {                                                               \
+            V wc;                                                                                   \
+            memcpy(&wc, w + c * dp + v * L, sizeof wc);                                             \
+            for (int r = 0; r < RG; r++) acc[c][r] += xv[r] * wc;                                   \
         }                                                                                           \
-    }                                                                                               \
-    for (int c = 0; c < C; c++) {                                                                   \
-        V4 s = reduce4_##V(acc[c][0], acc[c][1], acc[c][2], acc[c][3]), old;                        \
-        memcpy(&old, z[c], sizeof old);                                                             \
-        old += s;                                                                                   \
-        memcpy(z[c], &old, sizeof old);                                                             \
-    }                                                                                               \
-}                                                                                                   \
-                                                                                                    \
-INLINE void blocked_update_##SUFFIX(const TX *const *x, size_t off, T (*p)[NB], int C, int JT,      \
-                                    T *g, size_t dp, size_t ahead)                                  \
-{                                                                                                   \
-    enum { L = sizeof(V) / sizeof(T) };                                                             \
-    V acc[MAX_C][MAX_JT] = {{{0}}};                                                                 \
-    for (int r = 0; r < NB; r++) {                                                                  \
-        V xv[MAX_JT];                                                                               \
-        for (int t = 0; t < JT; t++) xv[t] = LOAD_X(x[r] + off + t * L);                            \
-        for (int t = 0; t < JT && ahead; t++)                                                       \
-            __builtin_prefetch(x[r] + ahead + off + t * L, 0, PREFETCH_LOCALITY);                   \
-        for (int c = 0; c < C; c++)                                                                 \
-            for (int t = 0; t < JT; t++) acc[c][t] += xv[t] * p[c][r];                              \
     }                                                                                               \
     for (int c = 0; c < C; c++)                                                                     \
-        for (int t = 0; t < JT; t++) {                                                              \
-            V gt;                                                                                   \
-            memcpy(&gt, g + c * dp + t * L, sizeof gt);                                             \
-            gt += acc[c][t];                                                                        \
-            memcpy(g + c * dp + t * L, &gt, sizeof gt);                                             \
+        for (int r = 0; r < RG; r += 4) {                                                           \
+            V4 s = reduce4_##V(acc[c][r], acc[c][r + 1], acc[c][r + 2], acc[c][r + 3]) + bias[c];   \
+            memcpy(&z[c][r], &s, sizeof s);                                                         \
         }                                                                                           \
 }                                                                                                   \
                                                                                                     \
-/* the same with C (and JT) known to the compiler, so that the tile stays in registers */           \
-INLINE void blocked_dots_by_##SUFFIX(const TX *const *x, const TX *const *tail, const T *w,         \
-                                     size_t dp, size_t nfull, int C, T (*z)[NB])                    \
+AVX512 INLINE void blocked_update_##SUFFIX(const TX *const *x, size_t v0, size_t nv,                \
+                                           unsigned tailmask, int masked, T (*p)[NB], int C, T *g,  \
+                                           size_t dp, size_t ahead)                                 \
+{                                                                                                   \
+    enum { L = sizeof(V) / sizeof(T) };                                                             \
+    V acc[MAX_C][JT] = {{{0}}};                                                                     \
+    unsigned mask[JT];                                                                              \
+    for (int t = 0; t < JT; t++)                                                                    \
+        mask[t] = v0 + t + 1 < nv ? ~0u : v0 + t + 1 == nv ? tailmask : 0;                          \
+    for (int r = 0; r < NB; r++) {                                                                  \
+        for (int t = 0; t < JT; t++) {                                                              \
+            const TX *at = x[r] + (v0 + t) * L;                                                     \
+            V xv = masked ? LOADM(at, mask[t]) : LOADM(at, ~0u);                                    \
+            if (ahead) __builtin_prefetch(at + ahead, 0, PREFETCH_LOCALITY);                        \
+            for (int c = 0; c < C; c++) acc[c][t] += xv * p[c][r];                                  \
+        }                                                                                           \
+    }                                                                                               \
+    for (int c = 0; c < C; c++)                                                                     \
+        for (int t = 0; t < JT && v0 + t < nv; t++) {                                               \
+            V gt;                                                                                   \
+            memcpy(&gt, g + c * dp + (v0 + t) * L, sizeof gt);                                      \
+            gt += acc[c][t];                                                                        \
+            memcpy(g + c * dp + (v0 + t) * L, &gt, sizeof gt);                                      \
+        }                                                                                           \
+}                                                                                                   \
+                                                                                                    \
+/* the same with C known to the compiler, so that the tile stays in registers */                    \
+AVX512 INLINE void blocked_dots_by_##SUFFIX(const TX *const *x, const T *w, size_t dp, size_t nv,   \
+                                            unsigned tailmask, int C, const T *bias, T (*z)[NB])    \
 {                                                                                                   \
     switch (C) {                                                                                    \
-    case 1: blocked_dots_##SUFFIX(x, tail, w, dp, nfull, 1, z); break;                              \
-    case 2: blocked_dots_##SUFFIX(x, tail, w, dp, nfull, 2, z); break;                              \
-    case 3: blocked_dots_##SUFFIX(x, tail, w, dp, nfull, 3, z); break;                              \
-    case 4: blocked_dots_##SUFFIX(x, tail, w, dp, nfull, 4, z); break;                              \
-    case 5: blocked_dots_##SUFFIX(x, tail, w, dp, nfull, 5, z); break;                              \
-    default: blocked_dots_##SUFFIX(x, tail, w, dp, nfull, 6, z); break;                             \
+    case 1: blocked_dots_##SUFFIX(x, w, dp, nv, tailmask, 1, bias, z); break;                       \
+    case 2: blocked_dots_##SUFFIX(x, w, dp, nv, tailmask, 2, bias, z); break;                       \
+    case 3: blocked_dots_##SUFFIX(x, w, dp, nv, tailmask, 3, bias, z); break;                       \
+    case 4: blocked_dots_##SUFFIX(x, w, dp, nv, tailmask, 4, bias, z); break;                       \
+    case 5: blocked_dots_##SUFFIX(x, w, dp, nv, tailmask, 5, bias, z); break;                       \
+    default: blocked_dots_##SUFFIX(x, w, dp, nv, tailmask, 6, bias, z); break;                      \
     }                                                                                               \
 }                                                                                                   \
                                                                                                     \
-INLINE void blocked_update_by_##SUFFIX(const TX *const *x, size_t off, T (*p)[NB], int C, int JT,   \
-                                       T *g, size_t dp, size_t ahead)                               \
+AVX512 INLINE void blocked_update_by_##SUFFIX(const TX *const *x, size_t v0, size_t nv,             \
+                                              unsigned tailmask, T (*p)[NB], int C, T *g,           \
+                                              size_t dp, size_t ahead)                              \
 {                                                                                                   \
-    switch (C) {                                                                                    \
-    case 1: blocked_update_##SUFFIX(x, off, p, 1, JT, g, dp, ahead); break;                         \
-    case 2: blocked_update_##SUFFIX(x, off, p, 2, JT, g, dp, ahead); break;                         \
-    case 3: blocked_update_##SUFFIX(x, off, p, 3, JT, g, dp, ahead); break;                         \
-    case 4: blocked_update_##SUFFIX(x, off, p, 4, JT, g, dp, ahead); break;                         \
-    case 5: blocked_update_##SUFFIX(x, off, p, 5, JT, g, dp, ahead); break;                         \
-    default: blocked_update_##SUFFIX(x, off, p, 6, JT, g, dp, ahead); break;                        \
+    int masked = v0 + JT >= nv;                                                                     \
+    switch (C * 2 + masked) {                                                                       \
+    case 2: blocked_update_##SUFFIX(x, v0, nv, tailmask, 0, p, 1, g, dp, ahead); break;             \
+    case 3: blocked_update_##SUFFIX(x, v0, nv, tailmask, 1, p, 1, g, dp, ahead); break;             \
+    case 4: blocked_update_##SUFFIX(x, v0, nv, tailmask, 0, p, 2, g, dp, ahead); break;             \
+    case 5: blocked_update_##SUFFIX(x, v0, nv, tailmask, 1, p, 2, g, dp, ahead); break;             \
+    case 6: blocked_update_##SUFFIX(x, v0, nv, tailmask, 0, p, 3, g, dp, ahead); break;             \
+    case 7: blocked_update_##SUFFIX(x, v0, nv, tailmask, 1, p, 3, g, dp, ahead); break;             \
+    case 8: blocked_update_##SUFFIX(x, v0, nv, tailmask, 0, p, 4, g, dp, ahead); break;             \
+    case 9: blocked_update_##SUFFIX(x, v0, nv, tailmask, 1, p, 4, g, dp, ahead); break;             \
+    case 10: blocked_update_##SUFFIX(x, v0, nv, tailmask, 0, p, 5, g, dp, ahead); break;            \
+    case 11: blocked_update_##SUFFIX(x, v0, nv, tailmask, 1, p, 5, g, dp, ahead); break;            \
+    case 12: blocked_update_##SUFFIX(x, v0, nv, tailmask, 0, p, 6, g, dp, ahead); break;            \
+    default: blocked_update_##SUFFIX(x, v0, nv, tailmask, 1, p, 6, g, dp, ahead); break;            \
     }                                                                                               \
 }
 
-DEFINE_STEPS(float, float, v16f32, v4f32, avx512_f32, load_v16f32)
-DEFINE_STEPS(double, double, v8f64, v4f64, avx512_f64, load_v8f64)
-DEFINE_STEPS(float, double, v8f64, v4f64, avx512_f32x64, load_v8f32_as_v8f64)
-
-/* the next step's rows' tails (past the whole vectors the update asks for): [off, off + bytes) */
-INLINE void blocked_prefetch_next(const void *const *x, size_t step_bytes, size_t off, size_t bytes)
-{
-    for (int r = 0; r < NB; r++)
-        for (size_t o = 0; o < bytes; o += 64)
-            __builtin_prefetch((const char *)x[r] + step_bytes + off + o, 0, PREFETCH_LOCALITY);
-}
-
 /*
- * Rows [lo, hi) in steps of NB: the logits of four rows at a time (CF classes a pass), the NB
- * rows' residuals in lanes, then the update of G in CU x JT tiles. Rows past hi repeat row lo
- * and get zero residuals. Wt, Gt: K x dp; b, gb: K.
+ * Rows [lo, hi) in steps of NB (streams.h's order): the logits of RG rows at a time (CF classes
+ * a pass), the NB rows' residuals in lanes, then the update of G in CU x JT tiles. Rows past hi
+ * repeat a row and get zero residuals. Wt, Gt: K x dp; b, gb: K.
  */
-#define DEFINE_KERNEL(TX, T, V, RV, SUFFIX, ATTR, CF, CU, JT)                                       \
+#define DEFINE_KERNEL(TX, T, V, RV, SUFFIX, ATTR, RG, CF, CU, JT)                                   \
 ATTR static double softmax_blocked_##SUFFIX(const TX *X, const int64_t *y, const T *Wt,             \
                                             const T *b, size_t lo, size_t hi, size_t d, size_t K,   \
                                             T *Gt, T *gb, size_t *bad)                              \
 {                                                                                                   \
     enum { L = sizeof(V) / sizeof(T) };                                                             \
-    size_t nfull = d / L, rest = d - nfull * L, dp = (nfull + (rest > 0)) * L;                      \
-    TX tail[NB][MAX_LANES];                                                                         \
-    const TX *tails[NB];                                                                            \
-    memset(tail, 0, sizeof tail);                                                                   \
-    for (int r = 0; r < NB; r++) tails[r] = tail[r];                                                \
+    size_t nv = (d + L - 1) / L, dp = nv * L, rest = d - (nv - 1) * L;                              \
+    unsigned tailmask = rest == L ? ~0u : (1u << rest) - 1;                                         \
     T gbv[MAX_CLASSES][NB];                                                                         \
     memset(gbv, 0, sizeof gbv);                                                                     \
     double loss = 0.0;                                                                              \
@@ -239,46 +265,43 @@ ATTR static double softmax_blocked_##SUFFIX(const TX *X, const int64_t *y, const
         const TX *x[NB];                                                                            \
         int64_t yr[NB];                                                                             \
         for (int r = 0; r < NB; r++) x[r] = X + row[r] * d, yr[r] = y[row[r]];                      \
-        for (int r = 0; r < NB && rest; r++)  /* (a memcpy call a row: ~5 % at 100 features) */     \
-            for (size_t e = 0; e < rest; e++) tail[r][e] = x[r][nfull * L + e];                     \
         T z[MAX_CLASSES][NB];                                                                       \
-        for (size_t k = 0; k < K; k++)                                                              \
-            for (int r = 0; r < NB; r++) z[k][r] = b[k];                                            \
-        for (int r = 0; r < NB; r += 4)                                                             \
+        for (int r = 0; r < NB; r += RG)                                                            \
             for (size_t k = 0; k < K; k += CF)                                                      \
-                blocked_dots_by_##SUFFIX(x + r, rest ? tails + r : NULL, Wt + k * dp, dp, nfull,    \
-                                 K - k < CF ? (int)(K - k) : CF, (T (*)[NB])&z[k][r]);              \
+                blocked_dots_by_##SUFFIX(x + r, Wt + k * dp, dp, nv, tailmask,                      \
+                                         K - k < CF ? (int)(K - k) : CF, b + k,                     \
+                                         (T (*)[NB])&z[k][r]);                                      \
         loss += blocked_residuals_##RV(z, yr, m, K, gbv, bad);                                      \
-        for (size_t k = 0; k < K; k += CU) {                                                        \
-            int C = K - k < CU ? (int)(K - k) : CU;                                                 \
-            T *g = Gt + k * dp;                                                                     \
-            size_t v = 0;                                                                           \
-            for (; v + JT <= nfull; v += JT)                                                        \
-                blocked_update_by_##SUFFIX(x, v * L, z + k, C, JT, g + v * L, dp, k ? 0 : ahead);   \
-            for (; v < nfull; v++)                                                                  \
-                blocked_update_by_##SUFFIX(x, v * L, z + k, C, 1, g + v * L, dp, k ? 0 : ahead);    \
-            if (rest) blocked_update_by_##SUFFIX(tails, 0, z + k, C, 1, g + nfull * L, dp, 0);      \
-        }                                                                                           \
-        if (rest) blocked_prefetch_next((const void *const *)x, ahead * sizeof(TX),                 \
-                                nfull * L * sizeof(TX), rest * sizeof(TX));                         \
+        for (size_t k = 0; k < K; k += CU)                                                          \
+            for (size_t v = 0; v < nv; v += JT)                                                     \
+                blocked_update_by_##SUFFIX(x, v, nv, tailmask, z + k,                               \
+                                           K - k < CU ? (int)(K - k) : CU,                          \
+                                           Gt + k * dp, dp, k ? 0 : ahead);                         \
     }                                                                                               \
     for (size_t k = 0; k < K; k++)                                                                  \
         for (int r = 0; r < NB; r++) gb[k] += gbv[k][r];                                            \
     return loss;                                                                                    \
 }
 
-DEFINE_KERNEL(float, float, v16f32, v16f32, avx512_f32, AVX512, 6, 6, 4)
-DEFINE_KERNEL(double, double, v8f64, v8f64, avx512_f64, AVX512, 6, 6, 4)
-DEFINE_KERNEL(float, double, v8f64, v8f64, avx512_f32x64, AVX512, 6, 6, 4)
+/* the two shapes, RG rows x CF classes a logits pass and CU classes x JT vectors an update tile:
+ * narrow for up to 4 classes, wide from 5 */
+#define DEFINE_SHAPES(TX, T, V, V4, RV, SUFFIX, LOADM)                                              \
+DEFINE_STEPS(TX, T, V, V4, SUFFIX##_narrow, LOADM, 8, 7)                                            \
+DEFINE_STEPS(TX, T, V, V4, SUFFIX##_wide, LOADM, 4, 4)                                              \
+DEFINE_KERNEL(TX, T, V, RV, SUFFIX##_narrow, AVX512, 8, 3, 4, 7)                                    \
+DEFINE_KERNEL(TX, T, V, RV, SUFFIX##_wide, AVX512, 4, 6, 6, 4)
+
+DEFINE_SHAPES(float, float, v16f32, v4f32, v16f32, avx512_f32, loadm_v16f32)
+DEFINE_SHAPES(double, double, v8f64, v4f64, v8f64, avx512_f64, loadm_v8f64)
+DEFINE_SHAPES(float, double, v8f64, v4f64, v8f64, avx512_f32x64, loadm_v8f32_as_v8f64)
 
 #undef DEFINE_RESIDUALS
 #undef DEFINE_SUM4
 #undef DEFINE_STEPS
 #undef DEFINE_KERNEL
+#undef DEFINE_SHAPES
 #undef SHUF
 #undef NB
-#undef MAX_LANES
 #undef MAX_C
-#undef MAX_JT
 #endif
 #endif

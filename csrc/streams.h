@@ -39,8 +39,8 @@ INLINE size_t row_order_rows(row_order o, size_t t, size_t *row)
 {
     size_t first = o.lo + t * o.per;
     size_t m = o.per < o.step || o.hi - first >= o.step ? o.step : o.hi - first;
-    for (size_t k = 0; k < o.step; k++)
-        row[k] = k < m ? o.lo + (k / o.per) * o.seg + t * o.per + k % o.per : first;
+    for (size_t s = 0, k = 0; k < o.step; s++)  /* (k / per and k % per: a division a row) */
+        for (size_t j = 0; j < o.per; j++, k++) row[k] = k < m ? first + s * o.seg + j : first;
     return m;
 }
 #endif
