@@ -1,7 +1,9 @@
 """Gradient-pass speed per rank: rows/s and GB/s of X read, for each model, float32 and float64,
 beside two memory-bound references measured in the same run on the same X:
   - copy:   np.copyto(dst, X)          (reads X once, writes it once)
-  - read:   X @ ones                   (a streaming read of X: one matrix-vector product)
+  - read:   X @ ones                   (a streaming read of X: one matrix-vector product, one
+                                        stream; the kernels read four at once, csrc/streams.h,
+                                        and may beat it)
 NumPy's obvious gradient of a linear model reads X twice (X w, then X^T r); the C kernels
 (csrc/cgrad.c, csrc/csoftmax.c) read it once. For float32 X, "f64 params" is the same pass with
 float64 parameters and sums, what the full-batch solvers (L-BFGS) run. The candidates are timed
