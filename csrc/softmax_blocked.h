@@ -265,7 +265,8 @@ ATTR static double softmax_blocked_##SUFFIX(const TX *X, const int64_t *y, const
         const TX *x[NB];                                                                            \
         int64_t yr[NB];                                                                             \
         for (int r = 0; r < NB; r++) x[r] = X + row[r] * d, yr[r] = y[row[r]];                      \
-        T z[MAX_CLASSES][NB];                                                                       \
+        T z[MAX_CLASSES][NB];  /* written whole by the dots (zeroed so that gcc knows) */           \
+        memset(z, 0, K * sizeof z[0]);                                                              \
         for (int r = 0; r < NB; r += RG)                                                            \
             for (size_t k = 0; k < K; k += CF)                                                      \
                 blocked_dots_by_##SUFFIX(x + r, Wt + k * dp, dp, nv, tailmask,                      \
