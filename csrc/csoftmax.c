@@ -33,13 +33,14 @@
 /* ------------------------------------------------------------------ 2. wrapper */
 
 typedef double kernel(const void *, const int64_t *, const void *, const void *, size_t, size_t,
-                      size_t, size_t, void *, void *, size_t *);
+                      size_t, size_t, void *, void *, size_t *, size_t);
 
 /* a pass and the layout of Wt and Gt it reads: classes padded to a multiple of `classes`,
  * rows to a multiple of `lanes` */
 typedef struct {
     kernel *run;
     size_t classes, lanes;
+    int shifted;  /* takes the logits less the last class's (shift_in), fills no G of the last */
 } pass;
 
 enum isa { AUTO = -1, ROWS4 = 0, BLOCKED = 1 };
@@ -51,7 +52,7 @@ static pass rows4(char xt, char t, size_t d)
     if (t == 'f') run = (kernel *)(long_rows ? softmax_rows4_long_f32 : softmax_rows4_short_f32);
     else if (xt == 'f') run = (kernel *)(long_rows ? softmax_rows4_long_f32x64 : softmax_rows4_short_f32x64);
     else run = (kernel *)(long_rows ? softmax_rows4_long_f64 : softmax_rows4_short_f64);
-    return (pass){run, ROWS4_CLASSES, ROWS4_TAIL};
+    return (pass){run, ROWS4_CLASSES, ROWS4_TAIL, 0};
 }
 
 /* the pass for the dtypes, the classes and this CPU. AUTO: blocked on AVX-512 hosts (it measured
@@ -62,13 +63,25 @@ static pass pick(char xt, char t, size_t d, size_t K, enum isa isa)
 #if HAVE_AVX512
     if (isa == BLOCKED) {  /* its narrow shape for up to four classes, wide from five */
 #define SHAPE(name) (kernel *)(K <= 4 ? name##_narrow : name##_wide)
-        if (t == 'f') return (pass){SHAPE(softmax_blocked_avx512_f32), 1, 16};
-        if (xt == 'f') return (pass){SHAPE(softmax_blocked_avx512_f32x64), 1, 8};
-        return (pass){SHAPE(softmax_blocked_avx512_f64), 1, 8};
+        if (t == 'f') return (pass){SHAPE(softmax_blocked_avx512_f32), 1, 16, 1};
+        if (xt == 'f') return (pass){SHAPE(softmax_blocked_avx512_f32x64), 1, 8, 1};
+        return (pass){SHAPE(softmax_blocked_avx512_f64), 1, 8, 1};
 #undef SHAPE
     }
 #endif
     return rows4(xt, t, d);
+}
+
+/*
+ * The segments the blocked pass takes a block's rows from (streams.h), measured per CPU: on AMD
+ * Zen 4, 16 against 4 took 3 classes at 100 features from 37-38 to 32 ns a row (float32), 89 to
+ * 57 (float64), 43 to 40 (float64 parameters), and 10 classes at 1,000 features from 556 to 516
+ * (docs/performance.md section 1). Sapphire Rapids keeps the 4 it was measured with.
+ */
+static size_t blocked_streams(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") ? 16 : 4;
 }
 
 /* "auto", "avx2" (rows4: its AVX2 clone, or SSE2) or "avx512" (blocked), or -2 and an error */
@@ -137,6 +150,35 @@ static void transpose_in(const char *w, size_t d, size_t dp, size_t K, size_t KC
     }
 }
 
+/*
+ * Softmax is unchanged when every logit loses the same number, and a row's residuals p - e_y sum
+ * to 0. So a pass can take K - 1 dot products a row, with weights w_k - w_last (whose logit is
+ * then 0), and update K - 1 classes of G: the last is minus the sum of the others
+ * (last_from_rest). A pass's multiply-adds fall from 2 K d a row to 2 (K - 1) d: a third fewer
+ * at 3 classes.
+ */
+#define DEFINE_SHIFT_IN(T)                                                                          \
+static void shift_in_##T(T *Wt, T *b, size_t dp, size_t K)                                         \
+{                                                                                                   \
+    const T *last = Wt + (K - 1) * dp;                                                              \
+    for (size_t k = 0; k + 1 < K; k++) {                                                            \
+        for (size_t j = 0; j < dp; j++) Wt[k * dp + j] -= last[j];                                  \
+        b[k] -= b[K - 1];                                                                           \
+    }                                                                                               \
+}
+DEFINE_SHIFT_IN(float)
+DEFINE_SHIFT_IN(double)
+
+/* the last class's weight gradient (total: d x K row-major) from the others' */
+static void last_from_rest(double *total, size_t d, size_t K)
+{
+    for (size_t j = 0; j < d; j++) {
+        double rest = 0.0;
+        for (size_t k = 0; k + 1 < K; k++) rest += total[j * K + k];
+        total[j * K + K - 1] = -rest;
+    }
+}
+
 /* a block's sums (Gt: rows dp apart, gb: K) into the total (d x K, then K) */
 static void add_block(const char *Gt, const char *gb, size_t d, size_t dp, size_t K, char t, int fit,
                       double *total)
@@ -156,10 +198,18 @@ static PyObject *py_loss_grad(PyObject *self, PyObject *args)
     Py_ssize_t Kin;
     int fit;
     const char *isa_name = NULL;
-    if (!PyArg_ParseTuple(args, "OOOOnp|s", &obj[0], &obj[1], &obj[2], &obj[3], &Kin, &fit, &isa_name))
+    Py_ssize_t streams = 0;
+    if (!PyArg_ParseTuple(args, "OOOOnp|sn", &obj[0], &obj[1], &obj[2], &obj[3], &Kin, &fit, &isa_name,
+                          &streams))
         return NULL;
     int isa = parse_isa(isa_name);
     if (isa < AUTO) return NULL;
+    if (streams < 0 || streams > 64 || (streams & (streams - 1))) {
+        PyErr_Format(PyExc_ValueError, "streams must be 0 (this CPU's) or a power of two up to 64, not %zd",
+                     streams);
+        return NULL;
+    }
+    if (!streams) streams = (Py_ssize_t)blocked_streams();
     Py_buffer v[4] = {{0}};
     const char *names[4] = {"X", "y", "params", "grad"};
     PyObject *result = NULL;
@@ -188,12 +238,15 @@ static PyObject *py_loss_grad(PyObject *self, PyObject *args)
     size_t bad = 0;
     Py_BEGIN_ALLOW_THREADS
     transpose_in(v[2].buf, d, dp, K, KC, item, fit, Wt, b);
+    if (chosen.shifted && item == 4) shift_in_float((float *)Wt, (float *)b, dp, K);
+    if (chosen.shifted && item == 8) shift_in_double((double *)Wt, (double *)b, dp, K);
     for (size_t lo = 0; lo < n; lo += BLOCK) {
         size_t hi = lo + BLOCK < n ? lo + BLOCK : n;
         memset(Gt, 0, (dp + 1) * KC * item);
-        loss += chosen.run(v[0].buf, v[1].buf, Wt, b, lo, hi, d, K, Gt, gb, &bad);
+        loss += chosen.run(v[0].buf, v[1].buf, Wt, b, lo, hi, d, K, Gt, gb, &bad, (size_t)streams);
         add_block(Gt, gb, d, dp, K, t, fit, total);
     }
+    if (chosen.shifted) last_from_rest(total, d, K);
     for (size_t j = 0; j < P; j++) {
         if (t == 'f') ((float *)v[3].buf)[j] = (float)total[j];
         else ((double *)v[3].buf)[j] = total[j];
@@ -221,10 +274,11 @@ static PyObject *py_isas(PyObject *self, PyObject *unused)
 
 static PyMethodDef methods[] = {
     {"loss_grad", py_loss_grad, METH_VARARGS,
-     "loss_grad(X, y, params, grad, n_classes, fit_intercept, isa='auto') -> loss sum\n\n"
+     "loss_grad(X, y, params, grad, n_classes, fit_intercept, isa='auto', streams=0) -> loss sum\n\n"
      "Sum over rows of logsumexp(z) - z[y], z = x W + b (params: W row-major d x K, then b);\n"
      "writes the sum of its gradients into grad. 2 to 16 classes. isa: 'auto' (the pass that\n"
-     "measured faster on this CPU for these classes and dtypes), or one of isas()."},
+     "measured faster on this CPU for these classes and dtypes), or one of isas(). streams: the\n"
+     "segments the blocked pass reads a block from at once, a power of two (0: this CPU's)."},
     {"isas", py_isas, METH_NOARGS,
      "isas() -> the passes this CPU runs: 'avx2' (four rows at a time; its AVX2 or SSE2 clone),\n"
      "'avx512' (blocked, sixteen rows a step)"},

@@ -108,7 +108,7 @@ FAST static double MODEL##_##SHAPE##_##SUFFIX(const TX *X, const T *Y, const T *
 {                                                                                                   \
     double loss = 0.0;                                                                              \
     T b = fit ? w[d] : (T)0;                                                                        \
-    row_order o = row_order_of(lo, hi, 4);                                                          \
+    row_order o = row_order_of(lo, hi, 4, GLM_STREAMS);                                             \
     for (size_t t = 0; t < row_order_steps(o); t++) {                                               \
         const TX *x[4];                                                                             \
         T y[4], r[4] = {b, b, b, b};                                                                \
@@ -152,7 +152,7 @@ FAST static double MODEL##_##SHAPE##_##SUFFIX(const TX *X, const T *Y, const T *
 {                                                                                                   \
     if (lo >= hi) return 0.0;                                                                       \
     T b = fit ? w[d] : (T)0;                                                                        \
-    row_order o = row_order_of(lo, hi, 4);                                                          \
+    row_order o = row_order_of(lo, hi, 4, GLM_STREAMS);                                             \
     size_t steps = row_order_steps(o), next_bytes = o.per * d * sizeof(TX);                         \
     const TX *x[4], *next[4];                                                                       \
     T y[4], r[4] = {b, b, b, b};                                                                    \

@@ -1,14 +1,16 @@
 /*
  * The blocked softmax pass, for AVX-512 hosts (csoftmax.c picks it there for every class
- * count). With K classes a row costs 2 K d multiply-adds, so from ~4 classes on the pass is
- * bound by arithmetic as much as by memory. A step takes NB rows, NB / STREAMS from each of
- * the block's streams (streams.h):
- *   1. their logits, RG rows at a time by up to CF classes (RG x CF accumulators of AVX-512's
- *      32 registers; the features in the lanes, a shuffle tree for the sums);
+ * count). With K classes a row costs 2 (K - 1) d multiply-adds (the wrapper shifts the logits
+ * so that the last class's is 0, and derives its gradient from the others': csoftmax.c), so
+ * from ~4 classes on the pass is bound by arithmetic as much as by memory. A step takes NB
+ * rows from the block's `streams` segments (streams.h; the wrapper picks the count per CPU):
+ *   1. their logits for classes 0..K-2, RG rows at a time by up to CF classes (RG x CF
+ *      accumulators of AVX-512's 32 registers; the features in the lanes, a shuffle tree for
+ *      the sums);
  *   2. their residuals p - e_y in lanes, one row a lane, no class padding;
- *   3. G updated in CU-class x JT-vector tiles held in registers over the step's rows (a small
- *      matrix product); each row's loads there ask for the same bytes of its stream's next
- *      row, so the prefetches are spread through the update.
+ *   3. G (classes 0..K-2) updated in CU-class x JT-vector tiles held in registers over the
+ *      step's rows (a small matrix product); each row's loads there ask for the same bytes of
+ *      its stream's next row, so the prefetches are spread through the update.
  * A row's last, partial vector is read in place with a masked load (no copy of the tail), so
  * a tile spans the whole row: at 100 float32 features, one 7-vector tile, where 4-vector and
  * 1-vector tiles (16-deep chains of 1 to 6 accumulators) and a copied tail took a third more
@@ -249,7 +251,7 @@ AVX512 INLINE void blocked_update_by_##SUFFIX(const TX *const *x, size_t v0, siz
 #define DEFINE_KERNEL(TX, T, V, RV, SUFFIX, ATTR, RG, CF, CU, JT)                                   \
 ATTR static double softmax_blocked_##SUFFIX(const TX *X, const int64_t *y, const T *Wt,             \
                                             const T *b, size_t lo, size_t hi, size_t d, size_t K,   \
-                                            T *Gt, T *gb, size_t *bad)                              \
+                                            T *Gt, T *gb, size_t *bad, size_t streams)              \
 {                                                                                                   \
     enum { L = sizeof(V) / sizeof(T) };                                                             \
     size_t nv = (d + L - 1) / L, dp = nv * L, rest = d - (nv - 1) * L;                              \
@@ -258,25 +260,25 @@ ATTR static double softmax_blocked_##SUFFIX(const TX *X, const int64_t *y, const
     memset(gbv, 0, sizeof gbv);                                                                     \
     double loss = 0.0;                                                                              \
     K = K > MAX_CLASSES ? MAX_CLASSES : K;  /* the wrapper's bound, told to gcc */                  \
-    row_order o = row_order_of(lo, hi, NB);                                                         \
+    row_order o = row_order_of(lo, hi, NB, streams);                                                \
     size_t ahead = o.per * d;  /* a row's next in its stream */                                     \
     for (size_t t = 0; t < row_order_steps(o); t++) {                                               \
         size_t row[NB], m = row_order_rows(o, t, row);                                              \
         const TX *x[NB];                                                                            \
         int64_t yr[NB];                                                                             \
         for (int r = 0; r < NB; r++) x[r] = X + row[r] * d, yr[r] = y[row[r]];                      \
-        T z[MAX_CLASSES][NB];  /* written whole by the dots (zeroed so that gcc knows) */           \
+        T z[MAX_CLASSES][NB];  /* the last class's logits stay 0 (csoftmax.c's shift_in) */         \
         memset(z, 0, K * sizeof z[0]);                                                              \
         for (int r = 0; r < NB; r += RG)                                                            \
-            for (size_t k = 0; k < K; k += CF)                                                      \
+            for (size_t k = 0; k + 1 < K; k += CF)                                                  \
                 blocked_dots_by_##SUFFIX(x + r, Wt + k * dp, dp, nv, tailmask,                      \
-                                         K - k < CF ? (int)(K - k) : CF, b + k,                     \
+                                         K - 1 - k < CF ? (int)(K - 1 - k) : CF, b + k,             \
                                          (T (*)[NB])&z[k][r]);                                      \
         loss += blocked_residuals_##RV(z, yr, m, K, gbv, bad);                                      \
-        for (size_t k = 0; k < K; k += CU)                                                          \
+        for (size_t k = 0; k + 1 < K; k += CU)                                                      \
             for (size_t v = 0; v < nv; v += JT)                                                     \
                 blocked_update_by_##SUFFIX(x, v, nv, tailmask, z + k,                               \
-                                           K - k < CU ? (int)(K - k) : CU,                          \
+                                           K - 1 - k < CU ? (int)(K - 1 - k) : CU,                  \
                                            Gt + k * dp, dp, k ? 0 : ahead);                         \
     }                                                                                               \
     for (size_t k = 0; k < K; k++)                                                                  \

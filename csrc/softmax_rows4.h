@@ -137,9 +137,10 @@ DEFINE_PASSES(float, double, v4f64, f32x64, load_v4f32_as_v4f64)
 #define DEFINE_KERNEL(TX, T, SUFFIX, SHAPE, AHEAD)                                                  \
 FAST static double softmax_rows4_##SHAPE##_##SUFFIX(const TX *X, const int64_t *y, const T *Wt,     \
                                               const T *b, size_t lo, size_t hi, size_t d, size_t K, \
-                                              T *Gt, T *gb, size_t *bad)                            \
+                                              T *Gt, T *gb, size_t *bad, size_t streams)            \
 {                                                                                                   \
     enum { C = ROWS4_CLASSES };                                                                     \
+    (void)streams;  /* front to back */                                                             \
     double loss = 0.0;                                                                              \
     size_t KC = (K + C - 1) / C * C;  /* padded; the bounds are the wrapper's, told to gcc */       \
     KC = KC < C ? C : KC > ROWS4_MAX_PADDED ? ROWS4_MAX_PADDED : KC;                                \

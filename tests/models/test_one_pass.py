@@ -151,6 +151,35 @@ def test_softmax_label_out_of_range_is_named(isa):
         _csoftmax.loss_grad(X, y, w, np.empty_like(w), 3, True, isa)
 
 
+@pytest.mark.skipif("avx512" not in ISAS, reason="the blocked pass needs AVX-512")
+@pytest.mark.parametrize("xtype,ptype", [(np.float32, np.float32), (np.float64, np.float64),
+                                         (np.float32, np.float64)])
+@pytest.mark.parametrize("k", [2, 3, 10])
+@pytest.mark.parametrize("n", [0, 7, 64, 255, 256, 320, 1000, 1024])  # steps of 16 rows; blocks
+# that split into 1 to 64 segments or go front to back
+@pytest.mark.parametrize("d", [9, 531])
+@pytest.mark.parametrize("streams", [1, 2, 4, 16, 64])  # the CPU picks 4 or 16 (csoftmax.c)
+def test_blocked_softmax_any_stream_count_equals_the_reference(xtype, ptype, k, n, d, streams, rng):
+    model = make_model("softmax", d, k)
+    X = rng.standard_normal((n, d)).astype(xtype)
+    y = model.prepare_targets(rng.integers(0, k, n))
+    w = (rng.standard_normal(model.layout.size) * 0.3).astype(ptype)
+    native, reference = np.empty_like(w), np.empty_like(w)
+    loss = _csoftmax.loss_grad(X, y, w, native, k, True, "avx512", streams)
+    expected = model.loss_grad_xp(w, X.astype(ptype), y, reference)
+    tol = 1e-4 if ptype == np.float32 else 1e-11
+    assert loss == pytest.approx(expected, rel=tol, abs=tol)
+    np.testing.assert_allclose(native, reference, rtol=tol, atol=tol * max(1.0, np.abs(reference).max()))
+
+
+@pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
+@pytest.mark.parametrize("streams", [-1, 3, 128])
+def test_softmax_bad_stream_count_is_named(streams):
+    X, w = np.zeros((4, 2)), np.zeros(2 * 3 + 3)
+    with pytest.raises(ValueError, match=f"streams must be 0 .* not {streams}"):
+        _csoftmax.loss_grad(X, np.zeros(4, np.int64), w, np.empty_like(w), 3, True, "auto", streams)
+
+
 @pytest.mark.skipif(_csoftmax is None, reason="C extension not built")
 def test_softmax_unknown_isa_is_named():
     X, w = np.zeros((4, 2)), np.zeros(2 * 3 + 3)
