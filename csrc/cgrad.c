@@ -167,4 +167,8 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_cgrad", "One-pass loss and gradient sums.", -1, methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__cgrad(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__cgrad(void)
+{
+    prefetch_to_l2 = prefers_l2_prefetch();
+    return PyModule_Create(&module);
+}

@@ -86,7 +86,7 @@ INLINE void update_long_##SUFFIX(const TX *x[4], const T r[4], size_t d, size_t 
     const size_t line = 64 / sizeof(TX);                                                            \
     for (size_t j = 0; j < d; j += line) {                                                          \
         for (int k = 0; k < 4; k++)                                                                 \
-            __builtin_prefetch((const void *)((uintptr_t)(x[k] + j) + next), 0, PREFETCH_LOCALITY); \
+            prefetch_line((const void *)((uintptr_t)(x[k] + j) + next));                            \
         update_##SUFFIX(x, r, j, j + line < d ? j + line : d, g);                                   \
     }                                                                                               \
 }

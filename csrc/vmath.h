@@ -59,11 +59,37 @@ static inline int cpu_has_avx512(void) { return 0; }
 #define PREFETCH_LOCALITY 3
 #endif
 
+/*
+ * The linear and logistic kernels prefetch into L2 only (prefetcht1) on AMD hosts. On the Zen 4
+ * EPYC, every variant built side by side (docs/performance.md section 1), prefetcht0 made float64
+ * rows of 100 features slower than no software prefetch at all (48-54 against 31-35 ns a row);
+ * prefetcht1 took 34-38 there, 21-22 ns a float32 row of 100 features (t0 24-26, none 23-24),
+ * and 3-6 % less than t0 at 1,000 features. Set by _cgrad's init.
+ */
+static int prefetch_to_l2;
+
+INLINE void prefetch_line(const void *p)
+{
+    if (prefetch_to_l2) __builtin_prefetch(p, 0, 2);
+    else __builtin_prefetch(p, 0, PREFETCH_LOCALITY);
+}
+
+/* the hosts where prefetch_line asks for L2 only */
+static inline int prefers_l2_prefetch(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd");
+#else
+    return 0;
+#endif
+}
+
 /* ask for [x + PREFETCH_BYTES, + bytes): a prefetch never faults, even past X's end */
 INLINE void prefetch_ahead(const void *x, size_t bytes)
 {
     for (size_t o = 0; PREFETCH_BYTES && o < bytes; o += 64)
-        __builtin_prefetch((const void *)((uintptr_t)x + PREFETCH_BYTES + o), 0, PREFETCH_LOCALITY);
+        prefetch_line((const void *)((uintptr_t)x + PREFETCH_BYTES + o));
 }
 
 /*
