@@ -84,8 +84,9 @@ INLINE void update_short_##SUFFIX(const TX *x[4], const T r[4], size_t d, size_t
 INLINE void update_long_##SUFFIX(const TX *x[4], const T r[4], size_t d, size_t next, T *g)         \
 {                                                                                                   \
     const size_t line = 64 / sizeof(TX);                                                            \
+    const int ask = prefetch_next_row(next);                                                        \
     for (size_t j = 0; j < d; j += line) {                                                          \
-        for (int k = 0; k < 4; k++)                                                                 \
+        for (int k = 0; ask && k < 4; k++)                                                          \
             prefetch_line((const void *)((uintptr_t)(x[k] + j) + next));                            \
         update_##SUFFIX(x, r, j, j + line < d ? j + line : d, g);                                   \
     }                                                                                               \
