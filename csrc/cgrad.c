@@ -169,6 +169,6 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__cgrad(void)
 {
-    prefetch_to_l2 = prefers_l2_prefetch();
+    prefetch_to_l2 = cpu_is_amd();
     return PyModule_Create(&module);
 }

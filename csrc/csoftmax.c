@@ -78,11 +78,7 @@ static pass pick(char xt, char t, size_t d, size_t K, enum isa isa)
  * 57 (float64), 43 to 40 (float64 parameters), and 10 classes at 1,000 features from 556 to 516
  * (docs/performance.md section 1). Sapphire Rapids keeps the 4 it was measured with.
  */
-static size_t blocked_streams(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") ? 16 : 4;
-}
+static size_t blocked_streams(void) { return cpu_is_amd() ? 16 : 4; }
 
 /* "auto", "avx2" (rows4: its AVX2 clone, or SSE2) or "avx512" (blocked), or -2 and an error */
 static int parse_isa(const char *name)

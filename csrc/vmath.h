@@ -80,10 +80,14 @@ INLINE void prefetch_line(const void *p)
  * slots. Side by side: float64 rows of 2,000 features 1.17-1.20x, float32 1.01-1.04x, float64
  * rows of 1,000 (8 KiB) 0.99-1.07x; float32 rows of 1,000 (4 KiB) ran 0.91-0.93x without.
  */
-INLINE int prefetch_next_row(size_t next) { return !prefetch_to_l2 || next < 8192; }
+#define AMD_UNPREFETCHED_ROW_BYTES 8192
+INLINE int prefetch_next_row(size_t next)
+{
+    return !prefetch_to_l2 || next < AMD_UNPREFETCHED_ROW_BYTES;
+}
 
-/* the hosts where prefetch_line asks for L2 only */
-static inline int prefers_l2_prefetch(void)
+/* the hosts whose kernels are tuned apart: L2 prefetches (above), 16 softmax segments */
+static inline int cpu_is_amd(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
     __builtin_cpu_init();
