@@ -286,4 +286,8 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__csoftmax(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__csoftmax(void)
+{
+    prefetch_to_l2 = cpu_is_amd();
+    return PyModule_Create(&module);
+}

@@ -64,15 +64,19 @@ static inline int cpu_has_avx512(void) { return 0; }
  * EPYC, every variant built side by side (docs/performance.md section 1), prefetcht0 made float64
  * rows of 100 features slower than no software prefetch at all (48-54 against 31-35 ns a row);
  * prefetcht1 took 34-38 there, 21-22 ns a float32 row of 100 features (t0 24-26, none 23-24),
- * and 3-6 % less than t0 at 1,000 features. Set by _cgrad's init.
+ * and 3-6 % less than t0 at 1,000 features. Set by _cgrad's and _csoftmax's inits (for softmax,
+ * on rows of SOFTMAX_L2_ROW_BYTES and more: softmax_blocked.h).
  */
 static int prefetch_to_l2;
 
-INLINE void prefetch_line(const void *p)
+/* a line into L2 only (l2), or into every level */
+INLINE void prefetch_to(const void *p, int l2)
 {
-    if (prefetch_to_l2) __builtin_prefetch(p, 0, 2);
+    if (l2) __builtin_prefetch(p, 0, 2);
     else __builtin_prefetch(p, 0, PREFETCH_LOCALITY);
 }
+
+INLINE void prefetch_line(const void *p) { prefetch_to(p, prefetch_to_l2); }
 
 /*
  * Whether the long-row update asks for the row `next` bytes on. On AMD hosts rows of 8 KiB and
