@@ -79,12 +79,14 @@ INLINE void prefetch_to(const void *p, int l2)
 INLINE void prefetch_line(const void *p) { prefetch_to(p, prefetch_to_l2); }
 
 /*
- * Whether the long-row update asks for the row `next` bytes on. On AMD hosts rows of 8 KiB and
+ * Whether the long-row update asks for the row `next` bytes on. On AMD hosts rows of 6 KiB and
  * more go without: there the Zen 4's own streamers kept up, and the prefetches only took load
- * slots. Side by side: float64 rows of 2,000 features 1.17-1.20x, float32 1.01-1.04x, float64
- * rows of 1,000 (8 KiB) 0.99-1.07x; float32 rows of 1,000 (4 KiB) ran 0.91-0.93x without.
+ * slots. Side by side: float64 rows of 2,000 features 1.17-1.20x, float32 1.01-1.04x; float64
+ * rows of 900 and 1,000 features 1.05-1.08x, float32 rows of 2,000 (8,000 bytes) 1.05-1.07x;
+ * float32 rows of 1,000 (4,000 bytes) ran 0.91-0.93x without, and rows of 4.5-6 KiB within 3 %
+ * either way.
  */
-#define AMD_UNPREFETCHED_ROW_BYTES 8192
+#define AMD_UNPREFETCHED_ROW_BYTES 6144
 INLINE int prefetch_next_row(size_t next)
 {
     return !prefetch_to_l2 || next < AMD_UNPREFETCHED_ROW_BYTES;
