@@ -44,19 +44,19 @@ def load(path: Path, name: str):
     return module
 
 
-def build(rev: str, workdir: Path):
-    """The kernels of commit `rev`, built by that commit's own setup.py (so with its flags)."""
+def build(rev: str, workdir: Path, names):
+    """The kernels `names` of commit `rev`, built by that commit's own setup.py (so with its flags)."""
     archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive, check=True)
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=workdir, check=True,
                    capture_output=True)
     modules = {}
-    for name in ("_cgrad", "_csoftmax"):
+    for name in names:
         built = sorted((workdir / "mpireg").glob(f"{name}*.so"))
         if not built:
             sys.exit(f"{rev}: its setup.py built no mpireg.{name}")
         modules[name] = load(built[0], name)
-    return Build(rev, modules["_cgrad"], modules["_csoftmax"])
+    return Build(rev, modules["_cgrad"], modules.get("_csoftmax"))
 
 
 def passes(np, rng, X, dtype, classes):
@@ -105,8 +105,9 @@ def main():
     except ImportError:
         sys.exit("the C extensions of this checkout are not built: pip install -e . first")
     classes = [int(k) for k in args.classes.split(",") if k]
+    names = ("_cgrad", "_csoftmax") if classes else ("_cgrad",)  # a commit before _csoftmax: --classes ""
     with tempfile.TemporaryDirectory() as tmp:
-        builds = [Build("this checkout", _cgrad, _csoftmax), build(args.rev, Path(tmp))]
+        builds = [Build("this checkout", _cgrad, _csoftmax), build(args.rev, Path(tmp), names)]
         print(f"gradient kernel, GB/s of X, best of {args.repeats} interleaved rounds")
         print(f"{'features':>8} {'dtype':8} {'X':>8} {'model':9} " + " ".join(f"{b.label:>14}" for b in builds)
               + "   ratio")
