@@ -73,7 +73,7 @@ setup(
         "tqdm>=4.60",
         "threadpoolctl>=3.1",  # BLAS threads per rank (cores.py)
         "scikit-learn>=1.6",  # the Python API's estimator base (imported only by mpireg.api)
-        "pyarrow>=14",  # CSV and Parquet conversion (imported only by mpireg.data.arrow)
+        "pyarrow>=14",  # CSV and Parquet conversion (imported only by mpireg.convert.arrow)
         'tomli>=1.1; python_version < "3.11"',
     ],
     extras_require={
@@ -98,7 +98,7 @@ setup(
     entry_points={
         "console_scripts": [
             "mpireg-train=mpireg.train:main",
-            "mpireg-data=mpireg.data.__main__:main",
+            "mpireg-data=mpireg.convert.tool:main",
             "mpireg-predict=mpireg.predict:main",
         ]
     },

@@ -43,15 +43,12 @@ def worker(sizes, budget_s: float) -> None:
     from mpi4py import MPI
 
     sys.path.insert(0, str(ROOT))
-    from mpireg.comm import EXTRA_SLOTS, make_strategy
     from mpireg.config import CommConfig
+    from mpireg.fit.topology import EXTRA_SLOTS, make_strategy
 
     comm = MPI.COMM_WORLD.Dup()
     for name in STRATEGIES:
-        strategy = make_strategy(CommConfig(strategy=name), comm) if comm.rank == 0 else None
-        if comm.rank:
-            from mpireg.comm import STRATEGIES as ALL
-            strategy = ALL[name](comm, CommConfig(strategy=name))
+        reducer, strategy = make_strategy(name, comm, CommConfig(strategy=name))
         for nbytes in sizes:
             count = max(1, nbytes // 4)
             buf = np.ones(count, dtype=np.float32)
@@ -64,7 +61,7 @@ def worker(sizes, budget_s: float) -> None:
             else:  # the step's own buffer: hierarchical places it in its shared window
                 buf = strategy.step_buffer(count, np.float32)
                 buf[...] = 1
-                op = lambda: strategy.allreduce(buf)  # noqa: E731
+                op = lambda: reducer.allreduce(buf)  # noqa: E731
             op()
             times, start = [], time.perf_counter()
             while True:
@@ -81,6 +78,7 @@ def worker(sizes, budget_s: float) -> None:
             if comm.rank == 0:
                 print(json.dumps(dict(strategy=name, p=comm.size, bytes=count * 4, time_s=elapsed)), flush=True)
         strategy.finish()
+        reducer.finish()
 
 
 def main() -> None:

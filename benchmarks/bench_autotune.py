@@ -44,7 +44,7 @@ class Setting:
     def __init__(self, strategy, model, X, y):
         import numpy as np
 
-        self.strategy, self.model, self.X, self.y = strategy, model, X, y
+        (self.reducer, self.strategy), self.model, self.X, self.y = strategy, model, X, y
         self.params = model.init_params(np.float32)
         strategy.setup(self.params)
         self.buffer = strategy.step_buffer(self.params.size + 4, np.float32)
@@ -83,9 +83,12 @@ def worker(args):
 
     sys.path.insert(0, str(ROOT))
     from mpireg import log
-    from mpireg.comm import STRATEGIES as ALL
-    from mpireg.comm import make_strategy
+    from dataclasses import replace
+
+    from mpireg.comm import make_reducer
+    from mpireg.comm.autotune import autotune
     from mpireg.config import CommConfig
+    from mpireg.fit.topology import make_strategy
     from mpireg.models import make_model
 
     comm = MPI.COMM_WORLD.Dup()
@@ -99,10 +102,14 @@ def worker(args):
                                   else rng.integers(0, k, rows))
         nbytes = (model.layout.size + 4) * 4
         start = time.perf_counter()
-        auto = make_strategy(CommConfig(strategy="auto"), comm, message_bytes=nbytes, overlaps=model.overlaps)
+        probe = CommConfig(strategy="auto")
+        choice = autotune(probe, comm, nbytes, model.overlaps,
+                          lambda name: make_reducer(name, comm, replace(probe, strategy=name)))
+        auto = make_strategy(choice.strategy, comm, CommConfig(strategy=choice.strategy,
+                                                               fusion_bytes=choice.fusion_bytes))
         probe_s = time.perf_counter() - start
-        settings = {f"{name} {fusion >> 10} KiB": Setting(ALL[name](comm, CommConfig(strategy=name,
-                                                                                      fusion_bytes=fusion)),
+        settings = {f"{name} {fusion >> 10} KiB": Setting(make_strategy(name, comm, CommConfig(strategy=name,
+                                                                                              fusion_bytes=fusion)),
                                                            model, X, y)
                     for name in STRATEGIES for fusion in FUSIONS}
         settings["auto"] = Setting(auto, model, X, y)
@@ -113,7 +120,8 @@ def worker(args):
         measured = {name: setting.result(comm) for name, setting in settings.items()}
         for setting in settings.values():
             setting.strategy.finish()
-        pick = f"{auto.name} {auto.settings.fusion_bytes} B"
+            setting.reducer.finish()
+        pick = f"{choice.strategy} {choice.fusion_bytes} B"
         results.append({"label": label, "bytes": nbytes, "fixed": {k: v for k, v in measured.items() if k != "auto"},
                         "pick": pick, "auto": measured["auto"], "probe_s": probe_s})
     if comm.rank == 0:

@@ -56,7 +56,7 @@ def worker(args):
     sys.path.insert(0, str(ROOT))
     from mpireg import log
     from mpireg.config import load_job
-    from mpireg.data.synth import synthesize
+    from mpireg.convert.synth import synthesize
     from mpireg.fit import train
     from mpireg.models import make_model
 

@@ -77,7 +77,7 @@ def table(title, rows, base, efficiency):
 def main():
     args = parse()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mpireg.data.synth import synthesize
+    from mpireg.convert.synth import synthesize
 
     ranks = [int(p) for p in args.ranks.split(",")]
     with tempfile.TemporaryDirectory(prefix="mpireg-scaling-") as tmp:

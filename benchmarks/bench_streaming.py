@@ -36,7 +36,7 @@ def main():
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from mpireg.data import ShardReader, read_schema, resolve_paths
     from mpireg.data.local import LocalData
-    from mpireg.data.synth import synthesize
+    from mpireg.convert.synth import synthesize
     from mpireg.models import make_model
 
     with tempfile.TemporaryDirectory(prefix="mpireg-stream-") as tmp:

@@ -78,7 +78,7 @@ def result(name, problem, train_s, coef=None, intercept=None, curve=None, load_s
 def make_problems(args, root: Path):
     import h5py
 
-    from mpireg.data.synth import synthesize
+    from mpireg.convert.synth import synthesize
 
     problems = []
     for kind in args.only.split(","):

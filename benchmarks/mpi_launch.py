@@ -21,6 +21,6 @@ def run_worker(main) -> None:
     from mpi4py import MPI
 
     sys.path.insert(0, str(ROOT))
-    from mpireg.parallel import exit_on_error
+    from mpireg.agreement import exit_on_error
 
     sys.exit(exit_on_error(MPI.COMM_WORLD, lambda: main() or 0))

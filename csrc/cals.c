@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "buffers.h"
 #include "vmath.h"
 
 /* ------------------------------------------------------------------ kernels */
@@ -104,47 +105,32 @@ FAST static double squared_error(const double *F, const int64_t *index, const do
 
 /* ------------------------------------------------------------------ wrappers */
 
-typedef struct {
-    Py_buffer F, index, r, starts, out;
-    int have[5];
-} Views;
+enum { F, INDEX, R, STARTS, OUT, N_VIEWS };  /* the wrappers' views, in this order */
 
-static void release(Views *v) {
-    Py_buffer *b[5] = {&v->F, &v->index, &v->r, &v->starts, &v->out};
-    for (int i = 0; i < 5; i++)
-        if (v->have[i]) PyBuffer_Release(b[i]);
-}
-
-static int acquire(PyObject *o, Py_buffer *b, int writable, const char *fmt, const char *name, int *have) {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(o, b, flags) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", name, writable ? " writable" : "");
-        return -1;
-    }
-    *have = 1;
-    char got = b->format[0] == '<' || b->format[0] == '=' || b->format[0] == '@' ? b->format[1] : b->format[0];
-    int ok = fmt[0] == 'd' ? got == 'd' : (got == 'l' || got == 'q') && b->itemsize == 8;
-    if (!ok) {
-        PyErr_Format(PyExc_TypeError, "%s must hold %s", name, fmt[0] == 'd' ? "float64" : "int64");
+/* A view of float64 ("d") or int64 ("q") elements, or a TypeError naming the array. */
+static int acquire_typed(PyObject *o, Py_buffer *b, int writable, char want, const char *name) {
+    if (buffer_acquire(o, b, writable, name) < 0) return -1;
+    if (buffer_kind(b) != want) {
+        PyErr_Format(PyExc_TypeError, "%s must hold %s", name, want == 'd' ? "float64" : "int64");
         return -1;
     }
     return 0;
 }
 
 /* Shapes: F (R, k), index (m,), r (m,), starts (n + 1,), own/out (n, k); every index in range. */
-static int check(Views *v, size_t *n, size_t *k) {
-    if (v->F.ndim != 2 || v->out.ndim != 2 || v->F.shape[1] != v->out.shape[1]) {
+static int check(Py_buffer *v, size_t *n, size_t *k) {
+    if (v[F].ndim != 2 || v[OUT].ndim != 2 || v[F].shape[1] != v[OUT].shape[1]) {
         PyErr_SetString(PyExc_ValueError, "factors and the row block must be 2-D with the same width");
         return -1;
     }
-    *k = (size_t)v->F.shape[1];
-    *n = (size_t)v->out.shape[0];
-    size_t m = (size_t)(v->r.len / 8), R = (size_t)v->F.shape[0];
-    if ((size_t)(v->index.len / 8) != m || (size_t)(v->starts.len / 8) != *n + 1) {
+    *k = (size_t)v[F].shape[1];
+    *n = (size_t)v[OUT].shape[0];
+    size_t m = (size_t)(v[R].len / 8), R = (size_t)v[F].shape[0];
+    if ((size_t)(v[INDEX].len / 8) != m || (size_t)(v[STARTS].len / 8) != *n + 1) {
         PyErr_SetString(PyExc_ValueError, "index must match ratings, and starts hold one more entry than rows");
         return -1;
     }
-    const int64_t *s = v->starts.buf, *idx = v->index.buf;
+    const int64_t *s = v[STARTS].buf, *idx = v[INDEX].buf;
     if (s[0] != 0 || (size_t)s[*n] != m) {
         PyErr_SetString(PyExc_ValueError, "starts must run from 0 to the number of ratings");
         return -1;
@@ -168,25 +154,25 @@ static PyObject *py_solve(PyObject *self, PyObject *args) {
     PyObject *Fo, *io, *ro, *so, *oo;
     double l2;
     if (!PyArg_ParseTuple(args, "OOOOdO", &Fo, &io, &ro, &so, &l2, &oo)) return NULL;
-    Views v = {0};
+    Py_buffer v[N_VIEWS] = {{0}};
     size_t n, k;
-    if (acquire(Fo, &v.F, 0, "d", "factors", &v.have[0]) < 0 || acquire(io, &v.index, 0, "q", "index", &v.have[1]) < 0 ||
-        acquire(ro, &v.r, 0, "d", "ratings", &v.have[2]) < 0 || acquire(so, &v.starts, 0, "q", "starts", &v.have[3]) < 0 ||
-        acquire(oo, &v.out, 1, "d", "out", &v.have[4]) < 0 || check(&v, &n, &k) < 0) {
-        release(&v);
+    if (acquire_typed(Fo, &v[F], 0, 'd', "factors") < 0 || acquire_typed(io, &v[INDEX], 0, 'q', "index") < 0 ||
+        acquire_typed(ro, &v[R], 0, 'd', "ratings") < 0 || acquire_typed(so, &v[STARTS], 0, 'q', "starts") < 0 ||
+        acquire_typed(oo, &v[OUT], 1, 'd', "out") < 0 || check(v, &n, &k) < 0) {
+        buffer_release(v, N_VIEWS);
         return NULL;
     }
     double *A = PyMem_Malloc((k ? k * k : 1) * sizeof(double));
     if (!A) {
-        release(&v);
+        buffer_release(v, N_VIEWS);
         return PyErr_NoMemory();
     }
     size_t failed;
     Py_BEGIN_ALLOW_THREADS
-    failed = solve_rows(v.F.buf, v.index.buf, v.r.buf, v.starts.buf, n, k, l2, v.out.buf, A);
+    failed = solve_rows(v[F].buf, v[INDEX].buf, v[R].buf, v[STARTS].buf, n, k, l2, v[OUT].buf, A);
     Py_END_ALLOW_THREADS
     PyMem_Free(A);
-    release(&v);
+    buffer_release(v, N_VIEWS);
     return PyLong_FromSize_t(failed);
 }
 
@@ -194,20 +180,20 @@ static PyObject *py_squared_error(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *Fo, *io, *xo, *so, *ro;
     if (!PyArg_ParseTuple(args, "OOOOO", &Fo, &io, &xo, &so, &ro)) return NULL;
-    Views v = {0};
+    Py_buffer v[N_VIEWS] = {{0}};
     size_t n, k;
     /* `own` takes the place of `out` (read only) */
-    if (acquire(Fo, &v.F, 0, "d", "factors", &v.have[0]) < 0 || acquire(io, &v.index, 0, "q", "index", &v.have[1]) < 0 ||
-        acquire(ro, &v.r, 0, "d", "ratings", &v.have[2]) < 0 || acquire(so, &v.starts, 0, "q", "starts", &v.have[3]) < 0 ||
-        acquire(xo, &v.out, 0, "d", "own", &v.have[4]) < 0 || check(&v, &n, &k) < 0) {
-        release(&v);
+    if (acquire_typed(Fo, &v[F], 0, 'd', "factors") < 0 || acquire_typed(io, &v[INDEX], 0, 'q', "index") < 0 ||
+        acquire_typed(ro, &v[R], 0, 'd', "ratings") < 0 || acquire_typed(so, &v[STARTS], 0, 'q', "starts") < 0 ||
+        acquire_typed(xo, &v[OUT], 0, 'd', "own") < 0 || check(v, &n, &k) < 0) {
+        buffer_release(v, N_VIEWS);
         return NULL;
     }
     double total;
     Py_BEGIN_ALLOW_THREADS
-    total = squared_error(v.F.buf, v.index.buf, v.out.buf, v.starts.buf, v.r.buf, n, k);
+    total = squared_error(v[F].buf, v[INDEX].buf, v[OUT].buf, v[STARTS].buf, v[R].buf, n, k);
     Py_END_ALLOW_THREADS
-    release(&v);
+    buffer_release(v, N_VIEWS);
     return PyFloat_FromDouble(total);
 }
 

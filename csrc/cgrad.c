@@ -29,6 +29,7 @@
 
 #define BLOCK 256
 
+#include "buffers.h"
 #include "glm_rows4.h"  /* 1. the kernels */
 
 /* ------------------------------------------------------------------ 2. wrappers */
@@ -38,74 +39,41 @@ typedef double kernel_f32(const float *, const float *, const float *, size_t, s
 typedef double kernel_f64(const double *, const double *, const double *, size_t, size_t, size_t, int, double *);
 typedef double kernel_f32x64(const float *, const double *, const double *, size_t, size_t, size_t, int, double *);
 
-typedef struct {
-    Py_buffer X, y, w, g;
-    int have[4];
-} Views;
-
-static void release(Views *v)
-{
-    Py_buffer *all[4] = {&v->X, &v->y, &v->w, &v->g};
-    for (int i = 0; i < 4; i++)
-        if (v->have[i]) PyBuffer_Release(all[i]);
-}
-
-static int acquire(PyObject *obj, Py_buffer *view, int writable, const char *name, int *have)
-{
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", name, writable ? ", writable" : "");
-        return -1;
-    }
-    *have = 1;
-    return 0;
-}
-
-static char kind_of(const Py_buffer *v)
-{
-    const char *f = v->format ? v->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<') f++;
-    if (f[1]) return 0;
-    if (*f == 'f' && v->itemsize == 4) return 'f';
-    if (*f == 'd' && v->itemsize == 8) return 'd';
-    if ((*f == 'q' || *f == 'l') && v->itemsize == 8) return 'q';
-    return 0;
-}
-
 static PyObject *run(enum model which, PyObject *args)
 {
     PyObject *Xo, *yo, *wo, *go;
     int fit;
     if (!PyArg_ParseTuple(args, "OOOOp", &Xo, &yo, &wo, &go, &fit)) return NULL;
-    Views v = {0};
-    if (acquire(Xo, &v.X, 0, "X", &v.have[0]) < 0 || acquire(yo, &v.y, 0, "y", &v.have[1]) < 0 ||
-        acquire(wo, &v.w, 0, "params", &v.have[2]) < 0 || acquire(go, &v.g, 1, "grad", &v.have[3]) < 0)
+    Py_buffer views[4] = {{0}};
+    Py_buffer *X = &views[0], *y = &views[1], *w = &views[2], *g = &views[3];
+    if (buffer_acquire(Xo, X, 0, "X") < 0 || buffer_acquire(yo, y, 0, "y") < 0 ||
+        buffer_acquire(wo, w, 0, "params") < 0 || buffer_acquire(go, g, 1, "grad") < 0)
         goto fail;
-    char t = kind_of(&v.X);
-    if ((t != 'f' && t != 'd') || v.X.ndim != 2) {
+    char t = buffer_kind(X);
+    if ((t != 'f' && t != 'd') || X->ndim != 2) {
         PyErr_SetString(PyExc_TypeError, "X must be a 2-D float32 or float64 array");
         goto fail;
     }
     /* t: the compute dtype (params, grad, y); float32 X with float64 params computes in double */
     char xt = t;
-    t = kind_of(&v.w);
-    if ((t != xt && !(xt == 'f' && t == 'd')) || kind_of(&v.g) != t) {
+    t = buffer_kind(w);
+    if ((t != xt && !(xt == 'f' && t == 'd')) || buffer_kind(g) != t) {
         PyErr_SetString(PyExc_TypeError, "params and grad must have X's dtype, or float64 with float32 X");
         goto fail;
     }
-    size_t n = (size_t)v.X.shape[0], d = (size_t)v.X.shape[1];
+    size_t n = (size_t)X->shape[0], d = (size_t)X->shape[1];
     size_t P = d + (fit ? 1 : 0);
-    if ((size_t)(v.w.len / v.w.itemsize) != P || (size_t)(v.g.len / v.g.itemsize) != P) {
+    if ((size_t)(w->len / w->itemsize) != P || (size_t)(g->len / g->itemsize) != P) {
         PyErr_Format(PyExc_ValueError, "params and grad must hold %zu values, got %zd and %zd", P,
-                     v.w.len / v.w.itemsize, v.g.len / v.g.itemsize);
+                     w->len / w->itemsize, g->len / g->itemsize);
         goto fail;
     }
-    char yk = kind_of(&v.y);
-    if ((size_t)(v.y.len / (v.y.itemsize ? v.y.itemsize : 1)) != n || yk != t) {
+    char yk = buffer_kind(y);
+    if ((size_t)(y->len / (y->itemsize ? y->itemsize : 1)) != n || yk != t) {
         PyErr_Format(PyExc_TypeError, "y must be a 1-D array of %zu values of params' dtype", n);
         goto fail;
     }
-    size_t item = (size_t)v.w.itemsize;  /* of the block sums: the compute dtype */
+    size_t item = (size_t)w->itemsize;  /* of the block sums: the compute dtype */
     double *total = PyMem_Calloc(P ? P : 1, sizeof(double));
     char *block = PyMem_Malloc(P * item + 1);
     if (!total || !block) {
@@ -114,7 +82,7 @@ static PyObject *run(enum model which, PyObject *args)
         PyErr_NoMemory();
         goto fail;
     }
-    int long_rows = d * (size_t)v.X.itemsize >= LONG_ROW_BYTES;
+    int long_rows = d * (size_t)X->itemsize >= LONG_ROW_BYTES;
     kernel_f32 *k32 = which == LINEAR ? (long_rows ? linear_long_f32 : linear_short_f32)
                                       : (long_rows ? logistic_long_f32 : logistic_short_f32);
     kernel_f64 *k64 = which == LINEAR ? (long_rows ? linear_long_f64 : linear_short_f64)
@@ -128,26 +96,26 @@ static PyObject *run(enum model which, PyObject *args)
         memset(block, 0, P * item);
         if (t == 'f') {
             float *gb = (float *)block;
-            loss += k32(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
+            loss += k32(X->buf, y->buf, w->buf, lo, hi, d, fit, gb);
             for (size_t j = 0; j < P; j++) total[j] += gb[j];
         } else {
             double *gb = (double *)block;
-            loss += xt == 'f' ? kmix(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb)
-                              : k64(v.X.buf, v.y.buf, v.w.buf, lo, hi, d, fit, gb);
+            loss += xt == 'f' ? kmix(X->buf, y->buf, w->buf, lo, hi, d, fit, gb)
+                              : k64(X->buf, y->buf, w->buf, lo, hi, d, fit, gb);
             for (size_t j = 0; j < P; j++) total[j] += gb[j];
         }
     }
     if (t == 'f')
-        for (size_t j = 0; j < P; j++) ((float *)v.g.buf)[j] = (float)total[j];
+        for (size_t j = 0; j < P; j++) ((float *)g->buf)[j] = (float)total[j];
     else
-        memcpy(v.g.buf, total, P * sizeof(double));
+        memcpy(g->buf, total, P * sizeof(double));
     Py_END_ALLOW_THREADS
     PyMem_Free(total);
     PyMem_Free(block);
-    release(&v);
+    buffer_release(views, 4);
     return PyFloat_FromDouble(loss);
 fail:
-    release(&v);
+    buffer_release(views, 4);
     return NULL;
 }
 

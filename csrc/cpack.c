@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "buffers.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_F16C_DISPATCH 1
@@ -194,18 +196,6 @@ static void sum_bf16(const uint16_t *src, uint16_t *dst, size_t n)
 
 /* ------------------------------------------------------------------ 2. wrappers */
 
-/* The element type of a buffer: 'f', 'd' or 'H' (any 2-byte integer/half format), else 0. */
-static char element_kind(const Py_buffer *view)
-{
-    const char *fmt = view->format ? view->format : "B";
-    if (*fmt == '@' || *fmt == '=' || *fmt == '<') fmt++;
-    if (fmt[1] != '\0') return 0;
-    if (*fmt == 'f' && view->itemsize == 4) return 'f';
-    if (*fmt == 'd' && view->itemsize == 8) return 'd';
-    if ((*fmt == 'H' || *fmt == 'h' || *fmt == 'e') && view->itemsize == 2) return 'H';
-    return 0;
-}
-
 static int parse_codec(const char *name, int *codec)
 {
     if (!strcmp(name, "none")) *codec = CODEC_NONE;
@@ -243,15 +233,13 @@ static int acquire_list(PyObject *seq_obj, int writable, int allow_f64, BufferLi
     *total_count = 0;
     *kind = 0;
     if (!list->views) { Py_DECREF(seq); PyErr_NoMemory(); return -1; }
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &list->views[i], flags) < 0) {
-            PyErr_Format(PyExc_TypeError, "arrays[%zd] must be a C-contiguous%s buffer", i,
-                         writable ? ", writable" : "");
+        char name[40];
+        snprintf(name, sizeof name, "arrays[%zd]", i);
+        if (buffer_acquire(PySequence_Fast_GET_ITEM(seq, i), &list->views[i], writable, name) < 0)
             goto fail;
-        }
         list->n = i + 1;
-        char k = element_kind(&list->views[i]);
+        char k = buffer_kind(&list->views[i]);
         if (k != 'f' && !(k == 'd' && allow_f64)) {
             PyErr_Format(PyExc_TypeError, "arrays[%zd] must be float32%s, got format '%s'", i,
                          allow_f64 ? " or float64" : " (fp16/bf16 compress float32 only)",
@@ -278,7 +266,7 @@ fail:
 static int check_flat(const Py_buffer *flat, int codec, char kind, Py_ssize_t count, const char *name)
 {
     char want = codec == CODEC_NONE ? kind : 'H';
-    char got = element_kind(flat);
+    char got = buffer_kind(flat);
     if (got != want) {
         PyErr_Format(PyExc_TypeError, "%s must hold %s elements for compression '%s', got format '%s'",
                      name, want == 'f' ? "float32" : want == 'd' ? "float64" : "16-bit",
@@ -320,10 +308,7 @@ static PyObject *run_packing(PyObject *arrays, PyObject *flat_obj, double scale,
     Py_ssize_t count;
     if (acquire_list(arrays, !packing, codec == CODEC_NONE, &list, &kind, &count) < 0) return NULL;
     Py_buffer flat;
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (packing ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(flat_obj, &flat, flags) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s buffer", packing ? "out" : "buffer",
-                     packing ? ", writable" : "");
+    if (buffer_acquire(flat_obj, &flat, packing, packing ? "out" : "buffer") < 0) {
         release_list(&list);
         return NULL;
     }
@@ -384,26 +369,23 @@ static PyObject *py_sum_into(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "sum_into reduces fp16/bf16 wire buffers; add floats with NumPy");
         return NULL;
     }
-    Py_buffer src, dst;
-    if (PyObject_GetBuffer(src_obj, &src, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(dst_obj, &dst, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&src);
+    Py_buffer views[2] = {{0}}, *src = &views[0], *dst = &views[1];
+    if (buffer_acquire(src_obj, src, 0, "src") < 0 || buffer_acquire(dst_obj, dst, 1, "dst") < 0) {
+        buffer_release(views, 2);
         return NULL;
     }
-    if (element_kind(&src) != 'H' || element_kind(&dst) != 'H' || src.len != dst.len) {
+    if (buffer_kind(src) != 'H' || buffer_kind(dst) != 'H' || src->len != dst->len) {
         PyErr_Format(PyExc_ValueError, "src and dst must be 16-bit buffers of one length, got %zd and %zd bytes",
-                     src.len, dst.len);
-        PyBuffer_Release(&src);
-        PyBuffer_Release(&dst);
+                     src->len, dst->len);
+        buffer_release(views, 2);
         return NULL;
     }
-    size_t n = (size_t)(src.len / 2);
+    size_t n = (size_t)(src->len / 2);
     Py_BEGIN_ALLOW_THREADS
-    if (codec == CODEC_FP16) sum_f16(src.buf, dst.buf, n);
-    else sum_bf16(src.buf, dst.buf, n);
+    if (codec == CODEC_FP16) sum_f16(src->buf, dst->buf, n);
+    else sum_bf16(src->buf, dst->buf, n);
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&src);
-    PyBuffer_Release(&dst);
+    buffer_release(views, 2);
     Py_RETURN_NONE;
 }
 

@@ -26,6 +26,7 @@
 #define BLOCK 256
 #define MAX_CLASSES 16
 
+#include "buffers.h"
 #include "softmax_blocked.h"
 #include "softmax_rows4.h"
 #include "vmath.h"
@@ -91,39 +92,19 @@ static int parse_isa(const char *name)
     return -2;
 }
 
-static char kind_of(const Py_buffer *v)
-{
-    const char *f = v->format ? v->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<') f++;
-    if (f[1]) return 0;
-    if (*f == 'f' && v->itemsize == 4) return 'f';
-    if (*f == 'd' && v->itemsize == 8) return 'd';
-    if ((*f == 'q' || *f == 'l') && v->itemsize == 8) return 'q';
-    return 0;
-}
-
-static int acquire(PyObject *obj, Py_buffer *view, int writable, const char *name)
-{
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) == 0) return 0;
-    view->obj = NULL;
-    PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", name, writable ? ", writable" : "");
-    return -1;
-}
-
 /* the error of the arguments, or NULL; *xt, *t: X's and the parameters' dtypes */
 static const char *check(Py_buffer *v, size_t K, int fit, char *xt, char *t)
 {
-    *xt = kind_of(&v[0]);
-    *t = kind_of(&v[2]);
+    *xt = buffer_kind(&v[0]);
+    *t = buffer_kind(&v[2]);
     if ((*xt != 'f' && *xt != 'd') || v[0].ndim != 2) return "X must be a 2-D float32 or float64 array";
-    if ((*t != *xt && !(*xt == 'f' && *t == 'd')) || kind_of(&v[3]) != *t)
+    if ((*t != *xt && !(*xt == 'f' && *t == 'd')) || buffer_kind(&v[3]) != *t)
         return "params and grad must have X's dtype, or float64 with float32 X";
     if (K < 2 || K > MAX_CLASSES) return "the C softmax pass takes 2 to 16 classes";
     size_t n = (size_t)v[0].shape[0], P = (size_t)v[0].shape[1] * K + (fit ? K : 0);
     if ((size_t)(v[2].len / v[2].itemsize) != P || (size_t)(v[3].len / v[3].itemsize) != P)
         return "params and grad must hold d x K (+ K) values";
-    if (kind_of(&v[1]) != 'q' || (size_t)(v[1].len / 8) != n) return "y must hold one int64 label per row";
+    if (buffer_kind(&v[1]) != 'q' || (size_t)(v[1].len / 8) != n) return "y must hold one int64 label per row";
     return NULL;
 }
 
@@ -210,7 +191,7 @@ static PyObject *py_loss_grad(PyObject *self, PyObject *args)
     const char *names[4] = {"X", "y", "params", "grad"};
     PyObject *result = NULL;
     for (int i = 0; i < 4; i++)
-        if (acquire(obj[i], &v[i], i == 3, names[i]) < 0) goto done;
+        if (buffer_acquire(obj[i], &v[i], i == 3, names[i]) < 0) goto done;
     char xt, t;
     size_t K = Kin > 0 ? (size_t)Kin : 0;
     const char *err = check(v, K, fit, &xt, &t);
@@ -257,8 +238,7 @@ freed:
     PyMem_Free(Wt);
     PyMem_Free(Gt);
 done:
-    for (int i = 0; i < 4; i++)
-        if (v[i].obj) PyBuffer_Release(&v[i]);
+    buffer_release(v, 4);
     return result;
 }
 

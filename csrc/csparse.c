@@ -27,6 +27,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "buffers.h"
+
 #define DEFINE_PASS(TD, TI, SUFFIX)                                                                 \
 static double pass_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data,             \
                             const double *y, const int64_t *order, Py_ssize_t n, double *w,        \
@@ -197,26 +199,14 @@ static int check_indices(const void *indices, char ki, Py_ssize_t nnz, Py_ssize_
     return 0;
 }
 
-static char kind_of(const Py_buffer *v) {
-    const char *f = v->format ? v->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<') f++;
-    if (*f == 'f' && v->itemsize == 4) return 'f';
-    if (*f == 'd' && v->itemsize == 8) return 'd';
-    if ((*f == 'i' || *f == 'l') && v->itemsize == 4) return 'i';
-    if ((*f == 'q' || *f == 'l') && v->itemsize == 8) return 'q';
-    return 0;
-}
-
 /* The arrays' buffers, C-contiguous, those from index `first_writable` on writable; the count
  * acquired (a TypeError naming the first that is not as asked when it is under n). */
 static int acquire(PyObject **objs, Py_buffer *b, const char **names, int n, int first_writable) {
     int got = 0;
     for (; got < n; got++) {
         int writable = got >= first_writable;
-        if (PyObject_GetBuffer(objs[got], &b[got], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
-            PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", names[got], writable ? " writable" : "");
+        if (buffer_acquire(objs[got], &b[got], writable, names[got]) < 0)
             break;
-        }
     }
     return got;
 }
@@ -234,9 +224,9 @@ static PyObject *py_adagrad_pass(PyObject *self, PyObject *args) {
     int got = acquire(objs, b, names, 7, 5);
     PyObject *result = NULL;
     if (got < 7) goto done;
-    char ki = kind_of(&b[1]), kd = kind_of(&b[2]);
-    if (kind_of(&b[0]) != 'q' || kind_of(&b[4]) != 'q' || kind_of(&b[3]) != 'd' || kind_of(&b[5]) != 'd' ||
-        kind_of(&b[6]) != 'd' || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd')) {
+    char ki = buffer_kind(&b[1]), kd = buffer_kind(&b[2]);
+    if (buffer_kind(&b[0]) != 'q' || buffer_kind(&b[4]) != 'q' || buffer_kind(&b[3]) != 'd' || buffer_kind(&b[5]) != 'd' ||
+        buffer_kind(&b[6]) != 'd' || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd')) {
         PyErr_SetString(PyExc_TypeError, "indptr and order int64; indices int32/int64; data float32/float64; "
                                          "y, w and g2 float64");
         goto done;
@@ -286,9 +276,9 @@ static PyObject *py_loss_grad(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     double *total = NULL;
     if (got < 6) goto done;
-    char ki = kind_of(&b[1]), kd = kind_of(&b[2]), kw = kind_of(&b[4]);
-    if (kind_of(&b[0]) != 'q' || kind_of(&b[3]) != 'd' || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd') ||
-        (kw != 'f' && kw != 'd') || kind_of(&b[5]) != kw) {
+    char ki = buffer_kind(&b[1]), kd = buffer_kind(&b[2]), kw = buffer_kind(&b[4]);
+    if (buffer_kind(&b[0]) != 'q' || buffer_kind(&b[3]) != 'd' || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd') ||
+        (kw != 'f' && kw != 'd') || buffer_kind(&b[5]) != kw) {
         PyErr_SetString(PyExc_TypeError, "indptr int64; indices int32/int64; data float32/float64; y float64; "
                                          "params and grad float32 or float64 alike");
         goto done;
@@ -340,9 +330,9 @@ static PyObject *py_softmax_loss_grad(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     double *total = NULL, *scratch = NULL;
     if (got < 6) goto done;
-    char ki = kind_of(&b[1]), kd = kind_of(&b[2]), kw = kind_of(&b[4]);
-    if (kind_of(&b[0]) != 'q' || kind_of(&b[3]) != 'q' || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd') ||
-        (kw != 'f' && kw != 'd') || kind_of(&b[5]) != kw || K < 1) {
+    char ki = buffer_kind(&b[1]), kd = buffer_kind(&b[2]), kw = buffer_kind(&b[4]);
+    if (buffer_kind(&b[0]) != 'q' || buffer_kind(&b[3]) != 'q' || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd') ||
+        (kw != 'f' && kw != 'd') || buffer_kind(&b[5]) != kw || K < 1) {
         PyErr_SetString(PyExc_TypeError, "indptr int64; indices int32/int64; data float32/float64; y int64; "
                                          "params and grad float32 or float64 alike; n_classes >= 1");
         goto done;

@@ -13,7 +13,7 @@ import numpy as np
 from mpi4py import MPI
 
 import mpireg
-from mpireg.data.synth import synthesize
+from mpireg.convert.synth import synthesize
 
 comm = MPI.COMM_WORLD
 data = Path("data/example-linear")

@@ -20,13 +20,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from .capabilities import ASYNC_KEY_SHARDS, AUTO, KEY_SHARDS, MF_OPTIMIZERS, OPTIMIZERS, STRATEGIES as TRAITS
 from .errors import ConfigError
 
 MODEL_KINDS = ("linear", "logistic", "softmax", "mlp", "mf")
 SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings")
-OPTIMIZER_KINDS = ("sgd", "adam", "lbfgs", "normal", "als", "adagrad")
+OPTIMIZER_KINDS = tuple(OPTIMIZERS)
 FACTOR_EXCHANGES = ("auto", "allgather", "pull")
-STRATEGIES = ("allreduce", "ring", "hierarchical", "ps", "ps-async", "nccl", "sharded", "sharded-async", "auto")
+STRATEGIES = (*TRAITS, AUTO)
 COMPRESSIONS = ("none", "fp16", "bf16")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 
@@ -76,6 +77,10 @@ class ModelConfig:
     kind: str = _opt("linear", choices=MODEL_KINDS)
     l2: float = _opt(0.0, min=0.0)
     l1: float = _opt(0.0, min=0.0)
+    l2_sum: float = _opt(0.0, min=0.0, doc="an L2 penalty on the summed loss (scikit-learn's Ridge alpha, "
+                                           "1/C of LogisticRegression): the fit's l2 is this over the rows of all ranks")
+    multiclass: str = _opt("error", choices=("error", "softmax"),
+                           doc="logistic: on data of more than two classes, fail or fit softmax")
     fit_intercept: bool = _opt(True)
     hidden: list[int] = _opt([128], doc="mlp: widths of the ReLU hidden layers")
     rank: int = _opt(10, min=1, doc="mf: factors per user and per item")
@@ -300,9 +305,11 @@ def _describe(value) -> str:
 
 
 def _check_combinations(config: JobConfig) -> None:
-    """Rules that span keys; each message names the keys and the way out."""
-    opt, model = config.optimizer, config.model
-    if opt.kind == "normal" and model.kind != "linear":
+    """Rules that span keys, read from the capability table (capabilities.py) that the plan
+    reads too; each message names the keys and the way out."""
+    opt, model, comm = config.optimizer, config.model, config.comm
+    optimizer = OPTIMIZERS[opt.kind]
+    if opt.kind == "normal" and model.kind not in optimizer.models:
         raise ConfigError(f"optimizer.kind: 'normal' solves linear/ridge regression only, "
                           f"not model.kind = {model.kind!r}; use 'lbfgs'")
     if model.l1 > 0 and opt.kind in ("normal", "lbfgs"):
@@ -311,37 +318,43 @@ def _check_combinations(config: JobConfig) -> None:
     _check_mf(config)
     if opt.kind == "adagrad":
         _check_adagrad(config)
-    comm = config.comm
+    strategy = TRAITS.get(comm.strategy)
     if comm.strategy == "ps-async" and comm.deterministic:
         raise ConfigError("comm.deterministic: 'ps-async' applies gradients in arrival order, which no "
                           "seed fixes; use 'allreduce', 'ring' or 'ps'")
-    if comm.deterministic and (comm.compression != "none" or opt.kind == "normal"):
+    if comm.deterministic and (comm.compression != "none" or not optimizer.deterministic):
         raise ConfigError("comm.deterministic: works with comm.compression = 'none' and the sgd, adam "
                           "and lbfgs optimizers")
-    if comm.strategy == "ps-async" and opt.kind in ("lbfgs", "normal"):
-        raise ConfigError(f"comm.strategy: 'ps-async' is for mini-batch optimizers; "
+    if strategy is not None and not strategy.full_batch and opt.kind in ("lbfgs", "normal"):
+        raise ConfigError(f"comm.strategy: {comm.strategy!r} {strategy.why_not_full_batch}; "
                           f"optimizer.kind = {opt.kind!r} is full-batch (use 'allreduce' or 'ring')")
-    if comm.strategy in ("sharded", "sharded-async"):
+    if strategy is not None and config.device not in strategy.device:
+        raise ConfigError(f"comm.strategy: {comm.strategy!r} reduces GPU buffers; set device = 'gpu' "
+                          f"(or use 'allreduce')")
+    if strategy is not None and strategy.topology in (KEY_SHARDS, ASYNC_KEY_SHARDS):
         _check_sharded(config)
     if config.data.synth is not None and config.data.example:
         raise ConfigError("data.example: give data.synth or data.example, not both")
     if not config.data.train and config.data.synth is None:
         raise ConfigError("data.train: no training data given (a path, a glob or a list of them)")
+    if model.l2 and model.l2_sum:
+        raise ConfigError("model.l2_sum: give model.l2 (on the mean loss) or model.l2_sum (on the summed "
+                          "loss, scikit-learn's scale), not both")
 
 
 def _check_mf(config: JobConfig) -> None:
     opt, model = config.optimizer, config.model
-    if opt.kind == "als" and model.kind != "mf":
+    if opt.kind == "als" and model.kind not in OPTIMIZERS["als"].models:
         raise ConfigError(f"optimizer.kind: 'als' (alternating least squares) trains model.kind = "
                           f"'mf', not {model.kind!r}")
     if model.kind != "mf":
         return
-    if opt.kind not in ("als", "sgd", "adam"):
+    if opt.kind not in MF_OPTIMIZERS:
         raise ConfigError(f"optimizer.kind: model.kind = 'mf' trains with 'als', 'sgd' or 'adam', "
                           f"not {opt.kind!r}")
     if model.l1 > 0:
         raise ConfigError("model.l1: matrix factorisation takes an L2 penalty only (model.l2)")
-    if opt.kind == "als" and config.comm.strategy in ("ps", "ps-async", "nccl"):
+    if opt.kind == "als" and config.comm.strategy not in OPTIMIZERS["als"].strategies:
         raise ConfigError(f"comm.strategy: ALS moves factor rows between the ranks that own them "
                           f"(comm.factor_exchange), not through {config.comm.strategy!r}; use "
                           f"'allreduce', or optimizer.kind = 'sgd'/'adam' for SGD-MF through a "
@@ -350,21 +363,23 @@ def _check_mf(config: JobConfig) -> None:
 
 def _check_sharded(config: JobConfig) -> None:
     opt, model, comm = config.optimizer, config.model, config.comm
-    if model.kind not in ("linear", "logistic", "softmax"):
+    traits = TRAITS[comm.strategy]
+    if model.kind not in traits.models:
         raise ConfigError(f"comm.strategy: 'sharded' keys the parameters by feature: linear, logistic "
                           f"and softmax models, not model.kind = {model.kind!r}")
     if opt.kind != "sgd" or opt.momentum:
         raise ConfigError(f"optimizer.kind: the sharded server steps only the keys a batch touches "
                           f"(plain SGD, the penalty applied lazily); not "
                           f"{opt.kind!r}{' with momentum' if opt.kind == 'sgd' else ''}")
-    if comm.deterministic or comm.compression != "none":
+    if (comm.deterministic and not traits.deterministic) or (comm.compression != "none" and not traits.compression):
         raise ConfigError("comm.strategy: 'sharded' moves (key, value) pairs; comm.deterministic and "
                           "comm.compression do not apply")
 
 
 def _check_adagrad(config: JobConfig) -> None:
     model, comm = config.model, config.comm
-    if model.kind not in ("linear", "logistic"):
+    adagrad = OPTIMIZERS["adagrad"]
+    if model.kind not in adagrad.models:
         raise ConfigError(f"optimizer.kind: 'adagrad' (online adaptive passes) trains linear and "
                           f"logistic models, not model.kind = {model.kind!r}")
     if model.l1 > 0:

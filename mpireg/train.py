@@ -43,8 +43,9 @@ def main(argv=None) -> int:
 
     from . import log
     from .config import load_job
+    from .convert.quickstart import prepare_job_data
     from .fit import train
-    from .parallel import StopRequest, agree, exit_on_error
+    from .agreement import StopRequest, agree, exit_on_error
 
     comm = MPI.COMM_WORLD.Dup()  # library traffic never meets a user's messages
     log.set_rank(comm.rank)
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
         agree(comm, lambda: check_launch(comm.size))
         cfg = agree(comm, lambda: load_job(args.job, overrides))
         run_dir = Path(args.run_dir or cfg.run.dir or Path("runs") / cfg.name)
+        prepare_job_data(cfg, comm)
         train(cfg, comm, run_dir, resume=args.resume, stop=stop)
         return 0
 

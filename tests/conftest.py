@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mpireg.data.ratings import synth_ratings
-from mpireg.data.synth import synthesize
+from mpireg.convert.ratings import synth_ratings
+from mpireg.convert.synth import synthesize
 
 
 @pytest.fixture(scope="session")

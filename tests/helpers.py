@@ -1,6 +1,7 @@
 """Shared test helpers: launching ranks under mpiexec with a timeout, and writing small shards."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mpireg.data import write_shard
+from mpireg.model_io import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MPI_TIMEOUT = 180  # seconds; a hang fails the test instead of the CI run
@@ -74,3 +76,20 @@ def write_job(path, text: str) -> Path:
     path = Path(path)
     path.write_text(text)
     return path
+
+
+def train_job(n, run_dir, overrides, *args):
+    """(flat parameters, summary, the finished process) of `mpireg.train` on n ranks into
+    run_dir, from --set overrides; fails the test on a non-zero exit."""
+    result = run_overrides(n, run_dir.parent / f"{run_dir.name}.toml", ["run.progress=false", *overrides],
+                           "--run-dir", run_dir, *args)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return load_model(run_dir / "model.h5")[1], summary, result
+
+
+def sgd_job(datasets, task, *extra):
+    """The overrides of a short SGD fit of `task` on the conftest data set."""
+    return [f"data.train={datasets[task]}", f"model.kind={task}", "optimizer.kind=sgd", "optimizer.lr=0.1",
+            "optimizer.momentum=0.9", "optimizer.epochs=3", "optimizer.batch_size=16", "optimizer.tol=0",
+            "model.l2=1e-3", *extra]

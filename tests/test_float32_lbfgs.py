@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from mpireg.data.synth import synthesize
-from tests.test_strategy_training import _train
+from mpireg.convert.synth import synthesize
+from tests.helpers import train_job
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_float32_takes_the_passes_of_float64_and_reaches_its_optimum(float32_dat
            "optimizer.tol=1e-9", "optimizer.max_iter=200", "model.l2=1e-4"]
     runs = {}
     for dtype in ("float32", "float64"):
-        _, summary, _ = _train(2, tmp_path / dtype, [*job, f"data.dtype={dtype}"])
+        _, summary, _ = train_job(2, tmp_path / dtype, [*job, f"data.dtype={dtype}"])
         runs[dtype] = (summary["epochs"], summary["train"]["loss"])
     (passes32, loss32), (passes64, loss64) = runs["float32"], runs["float64"]
     assert passes32 <= 1.2 * passes64, runs

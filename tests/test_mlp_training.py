@@ -8,9 +8,9 @@ import pytest
 from sklearn.neural_network import MLPClassifier
 
 from mpireg.data import ShardReader, read_schema, resolve_paths
-from mpireg.data.examples import write_example
+from mpireg.convert.examples import write_example
 from tests.helpers import ROOT, run_ranks
-from tests.test_strategy_training import _train
+from tests.helpers import train_job
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _job(digits):
                                      "comm.strategy=ps-async", "comm.compression=fp16",
                                      "comm.compression=bf16", "optimizer.kind=lbfgs"])
 def test_every_strategy_and_compression_trains_it(digits, tmp_path, setting):
-    _, summary, _ = _train(3, tmp_path / "run", [*_job(digits), setting])
+    _, summary, _ = train_job(3, tmp_path / "run", [*_job(digits), setting])
     assert summary["model"] == "mlp"
     assert summary["eval"]["accuracy"] > 0.85, summary["eval"]
     assert summary["train"]["loss"] < 0.6
@@ -44,9 +44,9 @@ def test_every_strategy_and_compression_trains_it(digits, tmp_path, setting):
 @pytest.mark.parametrize("strategy,ranks", [("allreduce", (2, 4)), ("ring", (3,))])
 def test_deterministic_mode_gives_the_same_bits_on_any_rank_count(digits, tmp_path, strategy, ranks):
     overrides = [*_job(digits), "comm.deterministic=true", "comm.block_rows=32", f"comm.strategy={strategy}"]
-    reference, _, _ = _train(1, tmp_path / "one", overrides)
+    reference, _, _ = train_job(1, tmp_path / "one", overrides)
     for n in ranks:
-        params, _, _ = _train(n, tmp_path / f"p{n}", overrides)
+        params, _, _ = train_job(n, tmp_path / f"p{n}", overrides)
         assert np.array_equal(params, reference), f"{n} ranks differ"
 
 
@@ -68,8 +68,8 @@ def test_ranks_on_one_node_share_its_cores_unless_the_user_says(digits, tmp_path
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    _, _, result = _train(2, tmp_path / "shared", [*_job(digits), "optimizer.epochs=1"])
+    _, _, result = train_job(2, tmp_path / "shared", [*_job(digits), "optimizer.epochs=1"])
     assert "ranks share this node's" in result.stdout + result.stderr
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    _, _, result = _train(2, tmp_path / "user", [*_job(digits), "optimizer.epochs=1"])
+    _, _, result = train_job(2, tmp_path / "user", [*_job(digits), "optimizer.epochs=1"])
     assert "ranks share this node's" not in result.stdout + result.stderr

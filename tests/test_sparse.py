@@ -9,12 +9,12 @@ import pytest
 import scipy.sparse as sp
 
 from mpireg.data import ShardReader, read_schema, resolve_paths
-from mpireg.data.__main__ import main as data_main
+from mpireg.convert.tool import main as data_main
 from mpireg.data.sparse import write_csr_shard
 from mpireg.errors import DataError
 from mpireg.model_io import load_model
 from tests.helpers import run_command, write_dataset
-from tests.test_strategy_training import _train
+from tests.helpers import train_job
 
 
 def _rows(task, n=1203, d=40, seed=0):
@@ -56,16 +56,16 @@ SETTINGS += [("logistic", "comm.strategy=ring"), ("logistic", "comm.strategy=hie
 @pytest.mark.parametrize("task,setting", SETTINGS)
 def test_dense_and_sparse_shards_train_the_same_model(both, tmp_path, task, setting):
     dense, csr = both[task]
-    reference, _, _ = _train(3, tmp_path / "dense", _job(dense, task, setting))
-    params, summary, _ = _train(3, tmp_path / "csr", _job(csr, task, setting))
+    reference, _, _ = train_job(3, tmp_path / "dense", _job(dense, task, setting))
+    params, summary, _ = train_job(3, tmp_path / "csr", _job(csr, task, setting))
     np.testing.assert_allclose(params, reference, rtol=1e-9, atol=1e-12)
 
 
 def test_deterministic_mode_on_csr_shards_gives_the_same_bits_on_1_and_3_ranks(both, tmp_path):
     _, csr = both["logistic"]
     overrides = _job(csr, "logistic", "comm.deterministic=true", "comm.block_rows=32")
-    one, _, _ = _train(1, tmp_path / "one", overrides)
-    three, _, _ = _train(3, tmp_path / "three", overrides)
+    one, _, _ = train_job(1, tmp_path / "one", overrides)
+    three, _, _ = train_job(3, tmp_path / "three", overrides)
     assert np.array_equal(one, three)
 
 
@@ -86,7 +86,7 @@ def test_a_rank_reads_only_its_rows_through_indptr(both):
 
 def test_predict_and_inspect_read_csr_shards(both, tmp_path, capsys):
     dense, csr = both["logistic"]
-    _train(2, tmp_path / "run", _job(csr, "logistic"))
+    train_job(2, tmp_path / "run", _job(csr, "logistic"))
     model, params, _ = load_model(tmp_path / "run" / "model.h5")
     result = run_command([sys.executable, "-m", "mpireg.predict", tmp_path / "run" / "model.h5", csr,
                           "--proba", "--out", tmp_path / "p.npy"])
@@ -145,7 +145,7 @@ def test_dense_and_csr_shards_do_not_mix(tmp_path):
 
 def test_summary_names_the_layout(both, tmp_path):
     _, csr = both["linear"]
-    _train(1, tmp_path / "run", _job(csr, "linear"))
+    train_job(1, tmp_path / "run", _job(csr, "linear"))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["train"]["rows"] == 1203
     _, _, meta = load_model(tmp_path / "run" / "model.h5")
@@ -168,7 +168,8 @@ def test_the_sparse_job_runs_as_a_user_runs_it(tmp_path):
     (np.float32, np.int32, np.float32), (np.float32, np.int64, np.float64), (np.float64, np.int32, np.float64)])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_the_csr_loop_equals_scipys_products(kind, task, data_dtype, index_dtype, param_dtype, fit_intercept):
-    from mpireg.models import base, make_model
+    from mpireg.models import make_model
+    from mpireg.models import model as base
 
     if base._csparse is None:
         pytest.skip("the C extension is not built")
@@ -190,7 +191,7 @@ def test_the_csr_loop_equals_scipys_products(kind, task, data_dtype, index_dtype
 
 
 def test_the_softmax_csr_loop_checks_its_labels():
-    from mpireg.models import base
+    from mpireg.models import model as base
 
     if base._csparse is None:
         pytest.skip("the C extension is not built")

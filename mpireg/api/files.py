@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..model_io import load_model
-from .estimators import LinearRegression, LogisticRegression, SoftmaxRegression
-from .mf import MatrixFactorization
-from .mlp import MLPClassifier, MLPRegressor
+from .linear_models import LinearRegression, LogisticRegression, SoftmaxRegression
+from .factorization import MatrixFactorization
+from .neural import MLPClassifier, MLPRegressor
 
 ESTIMATORS = {cls.__name__: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression,
                                             MLPClassifier, MLPRegressor, MatrixFactorization)}

@@ -1,65 +1,35 @@
-"""Synchronisation strategies, one file each, one interface (`base.Strategy`)."""
-from dataclasses import replace
+"""Reducers: global sums of buffers, one file each, one interface (`reducer.Reducer`).
 
-from .. import log
-from ..errors import ConfigError
-from . import packing
-from .allreduce import AllreduceStrategy
-from .base import EXTRA_SLOTS, Strategy, verify_identical
-from .hierarchical import HierarchicalStrategy
-from .keyshards import ShardedAsyncStrategy, ShardedStrategy
-from .nccl import NcclStrategy
-from .ps import ParameterServerStrategy
-from .ps_async import AsyncParameterServerStrategy
-from .ring import RingStrategy
-from .staged import StagedStrategy
+    allreduce.py     MPI's Allreduce (the default; Iallreduce for overlapped buckets)
+    ring.py          ring-allreduce on point-to-point (baidu-allreduce)
+    hierarchical.py  shared memory within a node, a ring among node leaders
+    nccl.py          NCCL on GPU buffers
+    staged.py        any reducer, device buffers through pinned host mirrors
+    fusion.py        the bucket pipe: a step buffer in buckets, compressed by a codec
+    codecs.py, packing.py   16-bit wire words (the C extension fuses the packing)
+    fixed_point.py   exact integer sums for deterministic mode
+    autotune.py      the probe behind comm.strategy = "auto" (fit/plan.py decides)
+    verify.py        the checksum that every rank holds the same parameters
 
-STRATEGIES = {s.name: s for s in (AllreduceStrategy, RingStrategy, HierarchicalStrategy,
-                                  ParameterServerStrategy, AsyncParameterServerStrategy, NcclStrategy,
-                                  ShardedStrategy, ShardedAsyncStrategy)}
-# Strategies that may hand device memory to a CUDA-aware MPI as it is (the servers keep host
-# buffers; MPI's user-defined reduction for compressed words runs on the host).
-DIRECT_ON_DEVICE = ("allreduce", "ring")
+Which reducer a fit uses is decided by fit/plan.py alone; topologies that are not a reduction
+(parameter servers, key shards, ALS's factor rows) live with the procedures that use them
+(fit/topology/).
+"""
+from .allreduce import AllreduceReducer
+from .hierarchical import HierarchicalReducer
+from .nccl import NcclReducer
+from .reducer import INT_MAX, Reducer
+from .ring import RingReducer
+from .staged import StagedReducer
+from .verify import verify_identical
 
-
-def make_strategy(settings, comm, device: str = "cpu", packer=None, force_staging: bool = False,
-                  message_bytes: int = 0, overlaps: bool = False):
-    """The strategy named by `settings.strategy` (a CommConfig), logged once on rank 0.
-
-    "auto" probes the candidates for a step buffer of `message_bytes` (autotune.py); on the GPU
-    it means allreduce.
-
-    On the GPU, buffers go to MPI directly when it is CUDA-aware (or `comm.cuda_aware = "on"`),
-    else through pinned host buffers (`StagedStrategy`). NCCL always reduces on the device.
-    """
-    name = settings.strategy
-    if name == "auto" and device == "cpu" and comm.size > 1 and not force_staging:
-        from .autotune import autotune
-
-        return autotune(settings, comm, max(message_bytes, 8), overlaps,
-                        lambda chosen: STRATEGIES[chosen.strategy](comm, chosen, packer))[0]
-    if name == "auto":
-        settings = replace(settings, strategy="allreduce")
-        name = settings.strategy
-    if name not in STRATEGIES:
-        raise ConfigError(f"comm.strategy: expected one of {', '.join(STRATEGIES)}, got {name!r}")
-    if name == "nccl" and device != "gpu":
-        raise ConfigError("comm.strategy: 'nccl' reduces GPU buffers; set device = 'gpu' (or use 'allreduce')")
-    strategy = STRATEGIES[name](comm, settings, packer)
-    how = ""
-    if (device == "gpu" and name != "nccl") or force_staging:
-        from ..device import mpi_is_cuda_aware
-
-        aware = settings.cuda_aware == "on" or (settings.cuda_aware == "auto" and mpi_is_cuda_aware())
-        direct = aware and name in DIRECT_ON_DEVICE and settings.compression == "none" and not force_staging
-        how = ("; device buffers go to CUDA-aware MPI directly" if direct else
-               f"; device buffers staged through pinned host memory ({'MPI is not CUDA-aware' if not aware else name + ' keeps host buffers'}"
-               f"{'' if aware else '; comm.cuda_aware = on forces direct'})")
-        if not direct:
-            strategy = StagedStrategy(strategy)
-    log.info(f"strategy: {name} over {comm.size} rank(s), compression {settings.compression}, "
-             f"fusion buckets of {settings.fusion_bytes} bytes; {packing.describe()}{how}")
-    return strategy
+REDUCERS = {r.name: r for r in (AllreduceReducer, RingReducer, HierarchicalReducer, NcclReducer)}
 
 
-__all__ = ["STRATEGIES", "Strategy", "EXTRA_SLOTS", "make_strategy", "verify_identical"]
+def make_reducer(name: str, comm, settings, staged: bool = False):
+    """The reducer `name` on `comm`, wrapped in host staging when asked. Collective."""
+    reducer = REDUCERS[name](comm, settings)
+    return StagedReducer(reducer) if staged else reducer
+
+
+__all__ = ["INT_MAX", "REDUCERS", "Reducer", "StagedReducer", "make_reducer", "verify_identical"]

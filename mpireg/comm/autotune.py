@@ -1,4 +1,5 @@
-"""`comm.strategy = "auto"`: a short alpha-beta probe picks the strategy and the fusion size.
+"""`comm.strategy = "auto"`: a short alpha-beta probe measures the reducers and the fusion size
+(the plan, fit/plan.py, asks it and decides).
 
 Each collective candidate (allreduce, ring, hierarchical) reduces a few message sizes around the
 model's step buffer; a least-squares fit of t(n) = alpha + beta n per candidate (Hockney's model)
@@ -9,18 +10,18 @@ MPI calls, so the overlap it achieves is partial and the extra latencies dominat
 benchmarks/bench_autotune.py, one bucket was the best fixed setting for every model tried. The
 tuner therefore keeps the whole step buffer in one bucket unless the probe measures an overlap
 benefit (`overlap_gain`, a fraction of n beta hidden per extra bucket; 0 here). The choice and
-its predicted time are logged; the benchmark checks the pick against every fixed setting.
+its predicted time are written into the plan's reasons; the benchmark checks the pick against
+every fixed setting.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from mpi4py import MPI
 
-from .. import log
 
 CANDIDATES = ("allreduce", "ring", "hierarchical")
 REPEATS = 5
@@ -44,17 +45,17 @@ def probe_sizes(nbytes: int) -> list[int]:
     return sorted(max(8, s - s % 8) for s in sizes)
 
 
-def measure(strategy, nbytes: int) -> float:
+def measure(reducer, nbytes: int) -> float:
     """Median seconds of one reduction of a `nbytes` step buffer (the slowest rank's)."""
-    buf = strategy.step_buffer(max(1, nbytes // 8), np.float64)  # where a step's buffer lives
+    buf = reducer.step_buffer(max(1, nbytes // 8), np.float64)  # where a step's buffer lives
     times = []
     for _ in range(REPEATS):
-        strategy.comm.Barrier()
+        reducer.comm.Barrier()
         t = time.perf_counter()
-        strategy.allreduce(buf)
+        reducer.allreduce(buf)
         times.append(time.perf_counter() - t)
     times = np.array(times)
-    strategy.comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
+    reducer.comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
     return float(np.median(times))
 
 
@@ -73,11 +74,20 @@ def best_buckets(fit_: Fit, nbytes: int, overlaps: bool, overlap_gain: float = 0
     return max(1, min(64, round(math.sqrt(overlap_gain * nbytes * fit_.beta / fit_.alpha))))
 
 
-def autotune(settings, comm, nbytes: int, overlaps: bool, make):
-    """(the strategy chosen by the probe, the fits); `make(settings)` builds a candidate."""
+@dataclass(frozen=True)
+class Choice:
+    strategy: str
+    fusion_bytes: int
+    reason: str
+    fits: tuple
+
+
+def autotune(settings, comm, nbytes: int, overlaps: bool, make) -> Choice:
+    """The probe's pick among CANDIDATES for a `nbytes` step buffer; `make(name)` builds a
+    candidate reducer (freed here). Collective."""
     fits = []
     for name in CANDIDATES:
-        candidate = make(replace(settings, strategy=name))
+        candidate = make(name)
         sizes = probe_sizes(nbytes)
         candidate.allreduce(np.ones(16))  # warm-up: connections, windows
         fits.append(fit(name, sizes, [measure(candidate, s) for s in sizes]))
@@ -85,13 +95,12 @@ def autotune(settings, comm, nbytes: int, overlaps: bool, make):
     best = min(fits, key=lambda f: f.predict(nbytes, best_buckets(f, nbytes, overlaps)))
     buckets = best_buckets(best, nbytes, overlaps)
     fusion = max(8, -(-nbytes // buckets))
-    chosen = replace(settings, strategy=best.name, fusion_bytes=int(fusion))
     table = ", ".join(f"{f.name} {f.predict(nbytes, best_buckets(f, nbytes, overlaps)) * 1e6:.0f} us "
                       f"(alpha {f.alpha * 1e6:.1f} us, {_bandwidth(f)})" for f in fits)
-    log.info(f"comm.strategy = auto: {best.name}, fusion {fusion} bytes ({buckets} bucket"
-             f"{'s' if buckets > 1 else ''}) for a {nbytes}-byte step buffer; predicted "
-             f"{best.predict(nbytes, buckets) * 1e6:.0f} us per reduction; probed: {table}")
-    return make(chosen), fits
+    reason = (f"comm.strategy = auto: {best.name}, fusion {fusion} bytes ({buckets} bucket"
+              f"{'s' if buckets > 1 else ''}) for a {nbytes}-byte step buffer; predicted "
+              f"{best.predict(nbytes, buckets) * 1e6:.0f} us per reduction; probed: {table}")
+    return Choice(best.name, int(fusion), reason, tuple(fits))
 
 
 def _bandwidth(f: Fit) -> str:

@@ -1,11 +1,14 @@
 """Tensor fusion: a step's gradient travels in buckets of at most `fusion_bytes`.
 
 Without compression a bucket is a view of the step buffer (zero copies: the gradient is already
-contiguous), and the buffer's [loss, rows] tail rides in the last bucket. With compression each
+contiguous), and the buffer's tail of `extra` slots (the step's [loss sum, rows, stop votes,
+checkpoint votes], fit/topology/step.py) rides in the last bucket. With compression each
 bucket is packed into a 16-bit wire buffer, pre-scaled by 1 / (nominal global batch rows) so that
 sums of per-row gradients stay far inside fp16's range (65504), and unpacked after the reduction
-with the inverse scale; the [loss, rows] tail goes uncompressed, since the row count must be
-exact. Per step the pipe records pack, communicate and unpack seconds and the bytes on the wire.
+with the inverse scale; the tail goes uncompressed, since the row count and the votes must be
+exact. Per step the pipe records pack, communicate and unpack seconds and the bytes on the wire;
+whoever moves a step's buckets (a reducer here, a parameter server's messages in fit/topology/)
+adds to those figures through `record`, the one place they change.
 
 `overlap` reduces the way DDP's buckets do: the model reports how much of the gradient is final
 while it computes the rest, and each bucket's non-blocking reduction starts as soon as the bucket
@@ -41,6 +44,19 @@ class GradientPipe:
         self.stats = {"pack_s": 0.0, "comm_s": 0.0, "exposed_s": 0.0, "unpack_s": 0.0, "wire_bytes": 0,
                       "steps": 0}
 
+    def record(self, steps: int = 0, wire_bytes: int = 0, **seconds) -> None:
+        """Add a step's figures: `seconds` by name (pack_s, comm_s, exposed_s, unpack_s)."""
+        self.stats["steps"] += steps
+        self.stats["wire_bytes"] += wire_bytes
+        for name, value in seconds.items():
+            self.stats[name] += value
+
+    def take_stats(self) -> dict:
+        """The figures since the last call; then reset."""
+        stats = dict(self.stats)
+        self.reset_stats()
+        return stats
+
     # ---------------------------------------------------------------- sender side
     def encode(self, buffer) -> list:
         """[(array, codec), ...] to put on the wire, in order (views when uncompressed)."""
@@ -49,7 +65,7 @@ class GradientPipe:
         t = time.perf_counter()
         for s, wire in zip(self.buckets, self.wires):
             self.packer.pack([buffer[s]], wire, self.prescale, self.codec.name)
-        self.stats["pack_s"] += time.perf_counter() - t
+        self.record(pack_s=time.perf_counter() - t)
         tail = buffer[self.n_params:self.n_params + self.extra]
         return [(w, self.codec) for w in self.wires] + [(tail, FLOAT)]
 
@@ -60,7 +76,7 @@ class GradientPipe:
         t = time.perf_counter()
         for s, (wire, _) in zip(self.buckets, wires):
             self.packer.unpack(wire, [buffer[s]], 1.0 / self.prescale, self.codec.name)
-        self.stats["unpack_s"] += time.perf_counter() - t
+        self.record(unpack_s=time.perf_counter() - t)
 
     # ---------------------------------------------------------------- receiver side
     def empty_wires(self, dtype) -> list:
@@ -88,12 +104,15 @@ class GradientPipe:
         t = time.perf_counter()
         for array, codec in wires:
             reduce_fn(array, codec)
-        elapsed = time.perf_counter() - t
-        self.stats["comm_s"] += elapsed
-        self.stats["exposed_s"] += elapsed  # nothing overlaps a blocking reduction
-        self.stats["wire_bytes"] += buffer.nbytes if not self.codec.compressed else sum(a.nbytes for a, _ in wires)
-        self.stats["steps"] += 1
+        elapsed = time.perf_counter() - t  # nothing overlaps a blocking reduction: all exposed
+        self.record(1, buffer.nbytes if not self.codec.compressed else sum(a.nbytes for a, _ in wires),
+                    comm_s=elapsed, exposed_s=elapsed)
         self.decode(wires, buffer)
+
+    def can_overlap(self, buffer, reducer) -> bool:
+        """Uncompressed host buckets, a reducer that starts non-blocking sums, more than one rank."""
+        return (reducer.nonblocking and not self.codec.compressed and isinstance(buffer, np.ndarray)
+                and reducer.size > 1 and buffer.nbytes <= int(reducer.settings.max_message_bytes))
 
     def overlap(self, buffer, start, compute) -> None:
         """Reduce `buffer` while `compute(on_ready)` writes it. on_ready(hi) says buffer[:hi] is
@@ -117,7 +136,4 @@ class GradientPipe:
         on_ready(buffer.size)
         MPI.Request.Waitall(requests)
         end = time.perf_counter()
-        self.stats["exposed_s"] += end - t
-        self.stats["comm_s"] += end - (first[0] if first else t)
-        self.stats["wire_bytes"] += buffer.nbytes
-        self.stats["steps"] += 1
+        self.record(1, buffer.nbytes, exposed_s=end - t, comm_s=end - (first[0] if first else t))

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from .base import Strategy
-from .ring import RingStrategy
+from .reducer import Reducer
+from .ring import RingReducer
 
 CHUNK_BYTES = 256 << 10  # a piece of a slice that stays in L2 while it is summed and copied out
 
@@ -53,17 +53,17 @@ class SharedSlots:
         self.window.Free()
 
 
-class HierarchicalStrategy(Strategy):
+class HierarchicalReducer(Reducer):
     name = "hierarchical"
 
-    def __init__(self, comm, settings, packer=None):
-        super().__init__(comm, settings, packer)
+    def __init__(self, comm, settings):
+        super().__init__(comm, settings)
         group = settings.ranks_per_node
         self.node = (comm.Split(self.rank // group, self.rank) if group
                      else comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank))
         self.local, self.local_size = self.node.rank, self.node.size
         self.leaders = comm.Split(0 if self.local == 0 else MPI.UNDEFINED, self.rank)
-        self.inter = (RingStrategy(self.leaders, settings, packer)
+        self.inter = (RingReducer(self.leaders, settings)
                       if self.leaders != MPI.COMM_NULL and self.leaders.size > 1 else None)
         self.nodes = comm.allreduce(1 if self.local == 0 else 0)
         self.resident = None  # the window holding the step buffers

@@ -11,14 +11,14 @@ from mpi4py import MPI
 
 from ..device import is_device_array
 from ..errors import ConfigError
-from .base import Strategy
+from .reducer import Reducer
 
 
-class NcclStrategy(Strategy):
+class NcclReducer(Reducer):
     name = "nccl"
 
-    def __init__(self, comm, settings, packer=None):
-        super().__init__(comm, settings, packer)
+    def __init__(self, comm, settings):
+        super().__init__(comm, settings)
         try:
             import cupy
             from cupy.cuda import nccl

@@ -20,16 +20,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..device import namespace_of
-from .base import Strategy
+from .reducer import Reducer
 
 TAG = 71
 
 
-class RingStrategy(Strategy):
+class RingReducer(Reducer):
     name = "ring"
 
-    def __init__(self, comm, settings, packer=None):
-        super().__init__(comm, settings, packer)
+    def __init__(self, comm, settings):
+        super().__init__(comm, settings)
         self.right = (self.rank + 1) % self.size
         self.left = (self.rank - 1) % self.size
         self._scratch = {}

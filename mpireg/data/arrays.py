@@ -11,7 +11,7 @@ import numpy as np
 
 from ..device import to_host
 from ..errors import CollectiveError, DataError
-from ..parallel import agree
+from ..agreement import agree
 from .format import RATINGS, Schema, check_rows
 
 SOURCE = "<arrays>"  # what messages name where a shard's path would stand

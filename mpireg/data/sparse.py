@@ -79,6 +79,3 @@ def check_csr_rows(path, X: sp.csr_matrix, first_row: int, n_features: int) -> N
         raise DataError(f"{path}: X has column {X.indices[at]} at row {first_row + row}, outside "
                         f"0..{n_features - 1} (attribute n_features)")
 
-
-def is_sparse(X) -> bool:
-    return sp.issparse(X)

@@ -8,7 +8,7 @@ ratings of its users (grouped by user) and, a second copy, those of its items. A
     user rows its items got    --exchange-->  solve its items' factors
     -> objective and held-out RMSE: one small allreduce each
 
-where the exchange (comm/rows.py) is an allgather of the whole factor matrix when it is small,
+where the exchange (fit/factor_rows.py) is an allgather of the whole factor matrix when it is small,
 or a pull of exactly the rows needed from the ranks that own them. No rank ever holds another
 rank's ratings or solves another rank's rows; the whole model is assembled only for checkpoints
 and the model file. Each row's solve sums its ratings in a fixed order, so the factors do not
@@ -17,33 +17,22 @@ global mean rating (models/mf.py).
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 from mpi4py import MPI
 
 from .. import log
-from ..comm.rows import RowExchange, assemble_rows, choose_exchange, displacements
+from .topology.factor_rows import RowExchange, assemble_rows, choose_exchange, displacements
 from ..data.assign import rank_range
 from ..device import to_host
 from ..models.mf import solve_factors, squared_error
-from .epochs import record_epoch
+from .loop import record_epoch
 
 
 def fit(parts, run) -> None:
     cfg, progress, model = parts.cfg, run.progress, parts.model
-    start = time.perf_counter()
-    pairs, ratings = _local_ratings(parts.train)
-    views = model.layout.views(parts.params)
-    intercept = float(to_host(views["intercept"]))
-    mode = cfg.comm.factor_exchange
-    users = Side(parts.comm, pairs, ratings, 0, model.n_users, model.n_items, model.rank, mode, intercept)
-    items = Side(parts.comm, pairs, ratings, 1, model.n_items, model.n_users, model.rank, mode, intercept)
-    lo, hi = items.owned
-    items.factors[...] = to_host(views["item_factors"])[lo:hi]  # drawn from the seed, or resumed
-    test = HeldOut(parts, intercept, mode) if parts.test is not None else None
-    n_ratings = parts.comm.allreduce(len(ratings))
-    run.meter.comm(time.perf_counter() - start)
+    with run.clock("comm"):  # the ratings move to the ranks that own their users and items
+        users, items, test, n_ratings = _start(parts)
     log.info(f"als: rank {model.rank}, l2 {model.l2}, {n_ratings} ratings; factor rows by "
              f"{users.exchange.mode} (items) / {items.exchange.mode} (users)")
     while progress.epoch < cfg.optimizer.epochs and not progress.stopped_early:
@@ -64,19 +53,29 @@ def fit(parts, run) -> None:
     _assemble(parts, users, items)
 
 
+def _start(parts):
+    """Each side's owned rows with their ratings, the held-out ratings, the global count."""
+    model, mode = parts.model, parts.cfg.comm.factor_exchange
+    pairs, ratings = _local_ratings(parts.train)
+    views = model.layout.views(parts.params)
+    intercept = float(to_host(views["intercept"]))
+    users = Side(parts.comm, pairs, ratings, 0, model.n_users, model.n_items, model.rank, mode, intercept)
+    items = Side(parts.comm, pairs, ratings, 1, model.n_items, model.n_users, model.rank, mode, intercept)
+    lo, hi = items.owned
+    items.factors[...] = to_host(views["item_factors"])[lo:hi]  # drawn from the seed, or resumed
+    test = HeldOut(parts, intercept, mode) if parts.test is not None else None
+    return users, items, test, parts.comm.allreduce(len(ratings))
+
+
 def _sweep(parts, run, users: "Side", items: "Side", n_ratings: int) -> float:
     """Users from items, then items from users; the objective (mean loss per rating) after."""
     l2 = parts.model.l2
-    t0 = time.perf_counter()
-    users.solve(items.factors, l2)
-    user_rows = items.solve(users.factors, l2)
-    t1 = time.perf_counter()
-    loss = np.array([items.loss(user_rows, l2) + users.penalty(l2)])
-    parts.comm.Allreduce(MPI.IN_PLACE, loss)
-    exchange_s = users.exchange_s + items.exchange_s
-    users.exchange_s = items.exchange_s = 0.0
-    run.meter.compute(t1 - t0 - exchange_s)
-    run.meter.comm(exchange_s + time.perf_counter() - t1)
+    with run.clock("compute"):  # the factor exchanges inside are timed as communication
+        users.solve(items.factors, l2, run.clock)
+        user_rows = items.solve(users.factors, l2, run.clock)
+        loss = np.array([items.loss(user_rows, l2) + users.penalty(l2)])
+    with run.clock("comm"):
+        run.allreduce(loss)
     return float(loss[0]) / n_ratings
 
 
@@ -97,14 +96,12 @@ class Side:
         needed, self.where = _distinct(other, n_other)
         self.exchange = RowExchange(comm, n_other, needed, choose_exchange(mode, n_other, rank))
         self.factors = np.zeros((self.owned[1] - self.owned[0], rank))
-        self.exchange_s = 0.0
 
-    def solve(self, other_factors, l2: float):
+    def solve(self, other_factors, l2: float, clock):
         """This side's factors from the other side's owned rows; returns the other side's
         rows this side's ratings name (for the objective)."""
-        t = time.perf_counter()
-        rows = self.exchange.gather(other_factors)
-        self.exchange_s += time.perf_counter() - t
+        with clock("comm"):
+            rows = self.exchange.gather(other_factors)
         solve_factors(rows, self.where, self.targets, self.starts, l2, self.factors)
         return rows
 

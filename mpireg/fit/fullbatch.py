@@ -3,17 +3,14 @@ one allreduce, so every rank sees the same loss and gradient and SciPy's determi
 iteration takes the same path everywhere (optim/lbfgs.py)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from .. import log
-from ..comm import EXTRA_SLOTS
-from ..comm.exact import decode
+from ..comm.fixed_point import decode
 from ..device import to_host
 from ..optim import minimize_lbfgs
-from .exact import BlockSums
-from .steps import LOSS, ROWS
+from .deterministic import BlockSums
+from .topology import EXTRA_SLOTS, LOSS, ROWS
 
 
 def fit(parts, run, max_iter: int | None = None) -> None:
@@ -55,41 +52,40 @@ class GlobalObjective:
     def __call__(self, x: np.ndarray):
         parts, xp, model = self.parts, self.parts.xp, self.parts.model
         n = model.layout.size
-        start = time.perf_counter()
         # The objective at x itself, in double: float32 parameters would round every point the
         # line search tries to float32 and the sums to float32's seven digits, and the search
         # then sees noise (6 evaluations an iteration instead of 1). Float32 rows are read as
         # they are and computed in double (the C kernels' mixed mode).
         params = xp.asarray(x, dtype=np.float64)
         if self.blocks is not None:
-            sums = self._exact_sums(params, start)
+            sums = self._exact_sums(params)
         else:
             sums = xp.zeros(n + EXTRA_SLOTS, dtype=np.float64)
             scratch = xp.empty(n, dtype=np.float64)
-            for X, y in parts.train.blocks():
-                sums[n + LOSS] += model.loss_grad_sum(params, X, y, scratch)
-                sums[:n] += scratch
-                sums[n + ROWS] += X.shape[0]
-            self._reduce(sums, start)
+            with self.run.clock("compute"):
+                for X, y in parts.train.blocks():
+                    sums[n + LOSS] += model.loss_grad_sum(params, X, y, scratch)
+                    sums[:n] += scratch
+                    sums[n + ROWS] += X.shape[0]
+            self._reduce(sums)
         rows = float(sums[n + ROWS])
         grad = sums[:n] / rows
         model.add_l2_grad(params, grad)
         self.last_loss = float(sums[n + LOSS]) / rows + model.penalty(params)
         return self.last_loss, to_host(grad)
 
-    def _exact_sums(self, params, start: float):
+    def _exact_sums(self, params):
         n, blocks = self.parts.n_params, self.blocks
         sums = np.empty(n + EXTRA_SLOTS)
         ints = np.zeros(n + EXTRA_SLOTS, dtype=np.int64)
-        groups, exponents = blocks.encode(blocks.partials(params, list(blocks.owned)), blocks.n_blocks, ints)
-        self._reduce(ints, start)
+        with self.run.clock("compute"):
+            partials = blocks.partials(params, list(blocks.owned))
+        groups, exponents = blocks.encode(partials, blocks.n_blocks, ints)
+        self._reduce(ints)
         decode(ints, groups, exponents, sums)
         sums[n + ROWS] = ints[n + ROWS]
         return sums
 
-    def _reduce(self, buf, start: float) -> None:
-        """The pass so far was compute; the reduction is communication."""
-        reduce_start = time.perf_counter()
-        self.run.meter.compute(reduce_start - start)
-        self.run.allreduce(buf)
-        self.run.meter.comm(time.perf_counter() - reduce_start)
+    def _reduce(self, buf) -> None:
+        with self.run.clock("comm"):
+            self.run.allreduce(buf)

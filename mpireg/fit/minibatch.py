@@ -3,41 +3,56 @@
 One step, on every rank:
 
     gather the batch -> gradient sum, loss sum, row count and votes into the step buffer
-    -> strategy.overlap_step (reduce; the update runs on the reduced sums) -> end_step
+    -> topology.overlap_step (reduce; the update runs on the reduced sums) -> end_step
 
 Every rank takes the same number of steps per epoch; a rank out of rows sends zeros. That is
 what keeps uneven shards from hanging a rank in a collective (DDP's "uneven inputs"). Under an
-asynchronous strategy each worker takes its own steps and the server rank serves (serve.py).
+asynchronous server each worker takes its own steps and the server rank serves.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
-from mpi4py import MPI
 
 from .. import log
-from ..comm import EXTRA_SLOTS
 from ..data import epoch_plan
 from ..device import to_host
-from ..optim import learning_rate
-from .epochs import end_step, finish_epochs, fit_epochs
-from .serve import serve
-from .steps import LOSS, ROWS
+from .loop import count_steps, finish_epochs, fit_epochs, serve_updates, take_steps
+from .plan import data_partition
+from .topology import EXTRA_SLOTS, LOSS, ROWS, make_step_topology
 
 
 def fit(parts, run) -> None:
-    opt, comm = parts.cfg.optimizer, parts.comm
-    local_steps = sum(-(-size // opt.batch_size) for size in parts.train.block_sizes)
-    steps_per_epoch = comm.allreduce(local_steps, op=MPI.MAX)
-    updates_per_epoch = comm.allreduce(local_steps, op=MPI.SUM)
+    opt = parts.cfg.optimizer
+    steps_per_epoch, updates_per_epoch = count_steps(parts)
     log.info(f"optimizer: {opt.kind}, lr {opt.lr} ({opt.schedule}), batch {opt.batch_size} "
              f"per rank, {steps_per_epoch} steps/epoch")
-    if parts.strategy.serves:
-        serve(parts, run, updates_per_epoch)
+    topology = start_topology(parts, parts.dtype)
+    if topology.serves:
+        model, optimizer = parts.model, parts.optimizer
+
+        def serve(lr_at, on_update):
+            def update_at(params, grad, t):
+                model.add_l2_grad(params, grad)
+                optimizer.step(params, grad, lr_at(t))
+
+            return topology.serve(parts.params, update_at, on_update)
+
+        serve_updates(parts, run, serve, updates_per_epoch)
         finish_epochs(parts, run)
     else:
         fit_epochs(parts, run, StochasticEpochs(parts, run, steps_per_epoch).train)
+
+
+def start_topology(parts, buffer_dtype):
+    """The plan's step topology, owned by this fit (Parts closes it), set up for its buffers."""
+    plan, comm = parts.plan, parts.comm
+    parts.topology = topology = make_step_topology(plan.strategy, comm, parts.settings, parts.reducer,
+                                                   plan.staged)
+    partition = data_partition(plan.strategy, parts.settings, comm.rank, comm.size)
+    data_ranks = partition[1] if partition else comm.size - 1
+    topology.setup(parts.params, rows_per_step=parts.cfg.optimizer.batch_size * max(data_ranks, 1),
+                   buffer_dtype=buffer_dtype)
+    return topology
 
 
 class StochasticEpochs:
@@ -47,63 +62,45 @@ class StochasticEpochs:
         self._batch_X = self._batch_y = None  # the step's gathered rows, reused (see _batch)
 
     def train(self, epoch: int) -> None:
-        parts, run = self.parts, self.run
-        cfg, model, strategy, progress = parts.cfg, parts.model, parts.strategy, run.progress
-        opt, window, timeline = cfg.optimizer, run.meter.window, run.timeline
-        n = model.layout.size
-        buffer = strategy.step_buffer(n + EXTRA_SLOTS, parts.dtype, parts.xp)
-        plan = epoch_plan(parts.train.block_sizes, opt.batch_size, cfg.seed, epoch, parts.comm.rank)
-        total_steps = self.steps_per_epoch * opt.epochs
-        # Synchronous strategies: every rank takes the same number of steps. Asynchronous: each
+        parts, topology = self.parts, self.parts.topology
+        opt = parts.cfg.optimizer
+        buffer = topology.step_buffer(parts.n_params + EXTRA_SLOTS, parts.dtype, parts.xp)
+        plan = epoch_plan(parts.train.block_sizes, opt.batch_size, parts.cfg.seed, epoch, parts.comm.rank)
+        # Synchronous topologies: every rank takes the same number of steps. Asynchronous: each
         # worker takes its own.
-        n_steps = self.steps_per_epoch if strategy.synchronous else len(plan)
-        bar = run.epoch_bar(self.steps_per_epoch, epoch, done=progress.epoch_step)
+        n_steps = self.steps_per_epoch if topology.synchronous else len(plan)
+        take_steps(parts, self.run, epoch, self.steps_per_epoch, n_steps,
+                   lambda i, lr: self._step(buffer, plan, i, lr))
+
+    def _step(self, buffer, plan, i: int, lr: float):
+        """One step: this rank's batch into the buffer, reduced, the update; the reduced tail."""
+        parts, run = self.parts, self.run
+        model, topology, n = parts.model, parts.topology, parts.n_params
+        with run.clock("read"):
+            batch = self._batch(plan, i)
+        run.vote(buffer[n:])
+        log_every = parts.cfg.run.log_every
+        sample_wait = topology.synchronous and run.progress.step % log_every == 0
+
+        def compute(on_ready):
+            with run.clock("compute"):
+                self._write_gradient(buffer, batch, on_ready)
+            if sample_wait:
+                with run.clock("wait", scale=log_every):
+                    parts.comm.Barrier()  # sampled: how long this rank waits for the slowest
 
         def update(params, reduced):
-            start = time.perf_counter()
-            tail = to_host(reduced[n:]).astype(np.float64)
-            mean_grad = reduced[:n]
-            if tail[ROWS]:
-                mean_grad /= tail[ROWS]
-            model.add_l2_grad(params, mean_grad)
-            parts.optimizer.step(params, mean_grad, lr)
-            window["update"] += time.perf_counter() - start
+            with run.clock("update"):
+                tail = to_host(reduced[n:]).astype(np.float64)
+                mean_grad = reduced[:n]
+                if tail[ROWS]:
+                    mean_grad /= tail[ROWS]
+                model.add_l2_grad(params, mean_grad)
+                parts.optimizer.step(params, mean_grad, lr)
             return tail
 
-        for i in range(progress.epoch_step, n_steps):
-            t0 = time.perf_counter()
-            batch = self._batch(plan, i)
-            t1 = time.perf_counter()
-            run.vote(buffer[n:])
-            sample_wait = strategy.synchronous and progress.step % cfg.run.log_every == 0
-            lr = learning_rate(opt, progress.step, epoch, total_steps)
-            marks = {}
-
-            def compute(on_ready, batch=batch, sample_wait=sample_wait, marks=marks):
-                self._write_gradient(buffer, batch, on_ready)
-                marks["computed"] = time.perf_counter()
-                if sample_wait:
-                    parts.comm.Barrier()  # sampled: how long this rank waits for the slowest
-                marks["waited"] = time.perf_counter()
-
-            with run.waiting("step"):
-                tail = strategy.overlap_step(parts.params, buffer, update, compute)
-            t4 = time.perf_counter()
-            t2, t3 = marks["computed"], marks["waited"]
-            if sample_wait:
-                window["wait"] += (t3 - t2) * cfg.run.log_every
-            window["read"] += t1 - t0
-            window["compute"] += t2 - t1
-            run.meter.compute(t2 - t0)
-            run.meter.comm(t4 - t3)
-            timeline.add("read", t0, t1, step=progress.step)
-            timeline.add("compute", t1, t2)
-            timeline.add("step", t3, t4)
-            stop = end_step(parts, run, tail, epoch, lr)
-            bar.update(1)
-            if stop:
-                break
-        bar.close()
+        with run.clock("step"), run.waiting("step"):
+            return topology.overlap_step(parts.params, buffer, update, compute)
 
     def _batch(self, plan, i):
         """(X, y) of step i of this rank's epoch plan; None past its end (a rank short of rows

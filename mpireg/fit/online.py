@@ -14,16 +14,14 @@ of small steps). Rows are shuffled within each block, by [seed, pass, rank, bloc
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from .. import log
 from ..device import to_host
 from ..optim import adagrad_pass
 from . import fullbatch
-from .epochs import record_epoch
-from .results import evaluate
+from .loop import record_epoch
+from .result import evaluate
 
 
 def fit(parts, run) -> None:
@@ -39,17 +37,15 @@ def fit(parts, run) -> None:
     log.info(f"adagrad: {opt.epochs} online pass(es), lr {opt.lr}, averaged over {parts.comm.size} "
              f"rank(s) after each" + (f", then {opt.polish} L-BFGS iterations" if opt.polish else ""))
     while progress.epoch < opt.epochs:
-        start = time.perf_counter()
         loss, rows = 0.0, 0
-        for index, (X, y) in enumerate(parts.train.blocks()):
-            X = X if sp.issparse(X) else sp.csr_matrix(X)
-            order = np.random.default_rng([cfg.seed, progress.epoch, parts.comm.rank, index]).permutation(X.shape[0])
-            loss += adagrad_pass(X, y, order, w, g2, opt.lr, model.l2, logistic, fit_intercept)
-            rows += X.shape[0]
-        computed = time.perf_counter()
-        loss, rows = _average(parts, run, w, g2, loss, rows)
-        run.meter.compute(computed - start)
-        run.meter.comm(time.perf_counter() - computed)
+        with run.clock("compute"):
+            for index, (X, y) in enumerate(parts.train.blocks()):
+                X = X if sp.issparse(X) else sp.csr_matrix(X)
+                order = np.random.default_rng([cfg.seed, progress.epoch, parts.comm.rank, index]).permutation(X.shape[0])
+                loss += adagrad_pass(X, y, order, w, g2, opt.lr, model.l2, logistic, fit_intercept)
+                rows += X.shape[0]
+        with run.clock("comm"):
+            loss, rows = _average(parts, run, w, g2, loss, rows)
         parts.params[...] = parts.xp.asarray(w[:d + fit_intercept].astype(parts.dtype))
         progress.epoch += 1
         progress.step += 1

@@ -1,13 +1,14 @@
 """One fit, start to end: the only place that knows the order of things.
 
-    build the parts (every rank agrees it worked) -> prepare the run directory -> resume
-    -> the job's fitting procedure (fit/__init__.py chooses it)
-    -> final evaluation over all rows -> model.h5, summary.json (and trace.json with --profile)
+    build the parts and the plan (every rank agrees it worked) -> prepare the run directory
+    -> resume -> the plan's fitting procedure -> final evaluation over all rows
+    -> model.h5, summary.json (and trace.json with --profile) -> a FitResult
 
 `Run` owns the services around a procedure and hands them to it: checkpoints, the metrics log,
 the progress bar, the timeline, the watchdog, signals (a stop request) and the clocks. The
 procedures own the arithmetic; neither reaches into the other's state. Rank 0 alone writes files
-and output. Without a run directory (the Python API's default) nothing is written to disk.
+and output. Without a run directory (the Python API's default) nothing is written to disk. Both
+doors (the CLI, the API) read what a fit ends with from the `FitResult` that `run()` returns.
 """
 from __future__ import annotations
 
@@ -25,17 +26,18 @@ from ..config import JobConfig, dumps_toml
 from ..device import to_host
 from ..errors import CollectiveError, ConfigError
 from ..optim.lbfgs import import_in_background
-from ..parallel import StopRequest, on_rank_zero, root_then_bcast
+from ..agreement import StopRequest, on_rank_zero, root_then_bcast
 from ..timeline import Timeline
 from ..watchdog import Watchdog
-from .parts import Arrays, build_parts
-from .results import finish
-from .steps import CHECKPOINT, STOP, Meter, NoBar, Progress, progress_bar
+from .build import Arrays, build_parts
+from .progress import Clock, Meter, NoBar, Progress, progress_bar
+from .result import FitResult, finish
+from .topology import CHECKPOINT, STOP
 
 
 class Run:
     def __init__(self, cfg: JobConfig, comm, run_dir=None, resume: bool = False,
-                 stop: StopRequest | None = None, arrays: Arrays | None = None):
+                 stop: StopRequest | None = None, arrays: Arrays | None = None, check_schema=None):
         if resume and run_dir is None:
             raise ConfigError("resume: continuing a fit needs the run directory it checkpointed in")
         self.cfg = cfg
@@ -45,10 +47,12 @@ class Run:
         self.resume = resume
         self.stop = stop or StopRequest()
         self.arrays = arrays
+        self.check_schema = check_schema  # the API's: sees the data's schema before the build
         self.progress = Progress()
         self.meter = Meter(self.progress)
         self.stopped_by_signal = False
         self.bar = NoBar()
+        self.clock = Clock(self.meter, None, self.progress)
         self.parts = self.watchdog = self.timeline = None
         self._closed = False
         self.metrics = log.JsonlLog(None)
@@ -56,22 +60,25 @@ class Run:
         self.staleness = None  # ps-async's server: what its clocks saw
 
     # =================================================================== the order of things
-    def run(self) -> dict | None:
-        """Fit; the summary, or None when a signal stopped the fit (after a checkpoint)."""
-        from . import procedure_for
+    def run(self) -> FitResult:
+        """Fit; what it ended with (its summary is None when a signal stopped the fit, after a
+        checkpoint)."""
+        from . import PROCEDURES
 
         start = time.perf_counter()
         try:
             if self.cfg.optimizer.kind == "lbfgs":
                 import_in_background()
-            self.parts = parts = build_parts(self.cfg, self.comm, self.arrays)
+            self.parts = parts = build_parts(self.cfg, self.comm, self.arrays, self.check_schema)
+            self.cfg = parts.cfg  # resolved against the data
             self._prepare_run_dir()
             self._restore()
-            self.watchdog = Watchdog(self.comm, self.cfg.run.watchdog_seconds, self.cfg.comm.strategy)
+            self.watchdog = Watchdog(self.comm, self.cfg.run.watchdog_seconds, parts.plan.strategy)
             self.timeline = Timeline(self.comm, self.cfg.run.profile and self.run_dir is not None)
+            self.clock.timeline = self.timeline if self.timeline.enabled else None
             self.train_start = self._last_checkpoint = time.perf_counter()
             self.meter.restart(self.train_start)
-            procedure_for(self.cfg, parts.strategy.name)(parts, self)
+            PROCEDURES[parts.plan.procedure](parts, self)
             train_seconds = time.perf_counter() - self.train_start
             if self.stopped_by_signal:
                 log.info(f"stopped by signal at step {self.progress.step}: checkpoint written; "
@@ -89,7 +96,8 @@ class Run:
                 self.close()
             raise  # one rank alone: the caller ends the job (parallel.exit_on_error)
         self.close()
-        return self.summary
+        return FitResult(self.cfg, parts.model, to_host(parts.params), parts.schema, parts.plan,
+                         self.progress, self.summary)
 
     def close(self) -> None:
         """Collective: stop the watchdog, free the strategy's communicators, close files. The
@@ -128,7 +136,7 @@ class Run:
     def allreduce(self, buf) -> None:
         """In-place global sum of a buffer outside the step (evaluation, full-batch sums)."""
         with self.waiting("allreduce"):
-            self.parts.strategy.allreduce(buf)
+            self.parts.reducer.allreduce(buf)
 
     def vote(self, tail) -> None:
         """This rank's votes into a step buffer's tail: stop (a signal reached it) and checkpoint
@@ -141,7 +149,7 @@ class Run:
     def act_on_votes(self, tail) -> bool:
         """Checkpoint when the step's votes (or checkpoint_every_steps) say so; True when the
         fit must stop here."""
-        synchronous = self.parts.strategy.synchronous
+        synchronous = self.parts.plan.synchronous
         if tail[STOP]:
             self.stopped_by_signal = True
             if synchronous:
@@ -178,12 +186,10 @@ class Run:
         arrays = {"params": parts.params, **{f"opt.{k}": v for k, v in opt_arrays.items()}}
         meta = {"model": parts.model.kind, "progress": asdict(self.progress), "optimizer": opt_scalars,
                 "ranks": self.comm.size}
-        start = time.perf_counter()
-        with self.waiting("checkpoint"):
+        with self.clock("checkpoint"), self.waiting("checkpoint"):
             on_rank_zero(self.comm, lambda: save_checkpoint(
                 self.run_dir / "checkpoints", self.progress.step, arrays, meta, self.cfg.run.checkpoint_keep))
         self._last_checkpoint = time.perf_counter()
-        self.timeline.add("checkpoint", start, self._last_checkpoint, step=self.progress.step)
 
     def _restore(self) -> None:
         if not self.resume:

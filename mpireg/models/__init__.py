@@ -1,6 +1,6 @@
 """Models: loss, gradient and prediction, one file each; `make_model` picks one by name."""
 from ..errors import ConfigError
-from .base import Model, ParamLayout, ParamSpec
+from .model import Model, ParamLayout, ParamSpec
 from .linear import LinearModel
 from .mf import MFModel
 from .logistic import LogisticModel

@@ -1,6 +1,6 @@
 """Linear regression: loss_i = (x_i.coef + b - y_i)^2 / 2; with l2 it is ridge, with l1 the lasso
 or elastic net (sklearn's Ridge(alpha) is l2 = alpha / n)."""
-from .base import Model, ParamSpec, _cgrad, transpose_product
+from .model import Model, ParamSpec, _cgrad, transpose_product
 
 
 class LinearModel(Model):

@@ -4,7 +4,7 @@
 Stable for any z: log(1 + exp(z)) is computed as logaddexp(0, z), and the sigmoid as
 (1 + tanh(z/2)) / 2, neither of which overflows.
 """
-from .base import Model, ParamSpec, _cgrad, transpose_product
+from .model import Model, ParamSpec, _cgrad, transpose_product
 
 
 class LogisticModel(Model):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Model, ParamSpec
+from .model import Model, ParamSpec
 
 try:  # the ALS row loops (csrc/cals.c); the NumPy code below stays the reference
     from .. import _cals

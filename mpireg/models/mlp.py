@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Model, ParamSpec, transpose_product
+from .model import Model, ParamSpec, transpose_product
 
 OUTPUTS = ("regression", "binary", "multiclass")
 BLOCK_BYTES = 4 << 20  # full-batch inputs go in blocks whose activations stay this small

@@ -2,7 +2,7 @@
 (ALS, full-batch too, lives with its model: models/mf.py, fit/als.py)."""
 from .adagrad import AdaGrad, adagrad_pass
 from .lbfgs import minimize_lbfgs
-from .normal import gram_sums, solve_normal
+from .gram import gram_sums, solve_normal
 from .schedules import learning_rate
 from .sgd import SGD, Adam, Optimizer
 

@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 import mpireg
-from mpireg.api.base import PARAMETER_KEYS
+from mpireg.api.estimator import PARAMETER_KEYS
 from mpireg.config import JobConfig, load_job
 from mpireg.errors import ConfigError
 from mpireg.predict import predict_file

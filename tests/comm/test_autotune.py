@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mpireg.comm.autotune import Fit, best_buckets, fit, probe_sizes
-from tests.test_strategy_training import _job, _train
+from tests.helpers import sgd_job, train_job
 
 
 def test_the_fit_recovers_alpha_and_beta_from_exact_times():
@@ -40,8 +40,8 @@ def test_one_bucket_unless_overlap_is_measured_to_pay():
 
 
 def test_auto_trains_what_allreduce_trains_and_logs_its_pick(datasets, tmp_path):
-    reference, _, _ = _train(3, tmp_path / "allreduce", _job(datasets, "softmax"))
-    params, summary, result = _train(3, tmp_path / "auto", _job(datasets, "softmax", "comm.strategy=auto"))
+    reference, _, _ = train_job(3, tmp_path / "allreduce", sgd_job(datasets, "softmax"))
+    params, summary, result = train_job(3, tmp_path / "auto", sgd_job(datasets, "softmax", "comm.strategy=auto"))
     assert summary["strategy"] in ("allreduce", "ring", "hierarchical")
     assert "comm.strategy = auto:" in result.stdout + result.stderr and "predicted" in result.stdout + result.stderr
     np.testing.assert_allclose(params, reference, rtol=1e-7, atol=1e-10)

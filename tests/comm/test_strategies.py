@@ -29,11 +29,11 @@ def test_message_pieces_stay_below_int_max():
     import numpy as np
     from mpi4py import MPI
 
-    from mpireg.comm.allreduce import AllreduceStrategy
-    from mpireg.comm.base import INT_MAX
+    from mpireg.comm.allreduce import AllreduceReducer
+    from mpireg.comm.reducer import INT_MAX
     from mpireg.config import CommConfig
 
-    strategy = AllreduceStrategy(MPI.COMM_SELF, CommConfig(max_message_bytes=2**40))
+    strategy = AllreduceReducer(MPI.COMM_SELF, CommConfig(max_message_bytes=2**40))
     big = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(2**31 + 5,), strides=(0,))
     pieces = strategy.message_pieces(big)  # views only: nothing is allocated
     assert [p.size for p in pieces] == [INT_MAX, 6]

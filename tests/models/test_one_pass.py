@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mpireg.models import make_model
-from mpireg.models.base import _cgrad
+from mpireg.models.model import _cgrad
 from mpireg.models.softmax import _csoftmax
 
 pytestmark = pytest.mark.skipif(_cgrad is None, reason="C extension not built")

@@ -1,0 +1,263 @@
+"""LinearRegression, LogisticRegression and SoftmaxRegression in scikit-learn's shape.
+
+    m = LogisticRegression(C=10.0)               # or l2=1e-4: mpireg's own scale
+    m.fit("data/logistic")                       # shards: each rank reads only its own rows
+    m.fit(X_local, y_local)                      # or this rank's own arrays
+    m.predict(X), m.predict_proba(X), m.score(X, y), m.coef_, m.intercept_, m.n_iter_
+    m.save("model.h5"); mpireg.load("model.h5")
+
+(MLPClassifier and MLPRegressor, on the same base, are in mlp.py; `load` in files.py.)
+
+Penalties: mpireg's objective is mean loss + l2/2 ||coef||^2 + l1 ||coef||_1, so scikit-learn's
+Ridge(alpha) is l2 = alpha / n and LogisticRegression(C) is l2 = 1 / (C n), n the rows of all
+ranks; `alpha=` and `C=` do that conversion. Unlike scikit-learn, the default is no penalty.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..device import is_device_array as on_device
+from ..device import namespace_of
+from ..device import to_host as host
+from ..errors import ConfigError, DataError
+from ..model_io import save_model
+from ..models import make_model
+from .estimator import MpiregEstimator, _is_paths, collective, estimator_init, local_phase
+from .inputs import class_codes, regression_targets, shard_rows
+
+class _Estimator(MpiregEstimator):
+    _kind = ""  # the model kind of the last fit
+
+    __init__ = estimator_init()
+
+    def __sklearn_clone__(self):
+        """A clone shares the communicator (a handle, which cannot be deep-copied)."""
+        comm, self.comm = self.comm, None
+        try:
+            clone = super().__sklearn_clone__()
+        finally:
+            self.comm = comm
+        clone.comm = comm
+        return clone
+
+    # ------------------------------------------------------------------ input
+    def _validate_fit(self, X, y):
+        if on_device(X):
+            return X, y
+        return validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=0,
+                             y_numeric=not self._classifier, reset=True)
+
+    def _validate_predict(self, X, min_rows: int = 1):
+        check_is_fitted(self)
+        if on_device(X):
+            return X
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_min_samples=min_rows)
+
+    # ------------------------------------------------------------------ fitted state
+    def _set_fitted(self, job: dict, model, params, schema: dict, classes) -> None:
+        """Fitted attributes from the engine's model and flat parameters."""
+        self._kind, self._fitted_intercept = model.kind, model.fit_intercept
+        self.job_ = job
+        self.schema_ = schema
+        self.n_features_in_ = model.n_features
+        self.l2_, self.l1_ = model.l2, model.l1
+        views = model.layout.views(params)
+        coef, intercept = views["coef"], views.get("intercept")
+        if model.kind == "linear":
+            self.coef_, self.intercept_ = coef.copy(), float(intercept) if intercept is not None else 0.0
+        elif model.kind == "logistic":
+            self.coef_ = coef[None, :].copy()
+            self.intercept_ = np.array([float(intercept) if intercept is not None else 0.0])
+        else:
+            self.coef_ = coef.T.copy()
+            self.intercept_ = intercept.copy() if intercept is not None else np.zeros(coef.shape[1])
+        if classes is not None:
+            self.classes_ = np.asarray(classes)
+
+    def _engine_model(self, xp=np):
+        """The engine's model and flat parameters, from coef_ and intercept_."""
+        n_classes = len(self.classes_) if self._kind != "linear" else 0
+        model = make_model(self._kind, self.n_features_in_, n_classes, self._fitted_intercept,
+                           self.l2_, self.l1_, xp=xp)
+        params = model.init_params(self.coef_.dtype)
+        views = model.layout.views(params)
+        coef = {"linear": self.coef_, "logistic": np.ravel(self.coef_), "softmax": self.coef_.T}[self._kind]
+        views["coef"][...] = xp.asarray(coef)
+        if self._fitted_intercept:
+            views["intercept"][...] = xp.asarray(np.reshape(self.intercept_, views["intercept"].shape))
+        return model, params
+
+    # ------------------------------------------------------------------ output
+    def save(self, path) -> None:
+        """Write the model file `mpireg.predict` and `mpireg.load` read (atomically; under
+        mpiexec, call it on one rank, or on all: each writes the same whole file)."""
+        check_is_fitted(self)
+        model, params = self._engine_model()
+        save_model(path, model, params, self.job_, self.schema_, self.summary_ or {},
+                   classes=getattr(self, "classes_", None), estimator=type(self).__name__)
+
+    def score(self, X, y=None, sample_weight=None):
+        """R^2 (regression) or accuracy (classification) over every rank's rows. Collective.
+        X: this rank's rows (y: their targets), or shard paths (each rank reads its own rows)."""
+        if sample_weight is not None:
+            raise ConfigError("sample_weight: not supported by mpireg's estimators")
+        check_is_fitted(self)
+        comm = self._comm()
+
+        def score():
+            sums = local_phase(comm, lambda: self._score_sums(X, y))
+            if comm.size > 1:
+                comm.Allreduce(sums.copy(), sums)
+            if not sums[0]:
+                raise DataError("score: no rows on any rank")
+            return self._score_from(sums)
+
+        return collective(comm, score)
+
+    def _score_sums(self, X, y) -> np.ndarray:
+        """This rank's score sums, [rows, ...] (see _score_from)."""
+        if _is_paths(X):
+            if y is not None:
+                raise ConfigError("y: shards hold their own targets; call score(paths) without y")
+            model, params = self._engine_model()
+            sums = self._block_sums(np.empty(0), np.empty(0))
+            for X_block, targets in shard_rows(self._comm(), X, self.n_features_in_, params.dtype):
+                sums += self._block_sums(host(model.predict(params, X_block)), targets)  # codes, if labels
+            return sums
+        X = self._validate_predict(X, min_rows=0)  # under mpiexec a rank may hold no rows
+        y = host(y) if y is not None else None
+        if y is None or np.shape(y) != (X.shape[0],):
+            raise DataError(f"y: expected one target per row of X ({X.shape[0]}), got shape {np.shape(y)}")
+        return self._block_sums(host(self._predict(X)), y)
+
+
+class LinearRegression(RegressorMixin, _Estimator):
+    """Least squares; with `alpha` (Ridge's scale) or `l2` ridge, with `l1` lasso / elastic net.
+
+    solver "auto": the normal equations (exact, one pass); with l1, Adam's proximal steps."""
+
+    _classifier = False
+    _penalty_alias = "alpha"
+    _exact_solver = "normal"
+    score = _Estimator.score  # collective, over every rank's rows (not the mixin's local one)
+
+    __init__ = estimator_init(keywords={"alpha": None})
+
+    @staticmethod
+    def _alias_to_l2_sum(alpha: float) -> float:
+        """Ridge's alpha is a penalty on the summed squared error (l2 = alpha / n)."""
+        return alpha
+
+    def fit(self, X=None, y=None):
+        """X: shard paths, or this rank's rows (y: their targets). Collective."""
+        return self._fit(X, y, regression_targets)
+
+    @staticmethod
+    def _model_kind(task: str, n_classes: int) -> str:
+        return "linear"
+
+    def predict(self, X):
+        return self._predict(self._validate_predict(X))
+
+    def _predict(self, X):
+        model, params = self._engine_model(namespace_of(X))
+        return model.predict(params, X.astype(params.dtype, copy=False))
+
+    @staticmethod
+    def _block_sums(pred, y) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        r = y - pred
+        return np.array([y.size, r @ r, y.sum(), y @ y])
+
+    @staticmethod
+    def _score_from(sums) -> float:
+        """R^2 = 1 - SSE / SST, with scikit-learn's answer for a constant target."""
+        n, sse, sum_y, sum_y2 = sums
+        sst = sum_y2 - sum_y * sum_y / n
+        if sst <= 0:
+            return 1.0 if sse == 0 else 0.0
+        return float(1.0 - sse / sst)
+
+
+class _Classifier(ClassifierMixin, _Estimator):
+    _classifier = True
+    _penalty_alias = "C"
+    score = _Estimator.score  # collective, over every rank's rows (not the mixin's local one)
+
+    __init__ = estimator_init(keywords={"C": None})
+
+    @staticmethod
+    def _alias_to_l2_sum(C: float) -> float:
+        """C is the inverse of a penalty on the summed log-loss (l2 = 1 / (C n))."""
+        if C <= 0:
+            raise ConfigError(f"C: expected a value > 0, got {C!r}")
+        return 1.0 / C
+
+    def fit(self, X=None, y=None):
+        """X: shard paths, or this rank's rows (y: their labels, any values). Collective."""
+        return self._fit(X, y, class_codes)
+
+    def _validate_fit(self, X, y):
+        X, y = super()._validate_fit(X, y)
+        if not on_device(y):
+            check_classification_targets(y)
+        return X, y
+
+    def decision_function(self, X):
+        X = self._validate_predict(X)
+        model, params = self._engine_model(namespace_of(X))
+        z = model.decision(params, X.astype(params.dtype, copy=False))
+        if z.ndim == 2 and z.shape[1] == 2:  # binary: one score, for classes_[1], as scikit-learn
+            return z[:, 1] - z[:, 0]
+        return z
+
+    def predict(self, X):
+        return self._predict(self._validate_predict(X))
+
+    def _predict(self, X):
+        model, params = self._engine_model(namespace_of(X))
+        return self.classes_[host(model.predict(params, X.astype(params.dtype, copy=False)))]
+
+    def predict_proba(self, X):
+        X = self._validate_predict(X)
+        model, params = self._engine_model(namespace_of(X))
+        proba = model.predict_proba(params, X.astype(params.dtype, copy=False))
+        if model.output == "binary":  # P(class 1) only: scikit-learn's two columns
+            xp = namespace_of(proba)
+            proba = xp.stack([1 - proba, proba], axis=1)
+        return proba
+
+    def predict_log_proba(self, X):
+        return namespace_of(X).log(self.predict_proba(X))
+
+    def _block_sums(self, pred, y) -> np.ndarray:
+        return np.array([len(y), np.sum(pred == np.asarray(y))], dtype=np.float64)
+
+    @staticmethod
+    def _score_from(sums) -> float:
+        return float(sums[1] / sums[0])
+
+
+class LogisticRegression(_Classifier):
+    """Logistic regression: binary for two classes, multinomial (softmax) for more, as
+    scikit-learn's LogisticRegression. solver "auto": full-batch L-BFGS (with l1: Adam)."""
+
+    _job_kind = "logistic"
+    _job_keys = {"model.multiclass": "softmax"}  # shards of more than two classes: softmax
+
+    @staticmethod
+    def _model_kind(task: str, n_classes: int) -> str:
+        return "logistic" if n_classes == 2 else "softmax"
+
+
+class SoftmaxRegression(_Classifier):
+    """Multinomial (softmax) regression over the classes, two included."""
+
+    _job_kind = "softmax"
+
+    @staticmethod
+    def _model_kind(task: str, n_classes: int) -> str:
+        return "softmax"
