@@ -79,7 +79,7 @@ setup(
     extras_require={
         # An MPI runtime from PyPI, for machines without a system MPI.
         "mpi": ["mpich"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "matplotlib", "pandas"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "matplotlib", "pandas", "statsmodels>=0.14"],
         "gpu": ["cupy"],
         # The peers that benchmarks/compare_peers.py and race.py race; never needed by the tests.
         # (On a CPU-only machine, a CPU build of torch is much smaller: see the README.)

@@ -7,7 +7,8 @@
 __version__ = "0.1.0"
 
 _API = ("LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLPClassifier", "MLPRegressor",
-        "MatrixFactorization", "load")
+        "MatrixFactorization", "GeneralizedLinearRegressor", "PoissonRegressor", "GammaRegressor",
+        "TweedieRegressor", "load")
 
 
 def __getattr__(name):

@@ -78,6 +78,7 @@ OPTIMIZERS = {t.name: t for t in (
                     strategies=COLLECTIVES),
     OptimizerTraits("adagrad", "online", False, models=("linear", "logistic"), l1=False,
                     deterministic=False, strategies=COLLECTIVES),
+    OptimizerTraits("irls", "irls", False, models=("glm",), deterministic=False, strategies=COLLECTIVES),
 )}
 MF_OPTIMIZERS = ("als", "sgd", "adam")
 

@@ -23,7 +23,9 @@ else:  # pragma: no cover
 from .capabilities import ASYNC_KEY_SHARDS, AUTO, KEY_SHARDS, MF_OPTIMIZERS, OPTIMIZERS, STRATEGIES as TRAITS
 from .errors import ConfigError
 
-MODEL_KINDS = ("linear", "logistic", "softmax", "mlp", "mf")
+MODEL_KINDS = ("linear", "logistic", "softmax", "mlp", "mf", "glm")
+GLM_FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "inverse_gaussian", "tweedie", "negative_binomial")
+GLM_LINKS = ("auto", "identity", "log", "logit", "inverse")
 SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings")
 OPTIMIZER_KINDS = tuple(OPTIMIZERS)
 FACTOR_EXCHANGES = ("auto", "allgather", "pull")
@@ -83,6 +85,12 @@ class ModelConfig:
                            doc="logistic: on data of more than two classes, fail or fit softmax")
     fit_intercept: bool = _opt(True)
     hidden: list[int] = _opt([128], doc="mlp: widths of the ReLU hidden layers")
+    family: str = _opt("gaussian", choices=GLM_FAMILIES, doc="glm: the response's distribution")
+    link: str = _opt("auto", choices=GLM_LINKS, doc="glm: the link; auto: the family's default")
+    power: float = _opt(1.5, min=0.0, doc="glm, tweedie: the variance power (0, or 1 and above)")
+    theta: float = _opt(1.0, min=0.0, min_open=True, doc="glm, negative_binomial: the fixed theta")
+    cov_type: str = _opt("nonrobust", choices=("nonrobust", "HC0"),
+                         doc="glm: standard errors from the expected information, or the sandwich (HC0)")
     rank: int = _opt(10, min=1, doc="mf: factors per user and per item")
 
 
@@ -316,9 +324,13 @@ def _check_combinations(config: JobConfig) -> None:
         raise ConfigError(f"model.l1: an L1 penalty needs a proximal step (optimizer.kind = 'sgd' "
                           f"or 'adam'); {opt.kind!r} handles L2 only")
     _check_mf(config)
+    _check_glm(config)
     if opt.kind == "adagrad":
         _check_adagrad(config)
     strategy = TRAITS.get(comm.strategy)
+    if optimizer.strategies is not None and comm.strategy not in optimizer.strategies:
+        raise ConfigError(f"comm.strategy: optimizer.kind = {opt.kind!r} sums every pass with one collective; "
+                          f"use {', '.join(map(repr, optimizer.strategies))}, not {comm.strategy!r}")
     if comm.strategy == "ps-async" and comm.deterministic:
         raise ConfigError("comm.deterministic: 'ps-async' applies gradients in arrival order, which no "
                           "seed fixes; use 'allreduce', 'ring' or 'ps'")
@@ -359,6 +371,31 @@ def _check_mf(config: JobConfig) -> None:
                           f"(comm.factor_exchange), not through {config.comm.strategy!r}; use "
                           f"'allreduce', or optimizer.kind = 'sgd'/'adam' for SGD-MF through a "
                           f"parameter server")
+
+
+def _check_glm(config: JobConfig) -> None:
+    opt, model = config.optimizer, config.model
+    irls = OPTIMIZERS["irls"]
+    if opt.kind == "irls" and model.kind not in irls.models:
+        raise ConfigError(f"optimizer.kind: 'irls' (Newton / iteratively reweighted least squares) trains "
+                          f"model.kind = 'glm', not {model.kind!r}")
+    if model.kind != "glm":
+        return
+    if opt.kind in ("normal", "als", "adagrad"):
+        raise ConfigError(f"optimizer.kind: model.kind = 'glm' trains with 'irls', 'lbfgs', 'sgd' or "
+                          f"'adam', not {opt.kind!r}")
+    if config.comm.deterministic:
+        raise ConfigError("comm.deterministic: model.kind = 'glm' sums weighted rows, which the exact "
+                          "integer sums do not take yet; use optimizer.kind = 'irls' (its sums are the "
+                          "same on every rank count to rounding)")
+    if model.family == "tweedie" and 0 < model.power < 1:
+        raise ConfigError(f"model.power: a Tweedie power must be 0, or 1 and above, got {model.power!r}")
+    if model.family == "binomial" and model.link in ("log", "inverse") or \
+            model.family in ("poisson", "gamma", "inverse_gaussian", "negative_binomial") and model.link == "logit":
+        raise ConfigError(f"model.link: {model.link!r} does not map the {model.family} family's mean "
+                          f"(use 'auto')")
+    if config.device != "cpu":
+        raise ConfigError("device: model.kind = 'glm' trains on the CPU for now; set device = 'cpu'")
 
 
 def _check_sharded(config: JobConfig) -> None:

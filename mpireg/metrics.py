@@ -16,7 +16,7 @@ LOGIT_RANGE = 20.0
 
 
 def sums_length(model) -> int:
-    return {"regression": 5, "binary": 3 + 2 * AUC_BINS, "multiclass": 3}[model.output]
+    return {"regression": 5, "binary": 3 + 2 * AUC_BINS, "multiclass": 3, "glm": 3}[model.output]
 
 
 def add_sums(model, params, X, y, out: np.ndarray) -> None:
@@ -27,7 +27,9 @@ def add_sums(model, params, X, y, out: np.ndarray) -> None:
         return
     out[0] += n
     out[1] += model.loss_sum(params, X, y)
-    if model.output == "regression":
+    if model.output == "glm":  # [rows, loss sum (weighted deviance / 2), weight sum]
+        out[2] += model.weight_sum(y)
+    elif model.output == "regression":
         r = model.predict(params, X) - y
         out[2] += float(r @ r)
         out[3] += float(y.sum())
@@ -48,6 +50,11 @@ def finalize(model, sums: np.ndarray, penalty: float) -> dict:
     n = sums[0]
     if n == 0:
         return {}
+    if model.output == "glm":
+        weight = sums[2]
+        return {"rows": int(n), "loss": float(sums[1] / max(weight, 1e-300) + penalty),
+                "deviance": float(2 * sums[1]), "mean_deviance": float(2 * sums[1] / max(weight, 1e-300)),
+                "weight": float(weight)}
     data_loss = sums[1] / n
     result = {"rows": int(n), "loss": float(data_loss + penalty)}
     if model.output == "regression":

@@ -28,7 +28,7 @@ def test_resolved_config_round_trips_through_toml():
     ("optimizer.lr=fast", "optimizer.lr: expected a number, got str 'fast'"),
     ("optimizer.epochs=2.5", "optimizer.epochs: expected an integer, got float 2.5"),
     ("optimizer.momentum=1.0", "optimizer.momentum: expected a value < 1.0"),
-    ("model.kind=tree", "model.kind: expected one of 'linear', 'logistic', 'softmax', 'mlp', 'mf', got 'tree'"),
+    ("model.kind=tree", "model.kind: expected one of 'linear', 'logistic', 'softmax', 'mlp', 'mf', 'glm', got 'tree'"),
     ("model.fit_intercept=1", "model.fit_intercept: expected true or false, got int 1"),
     ("comm.strategy=carrier-pigeon", "comm.strategy: expected one of"),
     ("data.train=3", "data.train: expected a path or a list of paths"),

@@ -2,7 +2,8 @@
 from .linear_models import LinearRegression, LogisticRegression, SoftmaxRegression
 from .files import load
 from .factorization import MatrixFactorization
+from .glm import GammaRegressor, GeneralizedLinearRegressor, PoissonRegressor, TweedieRegressor
 from .neural import MLPClassifier, MLPRegressor
 
-__all__ = ["LinearRegression", "LogisticRegression", "MatrixFactorization", "MLPClassifier", "MLPRegressor", "SoftmaxRegression",
+__all__ = ["GammaRegressor", "GeneralizedLinearRegressor", "PoissonRegressor", "TweedieRegressor", "LinearRegression", "LogisticRegression", "MatrixFactorization", "MLPClassifier", "MLPRegressor", "SoftmaxRegression",
            "load"]

@@ -48,7 +48,7 @@ PARAMETER_KEYS = {
 # keys the estimator itself sets: not the user's to give in `job`
 OWN_KEYS = ("model.kind", "data.train", "name")
 RESOLVED_KEYS = ("model.l2_sum", "model.multiclass")  # the estimator's own choices, not parameters
-SOLVERS = ("auto", "lbfgs", "normal", "sgd", "adam")
+SOLVERS = ("auto", "lbfgs", "normal", "sgd", "adam", "irls")
 
 # The parameters every estimator takes, in signature order after its own, with their defaults
 # (the job file's; solver "auto" lets each estimator pick). An estimator overrides a default

@@ -6,12 +6,15 @@ import numpy as np
 from ..model_io import load_model
 from .linear_models import LinearRegression, LogisticRegression, SoftmaxRegression
 from .factorization import MatrixFactorization
+from .glm import GammaRegressor, GeneralizedLinearRegressor, PoissonRegressor, TweedieRegressor
 from .neural import MLPClassifier, MLPRegressor
 
 ESTIMATORS = {cls.__name__: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression,
-                                            MLPClassifier, MLPRegressor, MatrixFactorization)}
+                                            MLPClassifier, MLPRegressor, MatrixFactorization,
+                                            GeneralizedLinearRegressor, PoissonRegressor, GammaRegressor,
+                                            TweedieRegressor)}
 BY_KIND = {"linear": LinearRegression, "logistic": LogisticRegression, "softmax": SoftmaxRegression,
-           "mf": MatrixFactorization}
+           "mf": MatrixFactorization, "glm": GeneralizedLinearRegressor}
 
 
 def load(path):
@@ -20,7 +23,7 @@ def load(path):
     cls = ESTIMATORS.get(meta["estimator"]) or _class_of(model)
     estimator = cls.from_config(meta["config"])
     classes = meta.get("classes")
-    if classes is None and model.output != "regression":
+    if classes is None and model.output not in ("regression", "glm"):
         classes = np.arange(max(model.n_classes, 2))
     estimator._set_fitted(meta["config"], model, params, meta["schema"], classes)
     estimator.summary_ = meta["metrics"]

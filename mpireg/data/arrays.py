@@ -77,11 +77,12 @@ def _check_local(X, y, task: str, n_classes: int) -> None:
                         f"{'shape ' + str(X.shape) if hasattr(X, 'shape') else type(X).__name__}")
     if X.dtype not in (np.float32, np.float64):
         raise DataError(f"X: expected float32 or float64 values, got {X.dtype}")
-    if getattr(y, "ndim", None) != 1 or y.shape[0] != X.shape[0]:
+    packed = getattr(y, "ndim", None) == 2 and y.shape[1:] == (3,)  # a GLM's [y, w, offset] rows
+    if not (getattr(y, "ndim", None) == 1 or packed) or y.shape[0] != X.shape[0]:
         raise DataError(f"y: expected a 1-D array with one entry per row of X ({X.shape[0]}), "
                         f"got shape {getattr(y, 'shape', None)}")
     schema = Schema(task=task, n_features=X.shape[1], n_classes=n_classes, dtype=str(X.dtype))
-    check_rows(SOURCE, to_host(X), to_host(y), schema, first_row=0)
+    check_rows(SOURCE, to_host(X), to_host(y[:, 0] if packed else y), schema, first_row=0)
 
 
 def _ratings_schema(comm, X, y) -> tuple[Schema, int]:

@@ -31,7 +31,7 @@ TASKS = ("regression", "binary", "multiclass")
 RATINGS = "ratings"  # (user, item) -> rating
 # The data task each model trains on.
 MODEL_TASKS = {"linear": ("regression",), "logistic": ("binary",), "softmax": ("multiclass", "binary"),
-               "mlp": TASKS, "mf": (RATINGS,)}
+               "mlp": TASKS, "mf": (RATINGS,), "glm": ("regression", "binary")}
 
 
 @dataclass

@@ -131,6 +131,15 @@ class ShardReader:
         X = pieces[0] if len(pieces) == 1 else sp.vstack(pieces, format="csr")
         return X, np.concatenate(targets)
 
+    def locate(self, local_row: int) -> tuple[str, int]:
+        """(file, row in it) of this rank's row `local_row`."""
+        local = 0
+        for seg in self.segments:
+            if local_row < local + seg.stop - seg.start:
+                return self.schema.files[seg.file_index], seg.start + local_row - local
+            local += seg.stop - seg.start
+        raise IndexError(f"row {local_row} is past this rank's {local} rows")
+
     def _read_into(self, file_index, lo, hi, X, y, at) -> None:
         path = self.schema.files[file_index]
         f = self._file(file_index)

@@ -17,6 +17,7 @@
     als.py           alternating least squares (matrix factorisation), factors sharded
     online.py        online adaptive passes averaged over the ranks, then an L-BFGS polish
     sharded.py       sparse mini-batch SGD through the sharded parameter server (by column)
+    irls.py          IRLS / Newton for generalized linear models, and their inference
 
 Every procedure is `fit(parts, run)`: it reads and writes `parts.params` and `run.progress`
 and calls `run`'s services; it never reaches into another procedure. The CLI (train.py) and
@@ -24,7 +25,7 @@ the Python API (api/) both come in through `train` (or `Run`) and read its `FitR
 """
 from __future__ import annotations
 
-from . import als, deterministic, fullbatch, minibatch, normal_equations, online, sharded
+from . import als, deterministic, fullbatch, irls, minibatch, normal_equations, online, sharded
 from .build import Arrays, Parts
 from .plan import Plan
 from .result import FitResult
@@ -32,7 +33,7 @@ from .run import Run
 
 PROCEDURES = {"minibatch": minibatch.fit, "deterministic": deterministic.fit, "fullbatch": fullbatch.fit,
               "normal_equations": normal_equations.fit, "als": als.fit, "online": online.fit,
-              "sharded": sharded.fit}
+              "sharded": sharded.fit, "irls": irls.fit}
 
 
 def train(cfg, comm, run_dir=None, resume: bool = False, stop=None, arrays: Arrays | None = None) -> FitResult:

@@ -106,6 +106,10 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None, check_schema
         train = agree(comm, lambda: _hand_over(cfg, arrays, first_row, partition, model, dtype))
     test = (agree(comm, lambda: _open(cfg, comm, test_schema, (comm.rank, comm.size), model, xp, dtype, True))
             if test_schema else None)
+    if hasattr(model, "invalid_rows"):  # a GLM family's support, the weights and the offsets
+        for data in (train, test):
+            if data is not None:
+                agree(comm, lambda data=data: check_targets(model, data))
     shape = (f"{schema.n_users} users x {schema.n_items} items" if schema.n_users
              else f"x {schema.n_features} features")
     log.info(f"data: {schema.n_rows} rows {shape} ({schema.task}, {dtype}) "
@@ -139,6 +143,21 @@ def resolve_job(cfg: JobConfig, schema: Schema, check_schema=None) -> JobConfig:
     resolved = replace(cfg, model=m)
     _check_task(resolved, schema)
     return resolved
+
+
+def check_targets(model, data) -> None:
+    """The first row whose target, weight or offset the model cannot take, named by file and row
+    (or by its place in this rank's arrays)."""
+    start = 0
+    for X, targets in data.blocks():
+        found = model.invalid_rows(targets)
+        if found is not None:
+            row, what = found
+            if hasattr(data, "reader"):
+                path, file_row = data.reader.locate(start + row)
+                raise DataError(f"{path}: row {file_row} holds {what}")
+            raise DataError(f"row {start + row} of this rank's arrays holds {what}")
+        start += X.shape[0]
 
 
 def _init_from_data(comm, model, train, params) -> None:

@@ -66,7 +66,7 @@ class GlobalObjective:
                 for X, y in parts.train.blocks():
                     sums[n + LOSS] += model.loss_grad_sum(params, X, y, scratch)
                     sums[:n] += scratch
-                    sums[n + ROWS] += X.shape[0]
+                    sums[n + ROWS] += model.weight_sum(y)
             self._reduce(sums)
         rows = float(sums[n + ROWS])
         grad = sums[:n] / rows

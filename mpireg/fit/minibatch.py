@@ -133,6 +133,6 @@ class StochasticEpochs:
         else:
             X, y = batch
             buffer[n + LOSS] = self.parts.model.loss_grad_sum(self.parts.params, X, y, buffer[:n], on_ready)
-            buffer[n + ROWS] = X.shape[0]
+            buffer[n + ROWS] = self.parts.model.weight_sum(y)
         if on_ready is not None:
             on_ready(buffer.size)  # every rank starts every reduction before any other collective

@@ -23,6 +23,7 @@ class FitResult:
     plan: Any         # how it computed and communicated, and why (fit/plan.py)
     progress: Any     # the counters (epochs, steps, samples)
     summary: dict | None  # summary.json's content; None when a signal stopped the fit
+    inference: dict | None = None  # a GLM's standard errors and coefficient table (fit/irls.py)
 
     @property
     def stopped(self) -> bool:
@@ -63,6 +64,8 @@ def finish(parts, run, train_seconds: float, wall_seconds: float) -> dict:
     }
     if run.staleness:
         summary["staleness"] = run.staleness
+    if run.inference:
+        summary["glm"] = run.inference
     run.metrics.write({"type": "summary", **summary})
     final = "  ".join(f"{split} {k} {v:.6g}" for split in ("train", "eval")
                       for k, v in summary[split].items() if k != "rows")

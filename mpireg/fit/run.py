@@ -58,6 +58,7 @@ class Run:
         self.metrics = log.JsonlLog(None)
         self.summary = None
         self.staleness = None  # ps-async's server: what its clocks saw
+        self.inference = None  # a GLM's standard errors, deviance and coefficient table (fit/irls.py)
 
     # =================================================================== the order of things
     def run(self) -> FitResult:
@@ -97,7 +98,7 @@ class Run:
             raise  # one rank alone: the caller ends the job (parallel.exit_on_error)
         self.close()
         return FitResult(self.cfg, parts.model, to_host(parts.params), parts.schema, parts.plan,
-                         self.progress, self.summary)
+                         self.progress, self.summary, self.inference)
 
     def close(self) -> None:
         """Collective: stop the watchdog, free the strategy's communicators, close files. The

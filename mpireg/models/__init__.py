@@ -1,13 +1,14 @@
 """Models: loss, gradient and prediction, one file each; `make_model` picks one by name."""
 from ..errors import ConfigError
 from .model import Model, ParamLayout, ParamSpec
+from .glm import GLMModel
 from .linear import LinearModel
 from .mf import MFModel
 from .logistic import LogisticModel
 from .mlp import MLPModel
 from .softmax import SoftmaxModel
 
-MODELS = {m.kind: m for m in (LinearModel, LogisticModel, SoftmaxModel, MLPModel, MFModel)}
+MODELS = {m.kind: m for m in (LinearModel, LogisticModel, SoftmaxModel, MLPModel, MFModel, GLMModel)}
 HINTS = {"regression": "linear", "binary": "logistic", "multiclass": "softmax", "ratings": "mf"}
 
 
@@ -34,7 +35,10 @@ def model_options(model_cfg, seed: int) -> dict:
         return {"hidden": list(model_cfg.hidden), "seed": seed}
     if model_cfg.kind == "mf":
         return {"rank": model_cfg.rank, "seed": seed}
+    if model_cfg.kind == "glm":
+        return {"family": model_cfg.family, "link": model_cfg.link, "power": model_cfg.power,
+                "theta": model_cfg.theta}
     return {}
 
 
-__all__ = ["MODELS", "MFModel", "MLPModel", "Model", "ParamLayout", "ParamSpec", "make_model", "model_options"]
+__all__ = ["MODELS", "GLMModel", "MFModel", "MLPModel", "Model", "ParamLayout", "ParamSpec", "make_model", "model_options"]

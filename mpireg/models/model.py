@@ -154,6 +154,10 @@ class Model:
         """Targets as the loss wants them (floats for regression and logistic, ints for softmax)."""
         return y
 
+    def weight_sum(self, y) -> float:
+        """What a block's rows count for in a mean: their number (a GLM: their weights' sum)."""
+        return y.shape[0]
+
     def mask(self, dtype):
         key = np.dtype(dtype).str
         if key not in self._masks:

@@ -7,7 +7,7 @@ from .schedules import learning_rate
 from .sgd import SGD, Adam, Optimizer
 
 MINIBATCH = {"sgd": SGD, "adam": Adam}
-FULL_BATCH = ("lbfgs", "normal", "als")  # no mini-batch optimizer state
+FULL_BATCH = ("lbfgs", "normal", "als", "irls")  # no mini-batch optimizer state
 
 
 def make_optimizer(cfg, model, dtype):

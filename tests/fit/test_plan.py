@@ -19,7 +19,7 @@ from tests.inprocess import train
 def test_what_config_accepts_the_plan_can_run(optimizer, strategy, deterministic):
     """Every combination a job file may name has a procedure; what the table rules out, the job
     file refuses with a message naming the key."""
-    model = {"normal": "linear", "als": "mf", "adagrad": "logistic"}.get(optimizer, "logistic")
+    model = {"normal": "linear", "als": "mf", "adagrad": "logistic", "irls": "glm"}.get(optimizer, "logistic")
     overrides = ["data.train=x", f"model.kind={model}", f"optimizer.kind={optimizer}",
                  f"comm.strategy={strategy}", f"comm.deterministic={str(deterministic).lower()}"]
     traits, opt = STRATEGIES.get(strategy), OPTIMIZERS[optimizer]

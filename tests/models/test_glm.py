@@ -1,0 +1,104 @@
+"""The GLM's families and links: gradients against finite differences, the observed information
+against the gradient's finite differences (equal to the expected one for canonical links), and
+targets, weights and offsets outside what a family takes named by row."""
+import numpy as np
+import pytest
+
+from mpireg.models import make_model
+from mpireg.models.glm import NewtonSums
+
+CASES = [("gaussian", "identity"), ("gaussian", "log"), ("binomial", "logit"), ("binomial", "identity"),
+         ("poisson", "log"), ("poisson", "identity"), ("gamma", "log"), ("gamma", "inverse"),
+         ("inverse_gaussian", "log"), ("tweedie", "log"), ("negative_binomial", "log")]
+
+
+def _data(family, rng, n=60, d=3):
+    X = rng.standard_normal((n, d)) * 0.3
+    mu = np.exp(0.2 + X @ np.array([0.3, -0.2, 0.1]))
+    y = {"gaussian": mu + 0.1 * rng.standard_normal(n), "binomial": (rng.random(n) < 0.4).astype(float),
+         "poisson": rng.poisson(mu).astype(float), "gamma": rng.gamma(2.0, mu / 2),
+         "inverse_gaussian": rng.wald(mu, 50.0), "tweedie": rng.poisson(mu) * rng.gamma(2.0, 0.5, n),
+         "negative_binomial": rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float)}[family]
+    targets = np.column_stack([y, rng.uniform(0.5, 2.0, n), rng.uniform(-0.1, 0.1, n)])
+    return X, targets
+
+
+def _model(family, link, d=3):
+    return make_model("glm", d, family=family, link=link, power=1.5, theta=2.0)
+
+
+def _start(model, family):
+    params = np.zeros(model.layout.size)
+    params[:3] = [0.1, -0.05, 0.02]
+    params[-1] = 0.4 if family == "binomial" else 0.3
+    return params
+
+
+@pytest.mark.parametrize("family,link", CASES)
+def test_the_gradient_is_the_losss_derivative(family, link):
+    rng = np.random.default_rng(0)
+    X, targets = _data(family, rng)
+    model = _model(family, link)
+    params, grad = _start(model, family), np.empty(model.layout.size)
+    model.loss_grad_sum(params, X, targets, grad)
+    h = 1e-6
+    numeric = [(model.loss_sum(params + h * e, X, targets) - model.loss_sum(params - h * e, X, targets)) / (2 * h)
+               for e in np.eye(len(params))]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("family,link", CASES)
+def test_the_observed_information_is_the_gradients_derivative(family, link):
+    rng = np.random.default_rng(1)
+    X, targets = _data(family, rng)
+    model = _model(family, link)
+    params = _start(model, family)
+    sums, expected = NewtonSums(model.layout.size), NewtonSums(model.layout.size)
+    model.newton_sums(params, X, targets, sums)
+    model.newton_sums(params, X, targets, expected, expected=True)
+    h = 1e-6
+
+    def gradient(p):
+        out = NewtonSums(model.layout.size)
+        model.newton_sums(p, X, targets, out)
+        return out.gradient.copy()
+
+    numeric = np.array([(gradient(params + h * e) - gradient(params - h * e)) / (2 * h) for e in np.eye(len(params))])
+    observed = sums.information()
+    if model.canonical:
+        np.testing.assert_allclose(expected.information(), observed, rtol=1e-12)
+    # the clipping at 0 only acts on rows far from the mean; these draws keep every row inside
+    np.testing.assert_allclose(observed, numeric, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sums.gradient, gradient(params), rtol=1e-12)
+
+
+@pytest.mark.parametrize("family,targets,message", [
+    ("poisson", [1.0, -1.0], "row 1 of this rank's arrays holds y (the poisson family needs a count >= 0): -1.0"),
+    ("gamma", [1.0, 0.0], "row 1 of this rank's arrays holds y (the gamma family needs a value > 0): 0.0"),
+    ("binomial", [1.5, 0.0], "row 0 of this rank's arrays holds y (the binomial family needs a value in [0, 1]): 1.5"),
+    ("gaussian", [np.nan, 0.0], "row 0 of this rank's arrays holds y"),
+])
+def test_targets_outside_the_family_are_named_by_row(family, targets, message):
+    from mpireg.data.arrays import LocalArrays
+    from mpireg.errors import DataError
+    from mpireg.fit.build import check_targets
+
+    model = _model(family, "auto")
+    data = LocalArrays(np.zeros((2, 3)), model.prepare_targets(np.array(targets)), 0)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+                       .replace("]", r"\]")):
+        check_targets(model, data)
+
+
+@pytest.mark.parametrize("column,value,message", [(1, -2.0, "a sample weight"), (1, np.inf, "a sample weight"),
+                                                  (2, np.nan, "an offset")])
+def test_bad_weights_and_offsets_are_named_by_row(column, value, message):
+    from mpireg.data.arrays import LocalArrays
+    from mpireg.errors import DataError
+    from mpireg.fit.build import check_targets
+
+    model = _model("poisson", "log")
+    targets = model.prepare_targets(np.ones(3))
+    targets[2, column] = value
+    with pytest.raises(DataError, match=f"row 2 of this rank's arrays holds {message}"):
+        check_targets(model, LocalArrays(np.zeros((3, 3)), targets, 0))
