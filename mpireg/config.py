@@ -26,7 +26,7 @@ from .errors import ConfigError
 MODEL_KINDS = ("linear", "logistic", "softmax", "mlp", "mf", "glm")
 GLM_FAMILIES = ("gaussian", "binomial", "poisson", "gamma", "inverse_gaussian", "tweedie", "negative_binomial")
 GLM_LINKS = ("auto", "identity", "log", "logit", "inverse")
-SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings")
+SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings", "poisson", "gamma", "tweedie")
 OPTIMIZER_KINDS = tuple(OPTIMIZERS)
 FACTOR_EXCHANGES = ("auto", "allgather", "pull")
 STRATEGIES = (*TRAITS, AUTO)
@@ -60,6 +60,7 @@ class SynthConfig:
     sparse: bool = _opt(False, doc="CSR shards of hashed-categorical-like rows")
     hash_bits: int = _opt(20, min=1, max=30, doc="sparse: log2 of the columns")
     nnz: int = _opt(39, min=1, doc="sparse: entries drawn per row")
+    exposure: bool = _opt(False, doc="poisson: an offset log(exposure); tweedie: exposure weights")
 
 
 @dataclass

@@ -132,6 +132,12 @@ def write_summary(runs, out: Path, plots) -> Path:
     for run in runs:
         b = mean_breakdown(run)
         lines.append(f"| {run['name']} | " + " | ".join(f"{b[p]:.3f}" for p in PARTS) + " |")
+    for run in runs:  # a GLM's coefficient table, as R's summary.glm prints it
+        glm = (run["summary"] or {}).get("glm")
+        if glm:
+            from .fit.irls import coef_table_text
+
+            lines += ["", f"## Coefficients: {run['name']}", "", "```", coef_table_text(glm), "```"]
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")

@@ -237,15 +237,16 @@ def open_table(path, sep: str = ","):
 class DenseSeries:
     """`shards` dense shards of `rows` rows in all, each preallocated, filled in order."""
 
-    def __init__(self, directory: Path, shards: int, rows: int, width: int, dtype, task: str, classes):
+    def __init__(self, directory: Path, shards: int, rows: int, width: int, dtype, task: str, classes,
+                 extras: tuple = ()):
         self.directory, self.width, self.dtype = Path(directory), width, np.dtype(dtype)
-        self.task, self.classes = task, classes
+        self.task, self.classes, self.extras = task, classes, extras  # extras: ("w", "offset") names
         self.sizes = [rows // shards + (k < rows % shards) for k in range(shards)]  # np.array_split's
         self.rows, self.shard, self.filled = 0, -1, 0
         self.context = self.file = None
         self.written: list[Path] = []
 
-    def append(self, X: np.ndarray, labels: np.ndarray) -> None:
+    def append(self, X: np.ndarray, labels: np.ndarray, extra: dict | None = None) -> None:
         y = _targets(labels, self.classes, self.dtype)
         lo = 0
         while lo < len(X):
@@ -254,6 +255,8 @@ class DenseSeries:
             hi = min(len(X), lo + self.sizes[self.shard] - self.filled)
             self.file["X"][self.filled:self.filled + hi - lo] = X[lo:hi]
             self.file["y"][self.filled:self.filled + hi - lo] = y[lo:hi]
+            for name in self.extras:
+                self.file[name][self.filled:self.filled + hi - lo] = extra[name][lo:hi]
             self.filled += hi - lo
             self.rows += hi - lo
             lo = hi
@@ -268,6 +271,8 @@ class DenseSeries:
         self.file = self.context.__enter__()
         self.file.create_dataset("X", shape=(n, self.width), dtype=self.dtype)
         self.file.create_dataset("y", shape=(n,), dtype=self.dtype if self.classes is None else np.int64)
+        for name in self.extras:
+            self.file.create_dataset(name, shape=(n,), dtype=np.float64)
         self.filled = 0
 
     def finish(self) -> None:
@@ -293,8 +298,9 @@ def _targets(labels, classes, dtype):
 
 def convert_table(inputs, out, shards: int = 1, label_col=None, test_fraction: float = 0.0, seed: int = 0,
                   task: str | None = None, dtype: str | None = None, sep: str = ",",
-                  skip_bad_lines: bool = False) -> dict:
-    """CSV/TSV/Parquet files with one label column -> OUT/part-NNNNN.h5 (and OUT/test/); a summary."""
+                  skip_bad_lines: bool = False, weight_col=None, offset_col=None) -> dict:
+    """CSV/TSV/Parquet files with one label column (and, for generalized linear models, a weight
+    and an offset column) -> OUT/part-NNNNN.h5 (and OUT/test/); a summary."""
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"--test-fraction: expected 0 <= F < 1, got {test_fraction}")
     tables = [open_table(p, sep) for p in inputs]
@@ -303,6 +309,14 @@ def convert_table(inputs, out, shards: int = 1, label_col=None, test_fraction: f
         if other.columns != first.columns:
             raise DataError(f"{other.path}: columns {other.columns} differ from {first.path}'s {first.columns}")
     label = _label_column(first, label_col)
+    extras = {name: column_index(first.path, spec, first.header, len(first.columns), option)
+              for name, spec, option in (("w", weight_col, "--weight-col"), ("offset", offset_col, "--offset-col"))
+              if spec is not None}
+    taken = [label, *extras.values()]
+    if len(set(taken)) != len(taken):
+        raise DataError(f"{first.path}: --label-col, --weight-col and --offset-col must name different columns")
+    if extras and task is None:  # weights and offsets are for GLMs, whose counts are not classes
+        task = "regression"
     n_rows, labels = _survey(tables, label, skip_bad_lines)
     to_test = _test_rows(n_rows, test_fraction, seed)
     n_test = int(to_test.sum())
@@ -312,13 +326,14 @@ def convert_table(inputs, out, shards: int = 1, label_col=None, test_fraction: f
         raise DataError(f"--shards: {n_train} rows cannot fill {shards} shards")
     if dtype is None:
         dtype = "float32" if all(t.float32_features(first.columns[label]) for t in tables) else "float64"
-    width = len(first.columns) - 1
-    train = DenseSeries(Path(out), shards, n_train, width, dtype, task, classes)
-    test = DenseSeries(Path(out) / "test", 1, n_test, width, dtype, task, classes) if n_test else None
+    width = len(first.columns) - len(taken)
+    names = tuple(extras)
+    train = DenseSeries(Path(out), shards, n_train, width, dtype, task, classes, names)
+    test = DenseSeries(Path(out) / "test", 1, n_test, width, dtype, task, classes, names) if n_test else None
     series = [s for s in (train, test) if s is not None]
     skipped = Skipped()
     try:
-        _fill(tables, label, to_test, train, test, skip_bad_lines, skipped)
+        _fill(tables, label, to_test, train, test, skip_bad_lines, skipped, extras)
     except BaseException:
         for s in series:
             s.abort()
@@ -330,16 +345,18 @@ def convert_table(inputs, out, shards: int = 1, label_col=None, test_fraction: f
                 classes=None if classes is None else classes.tolist())
 
 
-def _fill(tables, label: int, to_test, train, test, skip_bad: bool, skipped: Skipped) -> None:
+def _fill(tables, label: int, to_test, train, test, skip_bad: bool, skipped: Skipped, extras=None) -> None:
+    extras = extras or {}
     row = 0
     for table in tables:
         for X in table.batches(skip_bad, skipped):
             pick = to_test[row:row + len(X)]
             row += len(X)
-            y, X = X[:, label], np.delete(X, label, axis=1)
-            train.append(X[~pick], y[~pick])
+            y, extra = X[:, label], {name: X[:, column].astype(np.float64) for name, column in extras.items()}
+            X = np.delete(X, [label, *extras.values()], axis=1)
+            train.append(X[~pick], y[~pick], {k: v[~pick] for k, v in extra.items()})
             if test is not None:
-                test.append(X[pick], y[pick])
+                test.append(X[pick], y[pick], {k: v[pick] for k, v in extra.items()})
 
 
 def _label_column(table, spec) -> int:

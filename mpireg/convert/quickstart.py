@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import log
 from ..agreement import on_rank_zero
 from ..errors import ConfigError
+from .claims import GLM_TASKS, synthesize_claims
 from .examples import write_example
 from .ratings import synth_ratings
 from .synth import synthesize, synthesize_sparse
@@ -32,6 +33,12 @@ def ensure_synthetic(cfg) -> None:
     if synth is None:
         log.info(f"writing scikit-learn's {cfg.data.example} data set into {target}")
         write_example(cfg.data.example, target, shards=2, seed=cfg.seed)
+        return
+    if synth.task in GLM_TASKS:
+        log.info(f"making synthetic {synth.task} claims data in {target} ({synth.rows} rows, "
+                 f"{synth.features} columns{', with exposure' if synth.exposure else ''})")
+        synthesize_claims(synth.task, synth.rows, synth.features, target, synth.shards, synth.test_rows,
+                          synth.exposure, synth.seed)
         return
     if synth.task == "ratings":
         log.info(f"making synthetic ratings in {target} ({synth.rows} ratings, {synth.users} users x "

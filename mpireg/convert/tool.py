@@ -14,6 +14,7 @@ from .libsvm import convert_svmlight
 from .examples import EXAMPLES, write_example
 from .inspect import inspect
 from .ratings import convert_ratings, synth_ratings
+from .claims import GLM_TASKS, synthesize_claims
 from .synth import synthesize, synthesize_sparse
 
 
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="reproducible synthetic data with its true parameters")
-    s.add_argument("--task", required=True, choices=["linear", "logistic", "softmax", "ratings"])
+    s.add_argument("--task", required=True, choices=["linear", "logistic", "softmax", "ratings", *GLM_TASKS],
+                   help="poisson, gamma, tweedie: insurance-like rows for generalized linear models")
     s.add_argument("--rows", type=int, required=True)
     s.add_argument("--features", type=int, default=None, help="required but for ratings")
     s.add_argument("--classes", type=int, default=3, help="softmax only (default 3)")
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSR shards of hashed-categorical-like rows (2**--hash-bits columns, --nnz a row)")
     s.add_argument("--hash-bits", type=int, default=20, help="--sparse: log2 of the columns")
     s.add_argument("--nnz", type=int, default=39, help="--sparse: entries drawn per row")
+    s.add_argument("--exposure", action="store_true",
+                   help="poisson: an offset log(exposure); tweedie: exposure weights (docs/data-format.md)")
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
@@ -57,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     c.add_argument("--shards", type=int, default=1)
     c.add_argument("--label-col", default=None, help="name or index of the label column (default: last)")
+    c.add_argument("--weight-col", default=None,
+                   help="CSV/Parquet: a column of sample weights, written as dataset w (generalized linear models)")
+    c.add_argument("--offset-col", default=None,
+                   help="CSV/Parquet: a column of offsets (e.g. log exposure), written as dataset offset")
     c.add_argument("--test-fraction", type=float, default=0.0)
     c.add_argument("--task", choices=["regression", "binary", "multiclass"], default=None,
                    help="default: inferred from the labels")
@@ -119,8 +127,12 @@ def _synth(args) -> None:
         print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} ratings of {args.users} "
               f"users x {args.items} items, {test_rows} test ratings in {args.out}/test)")
         return
-    paths = synthesize(args.task, args.rows, args.features, args.out, args.shards,
-                       args.classes, test_rows, args.noise, args.seed, args.dtype)
+    if args.task in GLM_TASKS:
+        paths = synthesize_claims(args.task, args.rows, args.features, args.out, args.shards, test_rows,
+                                  args.exposure, args.seed, args.dtype)
+    else:
+        paths = synthesize(args.task, args.rows, args.features, args.out, args.shards,
+                           args.classes, test_rows, args.noise, args.seed, args.dtype)
     print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} train rows, "
           f"{test_rows} test rows in {args.out}/test)")
 
@@ -143,6 +155,9 @@ def _convert(args) -> None:
         return _convert_table(args)
     if suffixes & set(TABLE_SUFFIXES):
         raise MpiregError(f"inputs: CSV/Parquet cannot be mixed with other formats ({sorted(suffixes)})")
+    if args.weight_col is not None or args.offset_col is not None:
+        raise MpiregError("--weight-col, --offset-col: read from CSV/TSV/Parquet tables; "
+                          f"these inputs are {sorted(suffixes)}")
     svmlight = suffixes <= set(SVMLIGHT)
     if svmlight and not args.dense:
         summary = convert_svmlight(args.inputs, args.out, args.shards, args.test_fraction, args.seed,
@@ -160,7 +175,8 @@ def _convert(args) -> None:
 
 def _convert_table(args) -> None:
     summary = convert_table(args.inputs, args.out, args.shards, args.label_col, args.test_fraction, args.seed,
-                            args.task, args.dtype, _separator(args.sep), args.skip_bad_lines)
+                            args.task, args.dtype, _separator(args.sep), args.skip_bad_lines,
+                            args.weight_col, args.offset_col)
     print(f"wrote {args.out}: {summary['rows']} rows, {summary['test_rows']} test rows, "
           f"{summary['features']} features ({summary['dtype']}), task {summary['task']}"
           + (f", classes {summary['classes']}" if summary["classes"] else "")

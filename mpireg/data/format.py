@@ -3,6 +3,8 @@
 A shard is one `.h5` file holding
     X   (rows, features)  float32 or float64
     y   (rows,)           float targets (task "regression") or integer labels 0..K-1
+    w, offset (rows,)     optional float sample weights and offsets (generalized linear models);
+                          a data set has them in every shard or in none
 and attributes
     mpireg_format = 1, task in {"regression", "binary", "multiclass"}, n_features, n_classes
     (0 for regression). A synthetic shard also has a group `synth` with the true `coef` and
@@ -48,6 +50,12 @@ class Schema:
     n_items: int = 0
     sparse: bool = False  # CSR shards (data/sparse.py)
     nnz: list = field(default_factory=list)  # sparse: non-zeros per file, same order
+    extras: tuple = ()  # the optional datasets every shard holds: "w" (weights), "offset"
+
+    @property
+    def packed(self) -> bool:
+        """True: rows' targets are read as [y, w, offset] (float64), weights and offsets beside y."""
+        return bool(self.extras)
 
     @property
     def n_rows(self) -> int:
@@ -65,13 +73,19 @@ class Schema:
             out.update(n_users=self.n_users, n_items=self.n_items)
         if self.sparse:
             out.update(sparse=True, nnz=int(sum(self.nnz)))
+        if self.extras:
+            out.update(extras=list(self.extras))
         return out
 
 
+EXTRAS = ("w", "offset")  # optional per-row datasets, in the packed targets' order after y
+
+
 def write_shard(path, X, y, task: str, n_classes: int = 0, synth: dict | None = None,
-                attrs: dict | None = None) -> None:
+                attrs: dict | None = None, w=None, offset=None) -> None:
     """Write one shard atomically: a reader never sees a half-written file. `attrs`: more
-    attributes (a ratings shard's n_users and n_items)."""
+    attributes (a ratings shard's n_users and n_items); `w`, `offset`: per-row sample weights
+    and offsets."""
     X = np.asarray(X)
     y = np.asarray(y)
     if task not in TASKS + (RATINGS,):
@@ -79,6 +93,9 @@ def write_shard(path, X, y, task: str, n_classes: int = 0, synth: dict | None = 
     with atomic_shard(path, task, X.shape[1], n_classes, synth, attrs) as f:
         f.create_dataset("X", data=X)
         f.create_dataset("y", data=y)
+        for name, values in (("w", w), ("offset", offset)):
+            if values is not None:
+                f.create_dataset(name, data=np.asarray(values, dtype=np.float64))
 
 
 @contextmanager
@@ -137,7 +154,7 @@ def read_schema(paths, key: str = "data.train") -> Schema:
             schema = Schema(task=header["task"], n_features=header["n_features"],
                             n_classes=header["n_classes"], dtype=header["dtype"],
                             n_users=header.get("n_users", 0), n_items=header.get("n_items", 0),
-                            sparse=header["sparse"])
+                            sparse=header["sparse"], extras=header["extras"])
         else:
             _check_same(schema, header, path, first=schema.files[0])
         schema.files.append(str(path))
@@ -172,13 +189,30 @@ def _read_header(path) -> dict:
         task, n_classes = _task_attrs(path, attrs, width, y)
         ratings = task == RATINGS
         header = dict(task=task, n_features=width, n_classes=n_classes,
-                      dtype=str(y.dtype if ratings else x_dtype), rows=rows, sparse=sparse, nnz=nnz)
+                      dtype=str(y.dtype if ratings else x_dtype), rows=rows, sparse=sparse, nnz=nnz,
+                      extras=_extras(f, path, rows))
         if ratings:
             for name in ("n_users", "n_items"):
                 if int(attrs.get(name, 0)) < 1:
                     raise DataError(f"{path}: a ratings shard needs a positive attribute {name!r}")
                 header[name] = int(attrs[name])
         return header
+
+
+def _extras(f, path, rows: int) -> tuple:
+    """The optional per-row datasets this shard holds, each checked: float, one value a row."""
+    found = []
+    for name in EXTRAS:
+        if name not in f:
+            continue
+        data = f[name]
+        if not isinstance(data, h5py.Dataset) or data.ndim != 1 or data.shape[0] != rows:
+            raise DataError(f"{path}: dataset {name!r} must be 1-D with one value per row ({rows}), "
+                            f"got {getattr(data, 'shape', type(data).__name__)}")
+        if data.dtype.kind != "f":
+            raise DataError(f"{path}: dataset {name!r} must hold floats, got {data.dtype}")
+        found.append(name)
+    return tuple(found)
 
 
 def _dense_shape(f, path, attrs) -> tuple:
@@ -223,17 +257,21 @@ def _task_attrs(path, attrs, width: int, y) -> tuple[str, int]:
 
 
 def _check_same(schema: Schema, header: dict, path, first) -> None:
-    for name in ("n_features", "task", "n_classes", "dtype", "n_users", "n_items", "sparse"):
+    for name in ("n_features", "task", "n_classes", "dtype", "n_users", "n_items", "sparse", "extras"):
         mine, theirs = header.get(name, 0), getattr(schema, name)
         if mine != theirs:
             field_name = {"n_features": "feature count", "dtype": "X dtype",
-                          "sparse": "sparse (CSR) layout"}.get(name, name)
+                          "sparse": "sparse (CSR) layout",
+                          "extras": "the optional datasets (w, offset)"}.get(name, name)
             raise DataError(f"{path}: {field_name} is {mine}, but {first} has {theirs}; "
                             f"all shards of a data set must agree")
 
 
 def check_rows(path, X, y, schema: Schema, first_row: int) -> None:
-    """Content checks on rows as they are read; names the file and the row."""
+    """Content checks on rows as they are read; names the file and the row. (Packed targets
+    [y, w, offset]: their y here; weights and offsets by the model that takes them.)"""
+    if y.ndim == 2:
+        y = y[:, 0]
     if schema.task == RATINGS:
         _check_ratings(path, X, y, schema, first_row)
         return

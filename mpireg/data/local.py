@@ -73,8 +73,7 @@ class LocalData:
         # fault per 4 KiB, about as long as reading it.
         if self._buffers[slot] is None:
             shape = (self.reader.block_rows, self.reader.schema.n_features)
-            self._buffers[slot] = (np.empty(shape, self.reader.x_dtype),
-                                   np.empty(shape[0], self.reader.y_dtype))
+            self._buffers[slot] = (np.empty(shape, self.reader.x_dtype), self.reader.empty_targets(shape[0]))
         X, y = self._buffers[slot]
         self.reader.read_into(start, stop, X, y)
         return X[:stop - start], self.prepare_targets(y[:stop - start])

@@ -29,15 +29,17 @@ class ShardReader:
         else:
             self.x_dtype = np.dtype(x_dtype or schema.dtype)
             self.y_dtype = np.dtype(y_dtype or (schema.dtype if schema.task == "regression" else np.int64))
+        if schema.packed:  # [y, w, offset] rows of float64 (models/glm.py's targets)
+            self.y_dtype = np.dtype(np.float64)
         # rank None: a rank that holds no rows of this data set (an asynchronous server)
         self.segments = [] if rank is None else assign_rows(schema.rows, rank, size, allow_empty, align)
         self.first_row = 0 if rank is None else owned_range(schema.n_rows, rank, size, align)[0]
         self.n_rows = sum(s.stop - s.start for s in self.segments)
         if schema.sparse:  # a row's share of the non-zeros: value, column, and its indptr entry
             per_row = sum(schema.nnz) / max(schema.n_rows, 1)
-            row_bytes = per_row * (self.x_dtype.itemsize + 8) + 8 + self.y_dtype.itemsize
+            row_bytes = per_row * (self.x_dtype.itemsize + 8) + 8 + self.y_dtype.itemsize * self.y_width
         else:
-            row_bytes = schema.n_features * self.x_dtype.itemsize + self.y_dtype.itemsize
+            row_bytes = schema.n_features * self.x_dtype.itemsize + self.y_dtype.itemsize * self.y_width
         self.nbytes = self.n_rows * row_bytes
         self.resident = self.nbytes <= budget_bytes
         self.block_rows = max(self.n_rows, 1) if self.resident else max(1, int(budget_bytes // (2 * row_bytes)))
@@ -65,9 +67,27 @@ class ShardReader:
         if mapped is not None:
             return mapped
         X = np.empty((n, self.schema.n_features), dtype=self.x_dtype)
-        y = np.empty(n, dtype=self.y_dtype)
+        y = self.empty_targets(n)
         self.read_into(start, stop, X, y)
         return X, y
+
+    @property
+    def y_width(self) -> int:
+        return 3 if self.schema.packed else 1
+
+    def empty_targets(self, n: int):
+        return np.empty((n, 3) if self.schema.packed else n, dtype=self.y_dtype)
+
+    def _targets(self, f, lo: int, hi: int):
+        """Rows [lo, hi) of y, or of [y, w, offset] (weight 1, offset 0 where a set has none)."""
+        y = f["y"][lo:hi].astype(self.y_dtype, copy=False)
+        if not self.schema.packed:
+            return y
+        out = np.empty((hi - lo, 3))
+        out[:, 0] = y
+        out[:, 1] = f["w"][lo:hi] if "w" in self.schema.extras else 1.0
+        out[:, 2] = f["offset"][lo:hi] if "offset" in self.schema.extras else 0.0
+        return out
 
     def _map(self, start: int, stop: int):
         """Local rows [start, stop) as (X mapped read-only, y), validated, where they lie in one
@@ -81,7 +101,7 @@ class ShardReader:
                 if X is None:
                     return None
                 try:
-                    y = f["y"][lo:hi].astype(self.y_dtype, copy=False)
+                    y = self._targets(f, lo, hi)
                 except (OSError, ValueError, TypeError) as exc:
                     raise read_error(path, lo, hi, exc) from None
                 check_rows(path, X, y, self.schema, first_row=lo)
@@ -118,7 +138,7 @@ class ShardReader:
                 path, f = self.schema.files[seg.file_index], self._file(seg.file_index)
                 try:
                     X = read_csr(f, path, f_lo, f_hi, self.schema.n_features, self.x_dtype)
-                    y = f["y"][f_lo:f_hi].astype(self.y_dtype, copy=False)
+                    y = self._targets(f, f_lo, f_hi)
                 except (OSError, ValueError, TypeError) as exc:
                     raise read_error(path, f_lo, f_hi, exc) from None
                 check_rows(path, X, y, self.schema, first_row=f_lo)
@@ -126,8 +146,7 @@ class ShardReader:
                 targets.append(y)
             local += seg_rows
         if not pieces:
-            return (sp.csr_matrix((0, self.schema.n_features), dtype=self.x_dtype),
-                    np.empty(0, dtype=self.y_dtype))
+            return (sp.csr_matrix((0, self.schema.n_features), dtype=self.x_dtype), self.empty_targets(0))
         X = pieces[0] if len(pieces) == 1 else sp.vstack(pieces, format="csr")
         return X, np.concatenate(targets)
 
@@ -146,7 +165,10 @@ class ShardReader:
         dest = np.s_[at:at + hi - lo]
         try:
             f["X"].read_direct(X, source_sel=np.s_[lo:hi], dest_sel=dest)
-            f["y"].read_direct(y, source_sel=np.s_[lo:hi], dest_sel=dest)
+            if self.schema.packed:
+                y[dest] = self._targets(f, lo, hi)
+            else:
+                f["y"].read_direct(y, source_sel=np.s_[lo:hi], dest_sel=dest)
         except (OSError, ValueError, TypeError) as exc:
             raise read_error(path, lo, hi, exc) from None
         check_rows(path, X[dest], y[dest], self.schema, first_row=lo)

@@ -142,6 +142,10 @@ def resolve_job(cfg: JobConfig, schema: Schema, check_schema=None) -> JobConfig:
         m = replace(m, kind="softmax")
     resolved = replace(cfg, model=m)
     _check_task(resolved, schema)
+    if schema.packed and m.kind != "glm":
+        raise ConfigError(f"model.kind: {schema.files[0]} carries {' and '.join(schema.extras)} (sample "
+                          f"weights, offsets), which model.kind = 'glm' takes (family 'gaussian' is least "
+                          f"squares, 'binomial' logistic regression); {m.kind!r} does not yet")
     return resolved
 
 

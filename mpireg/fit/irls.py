@@ -29,6 +29,7 @@ from ..models.glm import OFFSET, W, Y, NewtonSums
 from ..optim.newton import MIN_STEP, accept, newton_direction, optimality
 
 NULL_TOL = 1e-12    # the null model's intercept: Newton steps until they are this small
+ROUNDING = 1e-15    # a predicted decrease this small (relative to the objective) cannot be seen
 NULL_ITERATIONS = 50
 
 
@@ -59,9 +60,14 @@ def fit(parts, run) -> None:
             converged, message = True, f"largest subgradient {gap:.3g} <= optimizer.tol"
             break
         step, decrease = newton_direction(point.gradient, point.information, point.beta, model.l1, penalized)
-        nxt = _line_search(parts, run, point, step, decrease, penalized)
+        if -decrease <= ROUNDING * max(1.0, abs(point.objective)):
+            # Below the objective's last digits a line search sees nothing: the full step is
+            # taken while it still shrinks the subgradient, and the fit ends when it does not.
+            nxt = _rounding_step(parts, run, point, step, gap, penalized)
+        else:
+            nxt = _line_search(parts, run, point, step, decrease, penalized)
         if nxt is None:
-            converged, message = True, f"no further decrease (largest subgradient {gap:.3g})"
+            converged, message = True, f"no further decrease at rounding level (largest subgradient {gap:.3g})"
             break
         point = nxt
         progress.step += 1
@@ -109,6 +115,17 @@ def _line_search(parts, run, point, step, decrease, penalized):
         if accept(point.objective, candidate.objective, t, decrease):
             return candidate
         t *= 0.5
+    return None
+
+
+def _rounding_step(parts, run, point, step, gap: float, penalized):
+    """The full step where the objective cannot tell it apart, if it halves the subgradient."""
+    model = parts.model
+    candidate = evaluate(parts, run, point.beta + step, penalized)
+    slack = 4 * ROUNDING * max(1.0, abs(point.objective))
+    if candidate.objective <= point.objective + slack and \
+            optimality(candidate.gradient, candidate.beta, model.l1, penalized) < 0.5 * gap:
+        return candidate
     return None
 
 
@@ -187,6 +204,19 @@ def infer(parts, run, point: Point, null: dict, converged: bool) -> dict:
         "terms": names, "coef": estimates.tolist(), "std_errors": errors.tolist(),
         "statistics": statistic.tolist(), "p_values": p_values.tolist(), "covariance": covariance.tolist(),
     }
+
+
+def coef_table_text(inference: dict) -> str:
+    """The coefficient table as R's summary.glm prints it."""
+    stat = inference["statistic"]
+    head = f"{'':>12} {'estimate':>12} {'std error':>12} {stat + ' value':>10} {'p-value':>11}"
+    rows = [f"{name:>12} {coef:12.6g} {se:12.6g} {value:10.4g} {p:11.4g}" for name, coef, se, value, p in
+            zip(inference["terms"], inference["coef"], inference["std_errors"], inference["statistics"],
+                inference["p_values"])]
+    tail = (f"{inference['family']} family, {inference['link']} link; dispersion {inference['dispersion']:.6g}; "
+            f"deviance {inference['deviance']:.6g} (null {inference['null_deviance']:.6g}) on "
+            f"{inference['df_residual']:.0f} residual df; AIC {inference['aic']:.6g}")
+    return "\n".join([head, *rows, tail])
 
 
 def _inverse(matrix):

@@ -70,6 +70,10 @@ def finish(parts, run, train_seconds: float, wall_seconds: float) -> dict:
     final = "  ".join(f"{split} {k} {v:.6g}" for split in ("train", "eval")
                       for k, v in summary[split].items() if k != "rows")
     log.info(f"done: {final}")
+    if run.inference:
+        from .irls import coef_table_text
+
+        log.info("coefficients:\n" + coef_table_text(run.inference))
     if run.run_dir is None:
         return summary
 
