@@ -25,6 +25,7 @@ from ..device import to_host as host
 from ..errors import ConfigError, DataError
 from ..models import make_model
 from .estimator import _is_paths, collective, estimator_init
+from .inputs import shard_rows
 from .linear_models import _Estimator
 
 GLM_PARAMETERS = {"family": "model.family", "link": "model.link", "power": "model.power",
@@ -147,18 +148,28 @@ class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
         model, params = self._engine_model()
         return model.predict(params, np.asarray(X, dtype=np.float64), _offsets(offset, X.shape[0]))
 
-    def score(self, X, y, sample_weight=None, offset=None):
+    def score(self, X, y=None, sample_weight=None, offset=None):
         """D^2, the fraction of deviance explained (scikit-learn's score of its GLMs), over every
-        rank's rows. Collective."""
+        rank's rows: arrays, or shard paths (with their own weights and offsets). Collective."""
         comm = self._comm()
 
         def body():
-            Xv = self._validate_predict(X, min_rows=0)
-            yv = np.asarray(host(y), dtype=np.float64)
-            w = (np.ones(len(yv)) if sample_weight is None else
-                 _check_sample_weight(sample_weight, Xv, dtype=np.float64))
             model, params = self._engine_model()
-            mu = model.predict(params, np.asarray(Xv, dtype=np.float64), _offsets(offset, Xv.shape[0]))
+            if _is_paths(X):
+                if y is not None or sample_weight is not None or offset is not None:
+                    raise ConfigError("y, sample_weight, offset: shards hold their own; call score(paths)")
+                blocks = [(Xb, model.prepare_targets(t)) for Xb, t in
+                          shard_rows(comm, X, self.n_features_in_, np.float64)]
+                Xv = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros((0, self.n_features_in_))
+                packed = np.concatenate([b[1] for b in blocks]) if blocks else np.zeros((0, 3))
+                yv, w, off = packed[:, 0], packed[:, 1], packed[:, 2]
+            else:
+                Xv = self._validate_predict(X, min_rows=0)
+                yv = np.asarray(host(y), dtype=np.float64)
+                w = (np.ones(len(yv)) if sample_weight is None else
+                     _check_sample_weight(sample_weight, Xv, dtype=np.float64))
+                off = _offsets(offset, Xv.shape[0])
+            mu = model.predict(params, np.asarray(Xv, dtype=np.float64), off)
             totals = np.array([w.sum(), w @ yv])
             totals = np.array(comm.allreduce(totals))
             mean = totals[1] / totals[0]

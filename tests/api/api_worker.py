@@ -25,6 +25,7 @@ ESTIMATORS = [
     ("mlp_exact", lambda: mpireg.MLPClassifier((6,), lr=0.01, epochs=3, batch_size=128,
                                                deterministic=True), "softmax"),
     ("mf_als", lambda: mpireg.MatrixFactorization(3, l2=0.05, epochs=4), "ratings"),
+    ("glm_gaussian", lambda: mpireg.GeneralizedLinearRegressor(alpha=0.01, tol=1e-10), "linear"),
 ]
 LABELS = np.array(["ant", "bee", "cat", "dog"])  # the softmax data's labels 0..3, as text
 
