@@ -25,15 +25,31 @@ the Python API (api/) both come in through `train` (or `Run`) and read its `FitR
 """
 from __future__ import annotations
 
-from . import als, deterministic, fullbatch, irls, minibatch, normal_equations, online, sharded
+import importlib
+
 from .build import Arrays, Parts
 from .plan import Plan
 from .result import FitResult
 from .run import Run
 
-PROCEDURES = {"minibatch": minibatch.fit, "deterministic": deterministic.fit, "fullbatch": fullbatch.fit,
-              "normal_equations": normal_equations.fit, "als": als.fit, "online": online.fit,
-              "sharded": sharded.fit, "irls": irls.fit}
+
+class _Procedures(dict):
+    """procedure name -> its `fit`, the module imported on first use: a job pays only for its
+    own (the GLM solver's SciPy linear algebra is 0.25 s of import that an SGD job need not wait for)."""
+
+    NAMES = ("minibatch", "deterministic", "fullbatch", "normal_equations", "als", "online", "sharded", "irls")
+
+    def __missing__(self, name):
+        if name not in self.NAMES:
+            raise KeyError(name)
+        self[name] = importlib.import_module(f"{__name__}.{name}").fit
+        return self[name]
+
+    def __contains__(self, name):
+        return name in self.NAMES
+
+
+PROCEDURES = _Procedures()
 
 
 def train(cfg, comm, run_dir=None, resume: bool = False, stop=None, arrays: Arrays | None = None) -> FitResult:

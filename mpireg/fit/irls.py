@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, stats
+from scipy import linalg, special  # (not scipy.stats: 0.34 s of import for two tail functions)
 
 from .. import log
 from ..device import to_host
@@ -193,7 +193,7 @@ def infer(parts, run, point: Point, null: dict, converged: bool) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         statistic = estimates / errors
     use_t = not family.fixed_dispersion and cov_type != "HC0"
-    p_values = 2 * (stats.t.sf(np.abs(statistic), df_resid) if use_t else stats.norm.sf(np.abs(statistic)))
+    p_values = 2 * (special.stdtr(df_resid, -np.abs(statistic)) if use_t else special.ndtr(-np.abs(statistic)))
     names = (["intercept"] if model.fit_intercept else []) + [f"x{j}" for j in range(model.n_features)]
     deviance = 2.0 * sums.values[sums.LOSS]
     return {

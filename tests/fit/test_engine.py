@@ -2,15 +2,16 @@
 import pytest
 
 from mpireg import fit
+from mpireg.fit import deterministic, fullbatch, minibatch, normal_equations
 from mpireg.config import load_job
 from tests.inprocess import train
 
 
 @pytest.mark.parametrize("overrides,procedure", [
-    (["optimizer.kind=normal"], fit.normal_equations.fit),
-    (["optimizer.kind=lbfgs"], fit.fullbatch.fit),
-    (["optimizer.kind=sgd"], fit.minibatch.fit),
-    (["optimizer.kind=adam", "comm.deterministic=true"], fit.deterministic.fit),
+    (["optimizer.kind=normal"], normal_equations.fit),
+    (["optimizer.kind=lbfgs"], fullbatch.fit),
+    (["optimizer.kind=sgd"], minibatch.fit),
+    (["optimizer.kind=adam", "comm.deterministic=true"], deterministic.fit),
 ])
 def test_the_job_names_its_procedure(overrides, procedure):
     assert fit.PROCEDURES[fit.plan.procedure_of(load_job(None, ["data.train=x", *overrides]))] is procedure
