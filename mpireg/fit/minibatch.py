@@ -116,9 +116,10 @@ class StochasticEpochs:
         # Gathered into buffers kept from step to step: a fresh megabyte-sized batch costs a
         # page fault per 4 KiB, as much again as the gather itself.
         if self._batch_X is None or self._batch_X.shape[0] < len(rows) \
-                or self._batch_X.dtype != X.dtype or self._batch_y.dtype != y.dtype:
+                or self._batch_X.dtype != X.dtype or self._batch_y.dtype != y.dtype \
+                or self._batch_y.shape[1:] != y.shape[1:]:
             self._batch_X = np.empty((max(len(rows), self.parts.cfg.optimizer.batch_size), X.shape[1]), X.dtype)
-            self._batch_y = np.empty(self._batch_X.shape[0], y.dtype)
+            self._batch_y = np.empty((self._batch_X.shape[0],) + y.shape[1:], y.dtype)  # a GLM's [y, w, offset]
         k = len(rows)
         # mode="clip": the plan's indices are in range by construction, and the default "raise"
         # gathers into a hidden temporary first (twice the time, measured).

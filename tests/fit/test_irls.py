@@ -75,3 +75,18 @@ def test_weights_and_offsets_need_a_glm(claims, tmp_path):
     assert result.returncode != 0 and "carries offset" in result.stderr and "model.kind = 'glm'" in result.stderr
     assert json.dumps  # (the summary is never written)
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_the_other_solvers_reach_the_irls_optimum(claims, tmp_path):
+    """A GLM's [y, w, offset] rows go through L-BFGS's passes and Adam's batches too: L-BFGS to
+    the same coefficients, Adam (a constant step, float32) to the same objective within 1e-2."""
+    from tests.inprocess import train
+
+    job = [f"data.train={claims / 'freq'}", "model.kind=glm", "model.family=poisson"]
+    reference_summary, reference = train(tmp_path / "irls", [*job, "optimizer.kind=irls", "optimizer.tol=1e-10"])
+    _, params = train(tmp_path / "lbfgs", [*job, "optimizer.kind=lbfgs", "optimizer.tol=1e-12"])
+    np.testing.assert_allclose(params, reference, rtol=1e-4, atol=1e-5)
+    summary, _ = train(tmp_path / "adam", [*job, "optimizer.kind=adam", "optimizer.lr=0.003", "optimizer.tol=0",
+                                           "optimizer.epochs=30", "optimizer.batch_size=128"])
+    assert summary["train"]["loss"] == pytest.approx(reference_summary["train"]["loss"], rel=1e-2)
+    assert summary["train"]["weight"] == pytest.approx(6000)
