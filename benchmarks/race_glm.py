@@ -17,6 +17,8 @@ is within a relative gap of 1e-6 of the best any contestant reached. Contestants
     scikit-learn  Poisson/Gamma/TweedieRegressor, newton-cholesky (tol 1e-8); no offset: the
                   Poisson rate y / exposure with weight w exposure (the same likelihood)
     statsmodels   GLM, IRLS (tol 1e-8), frequency weights and offsets
+    h2o           H2O's GLM, IRLSM, lambda 0, a local 2-thread cluster (its JVM start timed)
+    spark         GeneralizedLinearRegression (IRLS), local[2] (its JVM start timed)
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ from mpi_launch import ROOT, mpiexec
 
 GAP = 1e-6
 HERE = Path(__file__).resolve().parent
-CONTESTANTS = {"glum": "glum", "scikit-learn": "sklearn", "statsmodels": "statsmodels"}
+CONTESTANTS = {"glum": "glum", "scikit-learn": "sklearn", "statsmodels": "statsmodels", "h2o": "h2o",
+               "spark": "spark"}
 FAMILY = {"poisson": "poisson", "gamma": "gamma", "tweedie": "tweedie"}
 
 
@@ -102,7 +105,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="best of N whole runs per contestant")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    peers = [n for n, module in (("glum", "glum"), ("scikit-learn", "sklearn"), ("statsmodels", "statsmodels"))
+    peers = [n for n, module in (("glum", "glum"), ("scikit-learn", "sklearn"), ("statsmodels", "statsmodels"),
+                                 ("h2o", "h2o"), ("spark", "pyspark"))
              if n not in skip and importlib.util.find_spec(module) is not None]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
