@@ -73,7 +73,7 @@ OPTIMIZERS = {t.name: t for t in (
     OptimizerTraits("sgd", "minibatch", True),
     OptimizerTraits("adam", "minibatch", True),
     OptimizerTraits("lbfgs", "fullbatch", False, l1=False),
-    OptimizerTraits("normal", "normal_equations", False, models=("linear",), l1=False, deterministic=False),
+    OptimizerTraits("normal", "normal_equations", False, models=("linear", "glm"), l1=False, deterministic=False),
     OptimizerTraits("als", "als", False, models=("mf",), l1=False, deterministic=False,
                     strategies=COLLECTIVES),
     OptimizerTraits("adagrad", "online", False, models=("linear", "logistic"), l1=False,

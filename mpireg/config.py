@@ -382,9 +382,12 @@ def _check_glm(config: JobConfig) -> None:
                           f"model.kind = 'glm', not {model.kind!r}")
     if model.kind != "glm":
         return
-    if opt.kind in ("normal", "als", "adagrad"):
-        raise ConfigError(f"optimizer.kind: model.kind = 'glm' trains with 'irls', 'lbfgs', 'sgd' or "
-                          f"'adam', not {opt.kind!r}")
+    if opt.kind == "normal" and (model.family, model.link) not in (("gaussian", "auto"), ("gaussian", "identity")):
+        raise ConfigError("optimizer.kind: 'normal' solves weighted least squares, a glm of family 'gaussian' "
+                          "with the identity link; use 'irls'")
+    if opt.kind in ("als", "adagrad"):
+        raise ConfigError(f"optimizer.kind: model.kind = 'glm' trains with 'irls', 'normal', 'lbfgs', 'sgd' "
+                          f"or 'adam', not {opt.kind!r}")
     if config.comm.deterministic:
         raise ConfigError("comm.deterministic: model.kind = 'glm' sums weighted rows, which the exact "
                           "integer sums do not take yet; use optimizer.kind = 'irls' (its sums are the "

@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .. import log
 from ..device import is_device_array as on_device
 from ..device import namespace_of
 from ..device import to_host as host
@@ -100,15 +101,14 @@ class _Estimator(MpiregEstimator):
                    classes=getattr(self, "classes_", None), estimator=type(self).__name__)
 
     def score(self, X, y=None, sample_weight=None):
-        """R^2 (regression) or accuracy (classification) over every rank's rows. Collective.
+        """R^2 (regression) or accuracy (classification) over every rank's rows, weighted by
+        `sample_weight` where given (as scikit-learn's r2_score and accuracy_score). Collective.
         X: this rank's rows (y: their targets), or shard paths (each rank reads its own rows)."""
-        if sample_weight is not None:
-            raise ConfigError("sample_weight: not supported by mpireg's estimators")
         check_is_fitted(self)
         comm = self._comm()
 
         def score():
-            sums = local_phase(comm, lambda: self._score_sums(X, y))
+            sums = local_phase(comm, lambda: self._score_sums(X, y, sample_weight))
             if comm.size > 1:
                 comm.Allreduce(sums.copy(), sums)
             if not sums[0]:
@@ -117,11 +117,11 @@ class _Estimator(MpiregEstimator):
 
         return collective(comm, score)
 
-    def _score_sums(self, X, y) -> np.ndarray:
-        """This rank's score sums, [rows, ...] (see _score_from)."""
+    def _score_sums(self, X, y, sample_weight=None) -> np.ndarray:
+        """This rank's score sums, [rows (or weights), ...] (see _score_from)."""
         if _is_paths(X):
-            if y is not None:
-                raise ConfigError("y: shards hold their own targets; call score(paths) without y")
+            if y is not None or sample_weight is not None:
+                raise ConfigError("y, sample_weight: shards hold their own targets; call score(paths)")
             model, params = self._engine_model()
             sums = self._block_sums(np.empty(0), np.empty(0))
             for X_block, targets in shard_rows(self._comm(), X, self.n_features_in_, params.dtype):
@@ -131,7 +131,61 @@ class _Estimator(MpiregEstimator):
         y = host(y) if y is not None else None
         if y is None or np.shape(y) != (X.shape[0],):
             raise DataError(f"y: expected one target per row of X ({X.shape[0]}), got shape {np.shape(y)}")
-        return self._block_sums(host(self._predict(X)), y)
+        if sample_weight is None:
+            return self._block_sums(host(self._predict(X)), y)
+        w = _check_sample_weight(host(sample_weight), X, dtype=np.float64)
+        return self._block_sums(host(self._predict(X)), y, w)
+
+    # ------------------------------------------------------------------ sample weights
+    def _fit_weighted(self, X, y, sample_weight, family: str, link: str):
+        """A weighted fit: the generalized linear model with this estimator's loss (gaussian with
+        the identity link is least squares, binomial with the logit link is logistic regression),
+        whose rows carry their weights; the penalty alias on the weighted sum's scale (l2 =
+        alpha / sum w, 1 / (C sum w)), as scikit-learn's. The fitted model is this estimator's."""
+        from ..data.arrays import SOURCE
+        from ..fit import Arrays
+
+        if X is None or _is_paths(X):
+            raise ConfigError("sample_weight: shards carry their weights themselves (dataset 'w'), which "
+                              "model.kind = 'glm' reads; pass arrays to give weights here")
+        comm = self._comm()
+
+        def body():
+            with log.quiet(not self.verbose):
+                return fitted()
+
+        def fitted():
+            Xv, yv = local_phase(comm, lambda: self._validate_fit(X, y))
+            w = local_phase(comm, lambda: _check_sample_weight(host(sample_weight), Xv, dtype=np.float64,
+                                                               ensure_non_negative=True))
+            if self._classifier:
+                codes, task, n_classes, classes = class_codes(comm, yv)
+                if n_classes > 2:
+                    raise ConfigError("sample_weight: weighted fits take one target (least squares) or two "
+                                      "classes for now; multinomial weights are not supported yet")
+            else:
+                codes, task, n_classes, classes = np.asarray(yv, dtype=np.float64), "regression", 0, None
+            total = comm.allreduce(float(w.sum()))
+            penalty = self._penalty()
+            if "model.l2_sum" in penalty:
+                penalty = {"model.l2": penalty.pop("model.l2_sum") / max(total, 1e-300), "model.l1": float(self.l1)}
+            packed = np.column_stack([host(codes), w, np.zeros(len(w))])
+            table = self.job_table("glm", [SOURCE], {**penalty, "model.l1": float(self.l1)})
+            table["model"].update(family=family, link=link)
+            solver = self._solver()
+            # least squares: the normal equations, weighted (singular systems as the unweighted ones)
+            table["optimizer"]["kind"] = ("normal" if family == "gaussian" and solver == "normal" else
+                                          "irls" if solver in ("normal", "lbfgs") else solver)
+            result = self._run(comm, table, Arrays(Xv, packed, task, n_classes))
+            self.summary_ = result.summary
+            kind = "linear" if not self._classifier else "logistic"
+            model = make_model(kind, result.model.n_features, n_classes, result.model.fit_intercept,
+                               result.model.l2, result.model.l1)  # the same [coef, intercept] layout
+            self._set_fitted(result.config.to_dict(), model, result.params, result.schema.describe(), classes)
+            self.n_iter_ = self._iterations(result.config, result.progress)
+            return self
+
+        return collective(comm, body)
 
 
 class LinearRegression(RegressorMixin, _Estimator):
@@ -151,8 +205,11 @@ class LinearRegression(RegressorMixin, _Estimator):
         """Ridge's alpha is a penalty on the summed squared error (l2 = alpha / n)."""
         return alpha
 
-    def fit(self, X=None, y=None):
-        """X: shard paths, or this rank's rows (y: their targets). Collective."""
+    def fit(self, X=None, y=None, sample_weight=None):
+        """X: shard paths, or this rank's rows (y: their targets, sample_weight: their weights).
+        Collective."""
+        if sample_weight is not None:
+            return self._fit_weighted(X, y, sample_weight, "gaussian", "identity")
         return self._fit(X, y, regression_targets)
 
     @staticmethod
@@ -167,10 +224,11 @@ class LinearRegression(RegressorMixin, _Estimator):
         return model.predict(params, X.astype(params.dtype, copy=False))
 
     @staticmethod
-    def _block_sums(pred, y) -> np.ndarray:
+    def _block_sums(pred, y, w=None) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
+        w = np.ones(y.size) if w is None else w
         r = y - pred
-        return np.array([y.size, r @ r, y.sum(), y @ y])
+        return np.array([w.sum(), w @ (r * r), w @ y, w @ (y * y)])
 
     @staticmethod
     def _score_from(sums) -> float:
@@ -196,8 +254,11 @@ class _Classifier(ClassifierMixin, _Estimator):
             raise ConfigError(f"C: expected a value > 0, got {C!r}")
         return 1.0 / C
 
-    def fit(self, X=None, y=None):
-        """X: shard paths, or this rank's rows (y: their labels, any values). Collective."""
+    def fit(self, X=None, y=None, sample_weight=None):
+        """X: shard paths, or this rank's rows (y: their labels, any values; sample_weight: their
+        weights, two classes). Collective."""
+        if sample_weight is not None:
+            return self._fit_weighted(X, y, sample_weight, "binomial", "logit")
         return self._fit(X, y, class_codes)
 
     def _validate_fit(self, X, y):
@@ -233,8 +294,9 @@ class _Classifier(ClassifierMixin, _Estimator):
     def predict_log_proba(self, X):
         return namespace_of(X).log(self.predict_proba(X))
 
-    def _block_sums(self, pred, y) -> np.ndarray:
-        return np.array([len(y), np.sum(pred == np.asarray(y))], dtype=np.float64)
+    def _block_sums(self, pred, y, w=None) -> np.ndarray:
+        w = np.ones(len(y)) if w is None else w
+        return np.array([w.sum(), w @ (pred == np.asarray(y))], dtype=np.float64)
 
     @staticmethod
     def _score_from(sums) -> float:
@@ -257,6 +319,11 @@ class SoftmaxRegression(_Classifier):
     """Multinomial (softmax) regression over the classes, two included."""
 
     _job_kind = "softmax"
+
+    def fit(self, X=None, y=None):
+        """X: shard paths, or this rank's rows (y: their labels, any values). Collective.
+        (No sample weights yet: the weighted fits are the GLM's, binomial at most.)"""
+        return self._fit(X, y, class_codes)
 
     @staticmethod
     def _model_kind(task: str, n_classes: int) -> str:

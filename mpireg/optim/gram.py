@@ -11,18 +11,20 @@ import numpy as np
 from .. import log
 
 
-def gram_sums(X, y, fit_intercept: bool, out_A, out_b) -> None:
-    """Add this block's [X 1]^T [X 1] and [X 1]^T y into out_A, out_b (float64)."""
+def gram_sums(X, y, fit_intercept: bool, out_A, out_b, w=None) -> None:
+    """Add this block's [X 1]^T W [X 1] and [X 1]^T W y into out_A, out_b (float64); W the
+    rows' weights (a gaussian GLM's), or 1."""
     d = X.shape[1]
     Xd = X.astype(np.float64, copy=False)
-    out_A[:d, :d] += Xd.T @ Xd
-    out_b[:d] += Xd.T @ y
+    Xw = Xd if w is None else Xd * w[:, None]
+    out_A[:d, :d] += Xw.T @ Xd
+    out_b[:d] += Xw.T @ y
     if fit_intercept:
-        col = Xd.sum(axis=0)
+        col = Xw.sum(axis=0)
         out_A[:d, d] += col
         out_A[d, :d] += col
-        out_A[d, d] += X.shape[0]
-        out_b[d] += y.sum()
+        out_A[d, d] += X.shape[0] if w is None else w.sum()
+        out_b[d] += y.sum() if w is None else w @ y
 
 
 def solve_normal(A, b, n_rows: int, l2: float, mask) -> np.ndarray:

@@ -126,3 +126,37 @@ def test_bad_targets_weights_and_offsets_are_one_clear_error(kwargs, message):
         offset[7] = kwargs["offset"]
     with pytest.raises((MpiregError, ValueError), match=message):
         mpireg.PoissonRegressor().fit(X, y, sample_weight=w, offset=offset)
+
+
+def test_weighted_linear_and_logistic_regression_equal_scikit_learns():
+    import sklearn.linear_model as lm
+
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((1500, 4))
+    w = rng.uniform(0.2, 3.0, 1500)
+    y = X @ [1.0, 2.0, 0.0, -1.0] + 0.5 + rng.standard_normal(1500)
+    for ours, theirs in ((mpireg.LinearRegression(), lm.LinearRegression()),
+                         (mpireg.LinearRegression(alpha=5.0), lm.Ridge(alpha=5.0))):
+        ours.fit(X, y, sample_weight=w)
+        theirs.fit(X, y, sample_weight=w)
+        np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-10)
+        assert ours.intercept_ == pytest.approx(theirs.intercept_, rel=1e-10)
+        assert ours.score(X, y, sample_weight=w) == pytest.approx(theirs.score(X, y, sample_weight=w), rel=1e-12)
+    labels = np.where(rng.random(1500) < 1 / (1 + np.exp(-(X @ [1.0, -1.0, 0.5, 0.0]))), "yes", "no")
+    ours = mpireg.LogisticRegression(C=0.5, tol=1e-11).fit(X, labels, sample_weight=w)
+    theirs = lm.LogisticRegression(C=0.5, tol=1e-12, max_iter=10000).fit(X, labels, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6)
+    np.testing.assert_allclose(ours.predict_proba(X[:20]), theirs.predict_proba(X[:20]), rtol=1e-6)
+    assert ours.score(X, labels, sample_weight=w) == pytest.approx(theirs.score(X, labels, sample_weight=w))
+    assert list(ours.classes_) == ["no", "yes"]
+
+
+def test_a_weight_of_two_is_the_row_twice_for_least_squares():
+    rng = np.random.default_rng(8)
+    X, y = rng.standard_normal((400, 3)), rng.standard_normal(400)
+    w = np.ones(400)
+    w[:50] = 2
+    rows = np.r_[np.arange(400), np.arange(50)]
+    weighted = mpireg.LinearRegression(alpha=1.0).fit(X, y, sample_weight=w)
+    twice = mpireg.LinearRegression(alpha=1.0).fit(X[rows], y[rows])
+    np.testing.assert_allclose(weighted.coef_, twice.coef_, rtol=1e-10)
