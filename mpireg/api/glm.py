@@ -97,11 +97,7 @@ class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
         return X, packed
 
     def _set_fitted(self, job: dict, model, params, schema: dict, classes) -> None:
-        self._kind, self._fitted_intercept = model.kind, model.fit_intercept
-        self._options = model.options()
-        self.job_, self.schema_ = job, schema
-        self.n_features_in_ = model.n_features
-        self.l2_, self.l1_ = model.l2, model.l1
+        self._record_fit(job, model, schema)
         views = model.layout.views(params)
         self.coef_ = np.array(views["coef"], dtype=np.float64)
         self.intercept_ = float(views["intercept"]) if model.fit_intercept else 0.0

@@ -58,13 +58,18 @@ class _Estimator(MpiregEstimator):
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_min_samples=min_rows)
 
     # ------------------------------------------------------------------ fitted state
-    def _set_fitted(self, job: dict, model, params, schema: dict, classes) -> None:
-        """Fitted attributes from the engine's model and flat parameters."""
+    def _record_fit(self, job: dict, model, schema: dict) -> None:
+        """What every fitted estimator keeps: the job it ran, the data's schema, the model's
+        kind, options, width and penalties."""
         self._kind, self._fitted_intercept = model.kind, model.fit_intercept
-        self.job_ = job
-        self.schema_ = schema
+        self._options = model.options()
+        self.job_, self.schema_ = job, schema
         self.n_features_in_ = model.n_features
         self.l2_, self.l1_ = model.l2, model.l1
+
+    def _set_fitted(self, job: dict, model, params, schema: dict, classes) -> None:
+        """Fitted attributes from the engine's model and flat parameters."""
+        self._record_fit(job, model, schema)
         views = model.layout.views(params)
         coef, intercept = views["coef"], views.get("intercept")
         if model.kind == "linear":

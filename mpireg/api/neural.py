@@ -42,11 +42,7 @@ class _MLP(_Estimator):
         return "mlp"
 
     def _set_fitted(self, job: dict, model, params, schema: dict, classes) -> None:
-        self._kind, self._fitted_intercept = model.kind, model.fit_intercept
-        self._options = model.options()
-        self.job_, self.schema_ = job, schema
-        self.n_features_in_ = model.n_features
-        self.l2_, self.l1_ = model.l2, model.l1
+        self._record_fit(job, model, schema)
         views = model.layout.views(params)
         layers = range(model.n_layers)
         self.coefs_ = [views[f"coef_{i}"].copy() for i in layers]

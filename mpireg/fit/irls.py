@@ -246,13 +246,10 @@ def _inference_pass(parts, run, point: Point, loglike_scale: float, sandwich: bo
     meat = out[1:].reshape(k, k) if sandwich else None
     with run.clock("compute"):
         for X, targets in parts.train.blocks():
-            for Xc, yc, wc, eta, mu in model._chunks(beta, X, targets):
+            for Xc, yc, wc, eta, mu in model.chunks(beta, X, targets):
                 out[0] += model.family.loglike(yc, mu, wc, loglike_scale)
                 if sandwich:
-                    u = wc * (yc - mu) * model.link.derivative(eta, mu) / model.family.variance(mu)
-                    Xt = np.column_stack([np.asarray(Xc.todense() if hasattr(Xc, "tocsr") else Xc),
-                                          np.ones(len(u))])[:, :k] * u[:, None]
-                    meat += Xt.T @ Xt
+                    meat += _score_products(model, Xc, yc, wc, eta, mu)
     with run.clock("comm"):
         run.allreduce(out)
     run.progress.epoch += 1
@@ -266,12 +263,17 @@ def _sandwich_pass(parts, run, beta):
     meat = np.zeros((k, k))
     with run.clock("compute"):
         for X, targets in parts.train.blocks():
-            for Xc, yc, wc, eta, mu in model._chunks(beta, X, targets):
-                u = wc * (yc - mu) * model.link.derivative(eta, mu) / model.family.variance(mu)
-                Xt = np.column_stack([np.asarray(Xc.todense() if hasattr(Xc, "tocsr") else Xc),
-                                      np.ones(len(u))])[:, :k] * u[:, None]
-                meat += Xt.T @ Xt
+            for Xc, yc, wc, eta, mu in model.chunks(beta, X, targets):
+                meat += _score_products(model, Xc, yc, wc, eta, mu)
     with run.clock("comm"):
         run.allreduce(meat)
     run.progress.epoch += 1
     return meat
+
+
+def _score_products(model, Xc, yc, wc, eta, mu):
+    """sum over a chunk's rows of u^2 x~ x~^T, u a row's score in eta (the sandwich's middle)."""
+    u = wc * (yc - mu) * model.link.derivative(eta, mu) / model.family.variance(mu)
+    dense = np.asarray(Xc.todense() if hasattr(Xc, "tocsr") else Xc)
+    scored = np.column_stack([dense, np.ones(len(u))])[:, :model.layout.size] * u[:, None]
+    return scored.T @ scored

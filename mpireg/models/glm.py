@@ -89,7 +89,7 @@ class GLMModel(Model):
         return self.link.inverse(self.linear_predictor(params, X, offset))
 
     # ----------------------------------------------------------------- the passes
-    def _chunks(self, params, X, targets):
+    def chunks(self, params, X, targets):
         """(X chunk in float64, y, w, eta, mu) over CHUNK_ROWS rows at a time."""
         for lo in range(0, X.shape[0], CHUNK_ROWS):
             Xc = X[lo:lo + CHUNK_ROWS]
@@ -104,7 +104,7 @@ class GLMModel(Model):
         total = np.zeros(self.layout.size)
         tv = self.layout.views(total)
         loss = 0.0
-        for Xc, yc, wc, eta, mu in self._chunks(params, X, y):
+        for Xc, yc, wc, eta, mu in self.chunks(params, X, y):
             loss += 0.5 * float(wc @ self.family.unit_deviance(yc, mu))
             r = wc * (mu - yc) * self.link.derivative(eta, mu) / self.family.variance(mu)
             tv["coef"] += Xc.T @ r
@@ -117,7 +117,7 @@ class GLMModel(Model):
 
     def loss_sum(self, params, X, y) -> float:
         return sum(0.5 * float(wc @ self.family.unit_deviance(yc, mu)) for _, yc, wc, _, mu in
-                   self._chunks(params, X, y))
+                   self.chunks(params, X, y))
 
     def newton_sums(self, params, X, targets, out, expected: bool = False, loglike_scale=None) -> None:
         """Add this block's sums into `out` (float64, NewtonSums' layout): the loss, the weights,
@@ -129,7 +129,7 @@ class GLMModel(Model):
         `loglike_scale`, the log-likelihood at that dispersion too."""
         k, d = self.layout.size, self.n_features
         H = out.gram  # Fortran-ordered (k, k): syrk writes its upper triangle in place
-        for Xc, yc, wc, eta, mu in self._chunks(params, X, targets):
+        for Xc, yc, wc, eta, mu in self.chunks(params, X, targets):
             if not self.family.valid_mu(mu).all():
                 out.values[out.LOSS] = np.inf
                 continue
