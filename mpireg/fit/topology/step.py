@@ -4,6 +4,8 @@ A mini-batch step hands its topology one flat buffer laid out as
 
     [ gradient sum (n_params) | loss sum | row count | stop votes | checkpoint votes ]
 
+(the row count is the rows' weights' sum for a GLM, whose targets carry them: models/glm.py)
+
 holding this rank's *sums* over its local batch (a rank out of rows sends zeros; in deterministic
 mode the buffer holds int64 fixed-point sums, comm/fixed_point.py). The topology brings the sums
 of all ranks together and hands them to `update(params, reduced) -> tail`, which the procedure
