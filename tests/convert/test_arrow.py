@@ -163,3 +163,31 @@ def test_memory_stays_bounded_by_a_block_not_the_file(tmp_path, monkeypatch):
     budget = sizes[40_000] // 8
     assert peaks[40_000] < budget, (peaks, sizes)
     assert peaks[40_000] < 2 * peaks[5_000], (peaks, sizes)
+
+
+def test_weight_and_offset_columns_become_the_shards_w_and_offset(tmp_path):
+    """--weight-col and --offset-col take their columns out of X into datasets w and offset (a
+    count label then stays a regression target), and a GLM reads them back as [y, w, offset]."""
+    rng = np.random.default_rng(4)
+    X, counts = rng.normal(size=(300, 3)), rng.poisson(1.0, 300)
+    w, offset = rng.uniform(0.5, 2.0, 300), np.log(rng.uniform(0.1, 1.0, 300))
+    table = pa.table({"a": X[:, 0], "w": w, "b": X[:, 1], "log_exposure": offset, "c": X[:, 2],
+                      "claims": counts.astype(float)})
+    pq.write_table(table, tmp_path / "claims.parquet")
+    assert data_main(["convert", str(tmp_path / "claims.parquet"), "--label-col", "claims", "--weight-col", "w",
+                      "--offset-col", "log_exposure", "--out", str(tmp_path / "out")]) == 0
+    schema, X_read, targets = _read(tmp_path / "out")
+    assert schema.task == "regression" and schema.extras == ("w", "offset") and schema.n_features == 3
+    np.testing.assert_array_equal(X_read, X)
+    np.testing.assert_array_equal(targets, np.column_stack([counts, w, offset]))
+    assert data_main(["convert", str(tmp_path / "claims.parquet"), "--label-col", "claims", "--weight-col",
+                      "claims", "--out", str(tmp_path / "bad")]) != 0  # one column cannot be both
+
+
+def test_synth_claims_with_exposure_writes_offsets(tmp_path):
+    assert data_main(["synth", "--task", "poisson", "--rows", "500", "--features", "12", "--exposure",
+                      "--out", str(tmp_path / "freq")]) == 0
+    schema, X, targets = _read(tmp_path / "freq")
+    assert schema.extras == ("offset",) and targets.shape == (500, 3)
+    assert np.all(targets[:, 2] <= 0) and np.all(targets[:, 1] == 1) and np.all(targets[:, 0] >= 0)
+    assert np.all(X[:, 2:].sum(axis=1) <= 2)  # one-hot groups (level 0 the reference: no column)
