@@ -14,6 +14,8 @@ ranks; `alpha=` and `C=` do that conversion. Unlike scikit-learn, the default is
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
@@ -182,12 +184,10 @@ class _Estimator(MpiregEstimator):
             table["optimizer"]["kind"] = ("normal" if family == "gaussian" and solver == "normal" else
                                           "irls" if solver in ("normal", "lbfgs") else solver)
             result = self._run(comm, table, Arrays(Xv, packed, task, n_classes))
-            self.summary_ = result.summary
             kind = "linear" if not self._classifier else "logistic"
             model = make_model(kind, result.model.n_features, n_classes, result.model.fit_intercept,
                                result.model.l2, result.model.l1)  # the same [coef, intercept] layout
-            self._set_fitted(result.config.to_dict(), model, result.params, result.schema.describe(), classes)
-            self.n_iter_ = self._iterations(result.config, result.progress)
+            self._fitted(replace(result, model=model), classes)
             return self
 
         return collective(comm, body)

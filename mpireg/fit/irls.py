@@ -25,6 +25,7 @@ from scipy import linalg, special  # (not scipy.stats: 0.34 s of import for two 
 
 from .. import log
 from ..device import to_host
+from ..errors import CollectiveError
 from ..models.glm import OFFSET, W, Y, NewtonSums
 from ..optim.newton import MIN_STEP, accept, newton_direction, optimality
 
@@ -145,7 +146,10 @@ def null_model(parts, run) -> dict:
     family, link = model.family, model.link
     weight, weighted_y, offsets = _target_sums(
         parts, run, lambda t: np.array([t[:, W].sum(), t[:, W] @ t[:, Y], np.abs(t[:, OFFSET]).max(initial=0.0)]), 3)
-    mean = weighted_y / max(weight, 1e-300)
+    if not weight > 0:  # the same sum on every rank: they all stop here together
+        raise CollectiveError("sample weights: the rows of every rank weigh 0 in all; a fit needs "
+                              "some weight (dataset w, or sample_weight=)", None, parts.comm.size)
+    mean = weighted_y / weight
     if model.fit_intercept:
         intercept = float(link.link(np.clip(mean, 1e-10, 1 - 1e-10) if family.name == "binomial"
                                     else max(mean, 1e-10) if link.name in ("log", "inverse") else mean))

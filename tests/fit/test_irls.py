@@ -90,3 +90,15 @@ def test_the_other_solvers_reach_the_irls_optimum(claims, tmp_path):
                                            "optimizer.epochs=30", "optimizer.batch_size=128"])
     assert summary["train"]["loss"] == pytest.approx(reference_summary["train"]["loss"], rel=1e-2)
     assert summary["train"]["weight"] == pytest.approx(6000)
+
+
+def test_rows_that_weigh_nothing_in_all_stop_every_rank(tmp_path):
+    rng = np.random.default_rng(1)
+    for k in range(2):
+        write_shard(tmp_path / "zero" / f"part-{k}.h5", rng.standard_normal((30, 2)), rng.poisson(1.0, 30).astype(float),
+                    "regression", w=np.zeros(30))
+    result = run_overrides(2, tmp_path / "job.toml", [f"data.train={tmp_path / 'zero'}", "model.kind=glm",
+                                                       "model.family=poisson", "optimizer.kind=irls",
+                                                       "run.progress=false"], "--run-dir", tmp_path / "run")
+    assert result.returncode != 0 and "the rows of every rank weigh 0 in all" in result.stderr
+    assert "Traceback" not in result.stderr
