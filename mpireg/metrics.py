@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .models.model import add_offset, unpack
+
 AUC_BINS = 1 << 15
 LOGIT_RANGE = 20.0
 
@@ -20,30 +22,37 @@ def sums_length(model) -> int:
 
 
 def add_sums(model, params, X, y, out: np.ndarray) -> None:
-    """Add this block's sums into `out` (host float64)."""
+    """Add this block's sums into `out` (host float64). Packed rows [y, w, offset...] count by
+    their weights, and their offsets move the model's output."""
     xp = model.xp
     n = X.shape[0]
     if n == 0:
         return
-    out[0] += n
     out[1] += model.loss_sum(params, X, y)
     if model.output == "glm":  # [rows, loss sum (weighted deviance / 2), weight sum]
+        out[0] += n
         out[2] += model.weight_sum(y)
-    elif model.output == "regression":
-        r = model.predict(params, X) - y
-        out[2] += float(r @ r)
-        out[3] += float(y.sum())
-        out[4] += float(y @ y)
+        return
+    out[0] += model.weight_sum(y)
+    y, w, offset = unpack(y)
+    total = (lambda a: float(xp.sum(a))) if w is None else (lambda a: float(w @ a))
+    z = model.decision(params, X)
+    add_offset(z, offset)
+    if model.output == "regression":
+        r = z - y
+        out[2] += total(r * r)
+        out[3] += total(y)
+        out[4] += total(y * y)
     elif model.output == "binary":
-        z = model.decision(params, X)
-        out[2] += float(xp.sum((z > 0) == (y > 0.5)))
+        out[2] += total(((z > 0) == (y > 0.5)).astype(np.float64))
         scaled = (xp.clip(z, -LOGIT_RANGE, LOGIT_RANGE) + LOGIT_RANGE) * (AUC_BINS / (2 * LOGIT_RANGE))
         bins = xp.minimum(scaled.astype(xp.int64), AUC_BINS - 1)
         positive = y > 0.5
-        out[3:3 + AUC_BINS] += _to_host(xp.bincount(bins[positive], minlength=AUC_BINS))
-        out[3 + AUC_BINS:] += _to_host(xp.bincount(bins[~positive], minlength=AUC_BINS))
+        for lo, chosen in ((3, positive), (3 + AUC_BINS, ~positive)):
+            counts = xp.bincount(bins[chosen], weights=None if w is None else w[chosen], minlength=AUC_BINS)
+            out[lo:lo + AUC_BINS] += _to_host(counts)
     else:
-        out[2] += float(xp.sum(model.predict(params, X) == y))
+        out[2] += total((xp.argmax(z, axis=1) == y).astype(np.float64))
 
 
 def finalize(model, sums: np.ndarray, penalty: float) -> dict:

@@ -20,6 +20,7 @@ from .data import ShardReader, read_schema, resolve_paths
 from .errors import DataError, MpiregError
 from .log import run_command_line
 from .model_io import load_model
+from .models.model import unpack
 
 BUDGET_BYTES = 256 * 2**20
 RECOMMEND_USERS = 1024  # users scored at a time by --top
@@ -31,13 +32,16 @@ def predict_file(model_path, data_specs, out, proba: bool = False) -> int:
     if schema.n_features != model.n_features:
         raise DataError(f"{schema.files[0]}: {schema.n_features} features, but the model "
                         f"{model_path} was trained on {model.n_features}")
-    if proba and model.output == "regression":
-        raise MpiregError("--proba: a regression model predicts values, not probabilities")
+    if proba and model.output in ("regression", "glm"):
+        raise MpiregError("--proba: a regression model predicts values, not probabilities (a GLM's "
+                          "prediction is its mean response, for the binomial family the probability)")
     reader = ShardReader(schema, 0, 1, BUDGET_BYTES, x_dtype=params.dtype, allow_empty=True)
     parts = []
     for index in range(len(reader.block_sizes)):
-        X, _ = reader.block(index)
-        parts.append(model.predict_proba(params, X) if proba else model.predict(params, X))
+        X, targets = reader.block(index)
+        offset = unpack(targets)[2]  # shards with an offset dataset: each row's prediction moves by it
+        extra = () if offset is None else (offset,)
+        parts.append(model.predict_proba(params, X, *extra) if proba else model.predict(params, X, *extra))
     reader.close()
     _write(Path(out), np.concatenate(parts))
     return schema.n_rows

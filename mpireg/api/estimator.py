@@ -35,6 +35,7 @@ from ..errors import CollectiveError, ConfigError, DataError
 from ..fit import Arrays, Run
 from ..agreement import agree, default_comm
 from . import job_keys as keys
+from .inputs import pack_rows
 
 # parameter -> job key; every estimator has these (and its own penalty alias, alpha or C)
 PARAMETER_KEYS = {
@@ -170,16 +171,20 @@ class MpiregEstimator(BaseEstimator):
     def _comm(self):
         return self.comm if self.comm is not None else default_comm()
 
-    def _fit(self, X, y, encode):
-        """Run the engine; `encode(comm, y)` -> (codes, task, n_classes, classes) for arrays."""
+    def _fit(self, X, y, encode, sample_weight=None, offset=None):
+        """Run the engine; `encode(comm, y)` -> (codes, task, n_classes, classes) for arrays, whose
+        rows may come with their weights and offsets."""
         comm = self._comm()
 
         def body():
             with log.quiet(not self.verbose):
                 if X is None or _is_paths(X):
+                    if sample_weight is not None or offset is not None:
+                        raise ConfigError("sample_weight, offset: shards carry their own (datasets 'w' and "
+                                          "'offset', docs/data-format.md); pass arrays to give them here")
                     self._fit_shards(comm, X, y)
                 else:
-                    self._fit_arrays(comm, X, y, encode)
+                    self._fit_arrays(comm, X, y, encode, sample_weight, offset)
             return self
 
         return collective(comm, body)
@@ -198,14 +203,29 @@ class MpiregEstimator(BaseEstimator):
         n_classes = result.schema.n_classes
         self._fitted(result, np.arange(n_classes) if n_classes else None)
 
-    def _fit_arrays(self, comm, X, y, encode):
+    def _fit_arrays(self, comm, X, y, encode, sample_weight=None, offset=None):
         X, y = local_phase(comm, lambda: self._validate_fit(_check_device(X, self.device), y))
         codes, task, n_classes, classes = encode(comm, y)
-        table = agree(comm, lambda: self._job(self._model_kind(task, n_classes), [SOURCE]))
+        kind = self._model_kind(task, n_classes)
+        penalty = None
+        if sample_weight is not None or offset is not None:  # packed rows [y, w, offset...]
+            outputs = n_classes if task == "multiclass" else 1
+            codes = local_phase(comm, lambda: pack_rows(X, codes, sample_weight, offset, outputs))
+            penalty = self._weighted_penalty(comm.allreduce(float(codes[:, 1].sum())))
+        table = agree(comm, lambda: self._job(kind, [SOURCE], penalty=penalty))
         self._fitted(self._run(comm, table, Arrays(X, codes, task, n_classes)), classes)
 
-    def _job(self, kind: str, train, extra: dict | None = None) -> dict:
-        table = self.job_table(kind, train)
+    def _weighted_penalty(self, weight_sum: float) -> dict:
+        """The penalty of a weighted fit: the alias on the weighted loss sum's scale (l2 = alpha /
+        Σw, 1 / (C Σw), as scikit-learn's), where the unweighted fit divides by the rows."""
+        penalty = dict(self._penalty())
+        l2_sum = penalty.pop("model.l2_sum", None)
+        if l2_sum is not None:
+            penalty["model.l2"] = l2_sum / max(weight_sum, 1e-300)
+        return penalty
+
+    def _job(self, kind: str, train, extra: dict | None = None, penalty: dict | None = None) -> dict:
+        table = self.job_table(kind, train, penalty)
         for key, value in (extra or {}).items():
             keys.set_key(table, key, value)
         return table

@@ -84,7 +84,12 @@ class MatrixFactorization(LinearRegression):
         return model, params
 
     # ------------------------------------------------------------------ output
-    def _predict(self, X):
+    def predict(self, X):
+        return self._predict(self._validate_predict(X))
+
+    def _predict(self, X, offset=None):
+        if offset is not None:
+            raise ConfigError("offset: matrix factorisation predicts ratings without offsets")
         model, params = self._engine_model()
         return model.predict(params, X)
 

@@ -19,22 +19,17 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ..device import to_host as host
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..models import make_model
 from .estimator import _is_paths, collective, estimator_init
-from .inputs import shard_rows
+from .inputs import offsets, regression_targets, sample_weights, shard_rows
 from .linear_models import _Estimator
 
 GLM_PARAMETERS = {"family": "model.family", "link": "model.link", "power": "model.power",
                   "theta": "model.theta", "cov_type": "model.cov_type"}
-
-
-def glm_targets(comm, packed):
-    """The packed [y, w, offset] rows as the engine's targets (a regression-task schema)."""
-    return packed, "regression", 0, None
 
 
 class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
@@ -74,27 +69,7 @@ class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
     def fit(self, X=None, y=None, sample_weight=None, offset=None):
         """X: shard paths (their datasets w and offset, where present, are the weights and
         offsets), or this rank's rows with their targets, weights and offsets. Collective."""
-        if X is None or _is_paths(X):
-            if sample_weight is not None or offset is not None:
-                raise ConfigError("sample_weight, offset: shards carry their own (datasets 'w' and "
-                                  "'offset', docs/data-format.md); pass arrays to give them here")
-            return self._fit(X, y, glm_targets)
-        self._extra = (sample_weight, offset)
-        try:
-            return self._fit(X, y, glm_targets)
-        finally:
-            del self._extra
-
-    def _validate_fit(self, X, y):
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=0,
-                             y_numeric=True, reset=True)
-        sample_weight, offset = getattr(self, "_extra", (None, None))
-        packed = np.empty((X.shape[0], 3))
-        packed[:, 0] = y
-        packed[:, 1] = (_check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-                        if sample_weight is not None else 1.0)
-        packed[:, 2] = _offsets(offset, X.shape[0])
-        return X, packed
+        return self._fit(X, y, regression_targets, sample_weight, offset)
 
     def _set_fitted(self, job: dict, model, params, schema: dict, classes) -> None:
         self._record_fit(job, model, schema)
@@ -142,7 +117,7 @@ class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
         """The mean response mu = g^-1(X coef + intercept + offset)."""
         X = self._validate_predict(X)
         model, params = self._engine_model()
-        return model.predict(params, np.asarray(X, dtype=np.float64), _offsets(offset, X.shape[0]))
+        return model.predict(params, np.asarray(X, dtype=np.float64), offsets(offset, X.shape[0]))
 
     def score(self, X, y=None, sample_weight=None, offset=None):
         """D^2, the fraction of deviance explained (scikit-learn's score of its GLMs), over every
@@ -162,9 +137,8 @@ class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
             else:
                 Xv = self._validate_predict(X, min_rows=0)
                 yv = np.asarray(host(y), dtype=np.float64)
-                w = (np.ones(len(yv)) if sample_weight is None else
-                     _check_sample_weight(sample_weight, Xv, dtype=np.float64))
-                off = _offsets(offset, Xv.shape[0])
+                w = np.ones(len(yv)) if sample_weight is None else sample_weights(sample_weight, Xv, False)
+                off = offsets(offset, Xv.shape[0])
             mu = model.predict(params, np.asarray(Xv, dtype=np.float64), off)
             totals = np.array([w.sum(), w @ yv])
             totals = np.array(comm.allreduce(totals))
@@ -177,17 +151,6 @@ class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
         return collective(comm, body)
 
 
-def _offsets(offset, n: int):
-    if offset is None:
-        return np.zeros(n)
-    offset = np.asarray(host(offset), dtype=np.float64)
-    if offset.shape != (n,):
-        raise DataError(f"offset: expected one value per row of X ({n}), got shape {offset.shape}")
-    if not np.isfinite(offset).all():
-        raise DataError(f"offset: a NaN or Inf at row {int(np.argmax(~np.isfinite(offset)))}")
-    return offset
-
-
 class PoissonRegressor(GeneralizedLinearRegressor):
     """scikit-learn's PoissonRegressor: the Poisson family, log link, alpha = 1.0 by default."""
 
@@ -195,8 +158,9 @@ class PoissonRegressor(GeneralizedLinearRegressor):
     family, link, l1_ratio, power, theta = "poisson", "log", 0.0, 1.5, 1.0
     _own_parameters = {"cov_type": "model.cov_type"}
 
-    def _job(self, kind, train, extra=None):
-        return super()._job(kind, train, {**(extra or {}), "model.family": self.family, "model.link": self.link})
+    def _job(self, kind, train, extra=None, penalty=None):
+        return super()._job(kind, train, {**(extra or {}), "model.family": self.family, "model.link": self.link},
+                            penalty)
 
 
 class GammaRegressor(PoissonRegressor):
@@ -215,6 +179,6 @@ class TweedieRegressor(GeneralizedLinearRegressor):
     family, l1_ratio, theta = "tweedie", 0.0, 1.0
     _own_parameters = {"power": "model.power", "link": "model.link", "cov_type": "model.cov_type"}
 
-    def _job(self, kind, train, extra=None):
+    def _job(self, kind, train, extra=None, penalty=None):
         link = "identity" if self.link == "auto" and self.power == 0 else self.link
-        return super()._job(kind, train, {**(extra or {}), "model.family": "tweedie", "model.link": link})
+        return super()._job(kind, train, {**(extra or {}), "model.family": "tweedie", "model.link": link}, penalty)

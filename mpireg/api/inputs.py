@@ -1,7 +1,9 @@
-"""What the estimators read besides X: targets (labels encoded across ranks) and shard rows."""
+"""What the estimators read besides X: targets (labels encoded across ranks), sample weights and
+offsets (packed with the targets), and shard rows."""
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils.validation import _check_sample_weight
 
 from ..data import ShardReader, read_schema, resolve_paths
 from ..device import is_device_array as on_device
@@ -26,6 +28,47 @@ def class_codes(comm, y):
                           f"({classes[0]!r})" if len(classes) else "y: no labels on any rank")
     codes = xp.asarray(np.searchsorted(classes, host(y)).astype(np.int64))
     return codes, "binary" if len(classes) == 2 else "multiclass", len(classes), classes
+
+
+def pack_rows(X, codes, sample_weight, offset, outputs: int = 1) -> np.ndarray:
+    """The targets with their weights and offsets, as packed rows [y, w, offset...] in float64
+    (models/model.py): weight 1 and offset 0 where not given; `outputs` offsets per row where
+    the model has several outputs (a softmax's classes) and the offset gives one per output."""
+    n = X.shape[0]
+    w = np.ones(n) if sample_weight is None else sample_weights(sample_weight, X)
+    off = offsets(offset, n, outputs)
+    packed = np.empty((n, 2 + (off.shape[1] if off.ndim == 2 else 1)))
+    packed[:, 0] = host(codes)
+    packed[:, 1] = w
+    packed[:, 2:] = off[:, None] if off.ndim == 1 else off
+    return packed
+
+
+def sample_weights(sample_weight, X, ensure_non_negative: bool = True) -> np.ndarray:
+    """scikit-learn's checks of sample_weight, which refuse no rows; under mpiexec a rank may
+    hold none (then an empty array of weights is right)."""
+    if X.shape[0] == 0:
+        w = np.asarray(host(sample_weight), dtype=np.float64)
+        if w.shape != (0,):
+            raise DataError(f"sample_weight: expected one weight per row of X (0), got shape {w.shape}")
+        return w
+    return _check_sample_weight(host(sample_weight), X, dtype=np.float64, ensure_non_negative=ensure_non_negative)
+
+
+def offsets(offset, n: int, outputs: int = 1) -> np.ndarray:
+    """The offsets as float64: one per row, or (a model of several outputs) one per row and
+    output; zeros where None. Non-finite values are refused by row."""
+    if offset is None:
+        return np.zeros(n)
+    offset = np.asarray(host(offset), dtype=np.float64)
+    shapes = [(n,)] + ([(n, outputs)] if outputs > 1 else [])
+    if offset.shape not in shapes:
+        raise DataError(f"offset: expected shape {' or '.join(map(str, shapes))} (one value per row of X"
+                        f"{', or one per row and class' if outputs > 1 else ''}), got {offset.shape}")
+    bad = ~np.isfinite(offset if offset.ndim == 2 else offset[:, None]).all(axis=1)
+    if bad.any():
+        raise DataError(f"offset: a NaN or Inf at row {int(np.argmax(bad))}")
+    return offset
 
 
 def shard_rows(comm, paths, n_features: int, dtype):

@@ -14,22 +14,21 @@ ranks; `alpha=` and `C=` do that conversion. Unlike scikit-learn, the default is
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import log
 from ..device import is_device_array as on_device
 from ..device import namespace_of
 from ..device import to_host as host
 from ..errors import ConfigError, DataError
 from ..model_io import save_model
 from ..models import make_model
+from ..models.model import add_offset, unpack
 from .estimator import MpiregEstimator, _is_paths, collective, estimator_init, local_phase
-from .inputs import class_codes, regression_targets, shard_rows
+from .inputs import class_codes, offsets, regression_targets, sample_weights, shard_rows
 
 class _Estimator(MpiregEstimator):
     _kind = ""  # the model kind of the last fit
@@ -107,15 +106,16 @@ class _Estimator(MpiregEstimator):
         save_model(path, model, params, self.job_, self.schema_, self.summary_ or {},
                    classes=getattr(self, "classes_", None), estimator=type(self).__name__)
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X, y=None, sample_weight=None, offset=None):
         """R^2 (regression) or accuracy (classification) over every rank's rows, weighted by
-        `sample_weight` where given (as scikit-learn's r2_score and accuracy_score). Collective.
-        X: this rank's rows (y: their targets), or shard paths (each rank reads its own rows)."""
+        `sample_weight` where given (as scikit-learn's r2_score and accuracy_score), predicted
+        with `offset`. Collective. X: this rank's rows (y: their targets), or shard paths (each
+        rank reads its own rows, with their own weights and offsets where they carry them)."""
         check_is_fitted(self)
         comm = self._comm()
 
         def score():
-            sums = local_phase(comm, lambda: self._score_sums(X, y, sample_weight))
+            sums = local_phase(comm, lambda: self._score_sums(X, y, sample_weight, offset))
             if comm.size > 1:
                 comm.Allreduce(sums.copy(), sums)
             if not sums[0]:
@@ -124,73 +124,34 @@ class _Estimator(MpiregEstimator):
 
         return collective(comm, score)
 
-    def _score_sums(self, X, y, sample_weight=None) -> np.ndarray:
+    def _score_sums(self, X, y, sample_weight=None, offset=None) -> np.ndarray:
         """This rank's score sums, [rows (or weights), ...] (see _score_from)."""
         if _is_paths(X):
-            if y is not None or sample_weight is not None:
-                raise ConfigError("y, sample_weight: shards hold their own targets; call score(paths)")
+            if y is not None or sample_weight is not None or offset is not None:
+                raise ConfigError("y, sample_weight, offset: shards hold their own; call score(paths)")
             model, params = self._engine_model()
             sums = self._block_sums(np.empty(0), np.empty(0))
             for X_block, targets in shard_rows(self._comm(), X, self.n_features_in_, params.dtype):
-                sums += self._block_sums(host(model.predict(params, X_block)), targets)  # codes, if labels
+                codes, w, off = unpack(targets)  # codes, if labels
+                pred = model.predict(params, X_block) if off is None else model.predict(params, X_block, off)
+                sums += self._block_sums(host(pred), codes, w)
             return sums
         X = self._validate_predict(X, min_rows=0)  # under mpiexec a rank may hold no rows
         y = host(y) if y is not None else None
         if y is None or np.shape(y) != (X.shape[0],):
             raise DataError(f"y: expected one target per row of X ({X.shape[0]}), got shape {np.shape(y)}")
-        if sample_weight is None:
-            return self._block_sums(host(self._predict(X)), y)
-        w = _check_sample_weight(host(sample_weight), X, dtype=np.float64)
-        return self._block_sums(host(self._predict(X)), y, w)
+        w = None if sample_weight is None else sample_weights(sample_weight, X, ensure_non_negative=False)
+        return self._block_sums(host(self._predict(X, self._offsets(X, offset))), y, w)
 
-    # ------------------------------------------------------------------ sample weights
-    def _fit_weighted(self, X, y, sample_weight, family: str, link: str):
-        """A weighted fit: the generalized linear model with this estimator's loss (gaussian with
-        the identity link is least squares, binomial with the logit link is logistic regression),
-        whose rows carry their weights; the penalty alias on the weighted sum's scale (l2 =
-        alpha / sum w, 1 / (C sum w)), as scikit-learn's. The fitted model is this estimator's."""
-        from ..data.arrays import SOURCE
-        from ..fit import Arrays
+    def _offsets(self, X, offset):
+        """Offsets for X's rows in X's namespace (None where not given): one per row, or one per
+        row and output where the model has several (a softmax's classes)."""
+        if offset is None:
+            return None
+        return namespace_of(X).asarray(offsets(offset, X.shape[0], self._outputs()))
 
-        if X is None or _is_paths(X):
-            raise ConfigError("sample_weight: shards carry their weights themselves (dataset 'w'), which "
-                              "model.kind = 'glm' reads; pass arrays to give weights here")
-        comm = self._comm()
-
-        def body():
-            with log.quiet(not self.verbose):
-                return fitted()
-
-        def fitted():
-            Xv, yv = local_phase(comm, lambda: self._validate_fit(X, y))
-            w = local_phase(comm, lambda: _check_sample_weight(host(sample_weight), Xv, dtype=np.float64,
-                                                               ensure_non_negative=True))
-            if self._classifier:
-                codes, task, n_classes, classes = class_codes(comm, yv)
-                if n_classes > 2:
-                    raise ConfigError("sample_weight: weighted fits take one target (least squares) or two "
-                                      "classes for now; multinomial weights are not supported yet")
-            else:
-                codes, task, n_classes, classes = np.asarray(yv, dtype=np.float64), "regression", 0, None
-            total = comm.allreduce(float(w.sum()))
-            penalty = self._penalty()
-            if "model.l2_sum" in penalty:
-                penalty = {"model.l2": penalty.pop("model.l2_sum") / max(total, 1e-300), "model.l1": float(self.l1)}
-            packed = np.column_stack([host(codes), w, np.zeros(len(w))])
-            table = self.job_table("glm", [SOURCE], {**penalty, "model.l1": float(self.l1)})
-            table["model"].update(family=family, link=link)
-            solver = self._solver()
-            # least squares: the normal equations, weighted (singular systems as the unweighted ones)
-            table["optimizer"]["kind"] = ("normal" if family == "gaussian" and solver == "normal" else
-                                          "irls" if solver in ("normal", "lbfgs") else solver)
-            result = self._run(comm, table, Arrays(Xv, packed, task, n_classes))
-            kind = "linear" if not self._classifier else "logistic"
-            model = make_model(kind, result.model.n_features, n_classes, result.model.fit_intercept,
-                               result.model.l2, result.model.l1)  # the same [coef, intercept] layout
-            self._fitted(replace(result, model=model), classes)
-            return self
-
-        return collective(comm, body)
+    def _outputs(self) -> int:
+        return len(self.classes_) if self._kind == "softmax" else 1
 
 
 class LinearRegression(RegressorMixin, _Estimator):
@@ -210,23 +171,23 @@ class LinearRegression(RegressorMixin, _Estimator):
         """Ridge's alpha is a penalty on the summed squared error (l2 = alpha / n)."""
         return alpha
 
-    def fit(self, X=None, y=None, sample_weight=None):
-        """X: shard paths, or this rank's rows (y: their targets, sample_weight: their weights).
-        Collective."""
-        if sample_weight is not None:
-            return self._fit_weighted(X, y, sample_weight, "gaussian", "identity")
-        return self._fit(X, y, regression_targets)
+    def fit(self, X=None, y=None, sample_weight=None, offset=None):
+        """X: shard paths (their datasets w and offset, where present, weigh and move the rows),
+        or this rank's rows (y: their targets, sample_weight: their weights, offset: what the
+        prediction adds per row). Collective."""
+        return self._fit(X, y, regression_targets, sample_weight, offset)
 
     @staticmethod
     def _model_kind(task: str, n_classes: int) -> str:
         return "linear"
 
-    def predict(self, X):
-        return self._predict(self._validate_predict(X))
+    def predict(self, X, offset=None):
+        X = self._validate_predict(X)
+        return self._predict(X, self._offsets(X, offset))
 
-    def _predict(self, X):
+    def _predict(self, X, offset=None):
         model, params = self._engine_model(namespace_of(X))
-        return model.predict(params, X.astype(params.dtype, copy=False))
+        return model.predict(params, X.astype(params.dtype, copy=False), offset)
 
     @staticmethod
     def _block_sums(pred, y, w=None) -> np.ndarray:
@@ -259,12 +220,11 @@ class _Classifier(ClassifierMixin, _Estimator):
             raise ConfigError(f"C: expected a value > 0, got {C!r}")
         return 1.0 / C
 
-    def fit(self, X=None, y=None, sample_weight=None):
-        """X: shard paths, or this rank's rows (y: their labels, any values; sample_weight: their
-        weights, two classes). Collective."""
-        if sample_weight is not None:
-            return self._fit_weighted(X, y, sample_weight, "binomial", "logit")
-        return self._fit(X, y, class_codes)
+    def fit(self, X=None, y=None, sample_weight=None, offset=None):
+        """X: shard paths (their datasets w and offset, where present, weigh and move the rows),
+        or this rank's rows (y: their labels, any values; sample_weight: their weights; offset:
+        what each row's logit adds, or with several classes each class's logit). Collective."""
+        return self._fit(X, y, class_codes, sample_weight, offset)
 
     def _validate_fit(self, X, y):
         X, y = super()._validate_fit(X, y)
@@ -272,32 +232,34 @@ class _Classifier(ClassifierMixin, _Estimator):
             check_classification_targets(y)
         return X, y
 
-    def decision_function(self, X):
+    def decision_function(self, X, offset=None):
         X = self._validate_predict(X)
         model, params = self._engine_model(namespace_of(X))
         z = model.decision(params, X.astype(params.dtype, copy=False))
+        add_offset(z, self._offsets(X, offset))
         if z.ndim == 2 and z.shape[1] == 2:  # binary: one score, for classes_[1], as scikit-learn
             return z[:, 1] - z[:, 0]
         return z
 
-    def predict(self, X):
-        return self._predict(self._validate_predict(X))
+    def predict(self, X, offset=None):
+        X = self._validate_predict(X)
+        return self._predict(X, self._offsets(X, offset))
 
-    def _predict(self, X):
+    def _predict(self, X, offset=None):
         model, params = self._engine_model(namespace_of(X))
-        return self.classes_[host(model.predict(params, X.astype(params.dtype, copy=False)))]
+        return self.classes_[host(model.predict(params, X.astype(params.dtype, copy=False), offset))]
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, offset=None):
         X = self._validate_predict(X)
         model, params = self._engine_model(namespace_of(X))
-        proba = model.predict_proba(params, X.astype(params.dtype, copy=False))
+        proba = model.predict_proba(params, X.astype(params.dtype, copy=False), self._offsets(X, offset))
         if model.output == "binary":  # P(class 1) only: scikit-learn's two columns
             xp = namespace_of(proba)
             proba = xp.stack([1 - proba, proba], axis=1)
         return proba
 
-    def predict_log_proba(self, X):
-        return namespace_of(X).log(self.predict_proba(X))
+    def predict_log_proba(self, X, offset=None):
+        return namespace_of(X).log(self.predict_proba(X, offset))
 
     def _block_sums(self, pred, y, w=None) -> np.ndarray:
         w = np.ones(len(y)) if w is None else w
@@ -324,11 +286,6 @@ class SoftmaxRegression(_Classifier):
     """Multinomial (softmax) regression over the classes, two included."""
 
     _job_kind = "softmax"
-
-    def fit(self, X=None, y=None):
-        """X: shard paths, or this rank's rows (y: their labels, any values). Collective.
-        (No sample weights yet: the weighted fits are the GLM's, binomial at most.)"""
-        return self._fit(X, y, class_codes)
 
     @staticmethod
     def _model_kind(task: str, n_classes: int) -> str:

@@ -70,6 +70,9 @@ class _MLP(_Estimator):
     def _alias_to_l2_sum(alpha: float) -> float:
         return alpha
 
+    def _outputs(self) -> int:
+        return self.n_outputs_
+
     @property
     def loss_(self) -> float:
         """The final training objective (scikit-learn's loss_)."""
@@ -82,9 +85,10 @@ class MLPClassifier(_MLP, _Classifier):
     _tasks = ("binary", "multiclass")
     score = _Estimator.score
 
-    def fit(self, X=None, y=None):
-        """X: shard paths, or this rank's rows (y: their labels, any values). Collective."""
-        return self._fit(X, y, class_codes)
+    def fit(self, X=None, y=None, sample_weight=None, offset=None):
+        """X: shard paths, or this rank's rows (y: their labels, any values; sample_weight, offset:
+        as LogisticRegression's, the offset moving the output layer's logits). Collective."""
+        return self._fit(X, y, class_codes, sample_weight, offset)
 
 
 class MLPRegressor(_MLP, LinearRegression):
@@ -93,6 +97,7 @@ class MLPRegressor(_MLP, LinearRegression):
 
     _tasks = ("regression",)
 
-    def fit(self, X=None, y=None):
-        """X: shard paths, or this rank's rows (y: their targets). Collective."""
-        return self._fit(X, y, regression_targets)
+    def fit(self, X=None, y=None, sample_weight=None, offset=None):
+        """X: shard paths, or this rank's rows (y: their targets; sample_weight, offset: as
+        LinearRegression's, the offset moving the output). Collective."""
+        return self._fit(X, y, regression_targets, sample_weight, offset)

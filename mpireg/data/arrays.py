@@ -12,7 +12,7 @@ import numpy as np
 from ..device import to_host
 from ..errors import CollectiveError, DataError
 from ..agreement import agree
-from .format import RATINGS, Schema, check_rows
+from .format import EXTRAS, RATINGS, Schema, check_rows
 
 SOURCE = "<arrays>"  # what messages name where a shard's path would stand
 
@@ -67,7 +67,7 @@ def arrays_schema(comm, X, y, task: str, n_classes: int) -> tuple[Schema, int]:
     if sum(rows) == 0:
         raise CollectiveError("X: no rows on any rank", None, comm.size)
     schema = Schema(task=task, n_features=features, n_classes=n_classes, dtype=dtype,
-                    files=[SOURCE], rows=[sum(rows)])
+                    files=[SOURCE], rows=[sum(rows)], extras=EXTRAS if _packed(y) else ())
     return schema, sum(rows[:comm.rank])
 
 
@@ -77,12 +77,17 @@ def _check_local(X, y, task: str, n_classes: int) -> None:
                         f"{'shape ' + str(X.shape) if hasattr(X, 'shape') else type(X).__name__}")
     if X.dtype not in (np.float32, np.float64):
         raise DataError(f"X: expected float32 or float64 values, got {X.dtype}")
-    packed = getattr(y, "ndim", None) == 2 and y.shape[1:] == (3,)  # a GLM's [y, w, offset] rows
+    packed = _packed(y)
     if not (getattr(y, "ndim", None) == 1 or packed) or y.shape[0] != X.shape[0]:
         raise DataError(f"y: expected a 1-D array with one entry per row of X ({X.shape[0]}), "
                         f"got shape {getattr(y, 'shape', None)}")
     schema = Schema(task=task, n_features=X.shape[1], n_classes=n_classes, dtype=str(X.dtype))
     check_rows(SOURCE, to_host(X), to_host(y[:, 0] if packed else y), schema, first_row=0)
+
+
+def _packed(y) -> bool:
+    """Packed rows [y, w, offset...] (models/model.py): a weight and one offset or more per row."""
+    return getattr(y, "ndim", None) == 2 and y.shape[1] >= 3
 
 
 def _ratings_schema(comm, X, y) -> tuple[Schema, int]:

@@ -106,8 +106,8 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None, check_schema
         train = agree(comm, lambda: _hand_over(cfg, arrays, first_row, partition, model, dtype))
     test = (agree(comm, lambda: _open(cfg, comm, test_schema, (comm.rank, comm.size), model, xp, dtype, True))
             if test_schema else None)
-    if hasattr(model, "invalid_rows"):  # a GLM family's support, the weights and the offsets
-        for data in (train, test):
+    if model.kind == "glm" or schema.packed:
+        for data in (train, test):  # a GLM family's support, the weights and the offsets
             if data is not None:
                 agree(comm, lambda data=data: check_targets(model, data))
     shape = (f"{schema.n_users} users x {schema.n_items} items" if schema.n_users
@@ -129,6 +129,9 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None, check_schema
     return Parts(cfg, comm, xp, dtype, schema, model, plan, reducer, train, test, params, optimizer)
 
 
+WEIGHTED_KINDS = ("glm", "linear", "logistic", "softmax", "mlp")  # the models that take packed rows
+
+
 def resolve_job(cfg: JobConfig, schema: Schema, check_schema=None) -> JobConfig:
     """The job as it runs on this data: model.l2 from model.l2_sum (a penalty on the summed
     loss, divided by the rows of all ranks), a logistic model on more than two classes as
@@ -142,10 +145,14 @@ def resolve_job(cfg: JobConfig, schema: Schema, check_schema=None) -> JobConfig:
         m = replace(m, kind="softmax")
     resolved = replace(cfg, model=m)
     _check_task(resolved, schema)
-    if schema.packed and m.kind != "glm":
+    if schema.packed and m.kind not in WEIGHTED_KINDS:
         raise ConfigError(f"model.kind: {schema.files[0]} carries {' and '.join(schema.extras)} (sample "
-                          f"weights, offsets), which model.kind = 'glm' takes (family 'gaussian' is least "
-                          f"squares, 'binomial' logistic regression); {m.kind!r} does not yet")
+                          f"weights, offsets), which {', '.join(map(repr, WEIGHTED_KINDS))} take; "
+                          f"{m.kind!r} does not")
+    if schema.packed and cfg.optimizer.kind == "adagrad":
+        raise ConfigError(f"optimizer.kind: 'adagrad' (the adaptive passes' C loop) reads plain targets, "
+                          f"but {schema.files[0]} carries {' and '.join(schema.extras)}; use 'lbfgs', "
+                          f"'sgd' or 'adam'")
     return resolved
 
 

@@ -184,8 +184,12 @@ def infer(parts, run, point: Point, null: dict, converged: bool) -> dict:
     df_resid = weight - k
     pearson = float(sums.values[sums.PEARSON])
     dispersion = 1.0 if family.fixed_dispersion else pearson / max(df_resid, 1e-300)
-    # statsmodels' (and R's) Gaussian log-likelihood takes the maximum-likelihood scale
-    loglike_scale = pearson / weight if family.name == "gaussian" and model.link.name == "identity" else dispersion
+    deviance = 2.0 * sums.values[sums.LOSS]
+    # R's logLik.glm and AIC: where the family has a free scale, the likelihood at deviance / Σw
+    # (the Gamma's and inverse Gaussian's as R's aic(), the Gaussian's maximum) and the scale
+    # counted as one more parameter
+    free_scale = not family.fixed_dispersion
+    loglike_scale = deviance / max(weight, 1e-300) if free_scale else 1.0
     cov_type = cfg.model.cov_type
     information, loglike, meat = _inference_pass(parts, run, point, loglike_scale, cov_type == "HC0")
     bread = _inverse(information)
@@ -199,11 +203,10 @@ def infer(parts, run, point: Point, null: dict, converged: bool) -> dict:
     use_t = not family.fixed_dispersion and cov_type != "HC0"
     p_values = 2 * (special.stdtr(df_resid, -np.abs(statistic)) if use_t else special.ndtr(-np.abs(statistic)))
     names = (["intercept"] if model.fit_intercept else []) + [f"x{j}" for j in range(model.n_features)]
-    deviance = 2.0 * sums.values[sums.LOSS]
     return {
         "family": family.describe(), "link": model.link.name, "converged": converged,
         "deviance": float(deviance), "null_deviance": null["deviance"], "dispersion": dispersion,
-        "log_likelihood": loglike, "aic": float(-2.0 * loglike + 2.0 * k), "df_residual": float(df_resid),
+        "log_likelihood": loglike, "aic": float(-2.0 * loglike + 2.0 * (k + free_scale)), "df_residual": float(df_resid),
         "n_params": k, "cov_type": cov_type, "statistic": "t" if use_t else "z",
         "terms": names, "coef": estimates.tolist(), "std_errors": errors.tolist(),
         "statistics": statistic.tolist(), "p_values": p_values.tolist(), "covariance": covariance.tolist(),

@@ -23,10 +23,9 @@ import numpy as np
 from scipy.linalg import blas
 
 from .families import Family, is_canonical, make_family, make_link
-from .model import Model, ParamSpec
+from .model import OFFSET, W, Y, Model, ParamSpec
 
 CHUNK_ROWS = 16384  # 60 float64 features: 7.9 MB a chunk, well inside the L3 of these hosts
-Y, W, OFFSET = range(3)  # the targets' columns
 
 
 class GLMModel(Model):
@@ -64,20 +63,13 @@ class GLMModel(Model):
         return out
 
     def invalid_rows(self, targets):
-        """(row, what) of the first target outside the family's support or weight/offset that is
-        negative or non-finite; None when all are valid."""
-        for column, bad, what in ((Y, self.family.invalid_y(targets[:, Y]), f"y (the {self.family.name} "
-                                   f"family needs {self.family.y_rule})"),
-                                  (W, ~np.isfinite(targets[:, W]) | (targets[:, W] < 0),
-                                   "a sample weight (weights must be finite and >= 0)"),
-                                  (OFFSET, ~np.isfinite(targets[:, OFFSET]), "an offset (offsets must be finite)")):
-            if bad.any():
-                row = int(np.argmax(bad))
-                return row, f"{what}: {float(targets[row, column])!r}"
-        return None
-
-    def weight_sum(self, targets) -> float:
-        return float(targets[:, W].sum())
+        """(row, what) of the first target outside the family's support, or of a weight or
+        offset the base model refuses; None when all are valid."""
+        bad = self.family.invalid_y(targets[:, Y])
+        if bad.any():
+            row = int(np.argmax(bad))
+            return row, f"y (the {self.family.name} family needs {self.family.y_rule}): {float(targets[row, Y])!r}"
+        return super().invalid_rows(targets)
 
     # ----------------------------------------------------------------- predictions
     def linear_predictor(self, params, X, offset=None):

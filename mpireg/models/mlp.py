@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import Model, ParamSpec, transpose_product
+from .model import Model, ParamSpec, add_offset, transpose_product, unpack
 
 OUTPUTS = ("regression", "binary", "multiclass")
 BLOCK_BYTES = 4 << 20  # full-batch inputs go in blocks whose activations stay this small
@@ -71,7 +71,7 @@ class MLPModel(Model):
             views[f"coef_{i}"][...] = rng.standard_normal(views[f"coef_{i}"].shape) * np.sqrt(2.0 / fan_in)
         return self.xp.asarray(host)
 
-    def prepare_targets(self, y):
+    def plain_targets(self, y):
         if self.output == "multiclass":
             return y.astype(self.xp.int64, copy=False)
         return y.astype(self.xp.float64) if y.dtype.kind in "iub" else y
@@ -91,25 +91,39 @@ class MLPModel(Model):
         return acts
 
     def _output_loss(self, z, y, want_grad: bool):
-        """(loss sum, dloss/dz) of the output layer; dz overwrites z."""
+        """(loss sum, dloss/dz) of the output layer; dz overwrites z. Packed rows: z moves by
+        their offsets, and each row's loss and dz count its weight."""
+        y, w, offset = unpack(y)
+        add_offset(z if self.output == "multiclass" else z[:, 0], offset)
+        if w is not None:
+            w = w.astype(z.dtype, copy=False)
+        loss, dz = self._unweighted_loss(z, y, w, want_grad)
+        if w is not None and dz is not None:
+            dz *= w[:, None]
+        return loss, dz
+
+    def _unweighted_loss(self, z, y, w, want_grad: bool):
+        """(Σ w_i loss_i (w: 1 where None), each row's dloss/dz, unweighted)."""
         xp = self.xp
+        total = (lambda row: float(row.sum())) if w is None else (lambda row: float(w @ row))
         if self.output != "multiclass":
             y = y.astype(z.dtype, copy=False)
         if self.output == "regression":
             r = z[:, 0] - y
-            return 0.5 * float(r @ r), (r[:, None] if want_grad else None)
+            return 0.5 * total(r * r), (r[:, None] if want_grad else None)
         if self.output == "binary":
             s = z[:, 0]
-            loss = float(xp.sum(xp.logaddexp(0, s)) - s @ y)
+            loss = total(xp.logaddexp(0, s) - s * y)
             if not want_grad:
                 return loss, None
             p = _sigmoid(xp, s)
             p -= y
             return loss, p[:, None]
+        y = y.astype(xp.int64, copy=False)
         z -= z.max(axis=1, keepdims=True)
         rows = xp.arange(z.shape[0])
         lse = xp.log(xp.exp(z).sum(axis=1))
-        loss = float(lse.sum() - z[rows, y].sum())
+        loss = total(lse - z[rows, y])
         if not want_grad:
             return loss, None
         z -= lse[:, None]
@@ -174,8 +188,9 @@ class MLPModel(Model):
         z = self._forward(params, X)[-1]
         return z if self.output == "multiclass" else z[:, 0]
 
-    def predict_proba(self, params, X):
+    def predict_proba(self, params, X, offset=None):
         z = self.decision(params, X)
+        add_offset(z, offset)
         if self.output == "binary":
             return _sigmoid(self.xp, z)
         if self.output == "regression":
@@ -185,8 +200,9 @@ class MLPModel(Model):
         e /= e.sum(axis=1, keepdims=True)
         return e
 
-    def predict(self, params, X):
+    def predict(self, params, X, offset=None):
         z = self.decision(params, X)
+        add_offset(z, offset)
         if self.output == "regression":
             return z
         if self.output == "binary":

@@ -8,6 +8,12 @@ The objective of every model is
     (1/n) * sum_i loss(x_i, y_i)  +  l2/2 * ||coef||^2  +  l1 * ||coef||_1
 (the intercept is never penalised). Models return the *sum* of per-row losses and gradients, so
 ranks with different row counts combine exactly: global mean = (sum of sums) / (sum of counts).
+
+Weighted rows: targets may travel packed, one float64 row [y, w, offset...] per row of X
+(`unpack`): the sums are then weighted, Σ w_i loss_i, a row's count is its weight, and the
+offset (one column, or one per output of a multi-output model, as glmnet's multinomial offsets)
+is added to the model's raw output. A weight of k counts as k copies of the row. Packed rows take
+the array-namespace code (the C kernels read plain targets).
 """
 from __future__ import annotations
 
@@ -24,6 +30,26 @@ try:
     from .. import _csparse
 except ImportError:
     _csparse = None
+
+
+Y, W, OFFSET = 0, 1, 2  # packed targets' columns: y, the weight, the offset(s) from here on
+
+
+def unpack(y, dtype=None):
+    """(y, w, offset) of targets: plain ones are (y, None, None); packed rows give their columns
+    (offset: a column, or rows x outputs where there are several), in `dtype` where given."""
+    if y.ndim == 1:
+        return y, None, None
+    cast = (lambda a: a) if dtype is None else (lambda a: a.astype(dtype, copy=False))
+    offset = y[:, OFFSET] if y.shape[1] == OFFSET + 1 else y[:, OFFSET:]
+    return cast(y[:, Y]), cast(y[:, W]), cast(offset)
+
+
+def add_offset(z, offset) -> None:
+    """z += offset: one offset per row (every output moves with it), or one per row and output."""
+    if offset is None:
+        return
+    z += offset[:, None] if (z.ndim == 2 and offset.ndim == 1) else offset
 
 
 @dataclass(frozen=True)
@@ -104,6 +130,8 @@ class Model:
         (CuPy arrays, strided views, no compiler at install) the array-namespace code.
         `on_ready(hi)`, where given, may be called as grad[:hi] becomes final, so that its
         reduction can start early; models with one gradient pass never call it."""
+        if y.ndim == 2:  # weighted rows: the array-namespace code
+            return self.loss_grad_xp(params, X, y, grad)
         if self.one_pass and self._native_ok(params, X, grad):
             return self._loss_grad_native(params, X, y, grad)
         if self.csr_pass is not None and _csparse is not None and getattr(X, "format", "") == "csr" \
@@ -151,12 +179,34 @@ class Model:
         return self.xp.zeros(self.layout.size, dtype=dtype)
 
     def prepare_targets(self, y):
-        """Targets as the loss wants them (floats for regression and logistic, ints for softmax)."""
+        """Targets as the loss wants them: packed rows in float64, plain ones as `plain_targets`."""
+        if y.ndim == 2:
+            return y.astype(self.xp.float64, copy=False)
+        return self.plain_targets(y)
+
+    def plain_targets(self, y):
+        """Floats for regression and logistic, ints for softmax."""
         return y
 
+    def invalid_rows(self, targets):
+        """(row, what) of the first packed row whose weight is negative or not finite, or whose
+        offset is not finite; None when all are valid (plain targets have neither)."""
+        if targets.ndim == 1:
+            return None
+        host = targets.get() if hasattr(targets, "get") else targets
+        for column, bad, what in ((W, ~np.isfinite(host[:, W]) | (host[:, W] < 0),
+                                   "a sample weight (weights must be finite and >= 0)"),
+                                  (OFFSET, ~np.isfinite(host[:, OFFSET:]).all(axis=1),
+                                   "an offset (offsets must be finite)")):
+            if bad.any():
+                row = int(np.argmax(bad))
+                value = host[row, column] if column == W else host[row, OFFSET:][~np.isfinite(host[row, OFFSET:])][0]
+                return row, f"{what}: {float(value)!r}"
+        return None
+
     def weight_sum(self, y) -> float:
-        """What a block's rows count for in a mean: their number (a GLM: their weights' sum)."""
-        return y.shape[0]
+        """What a block's rows count for in a mean: their number, or their weights' sum."""
+        return float(y[:, W].sum()) if y.ndim == 2 else y.shape[0]
 
     def mask(self, dtype):
         key = np.dtype(dtype).str

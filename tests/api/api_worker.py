@@ -27,6 +27,14 @@ ESTIMATORS = [
     ("mf_als", lambda: mpireg.MatrixFactorization(3, l2=0.05, epochs=4), "ratings"),
     ("glm_gaussian", lambda: mpireg.GeneralizedLinearRegressor(alpha=0.01, tol=1e-10), "linear"),
 ]
+# Fitted on arrays with sample weights and offsets (row_weights, row_offsets of the global row)
+WEIGHTED = [
+    ("linear_w", lambda: mpireg.LinearRegression(alpha=0.5), "linear"),
+    ("logistic_w", lambda: mpireg.LogisticRegression(C=10.0, tol=1e-10), "logistic"),
+    ("softmax_w", lambda: mpireg.SoftmaxRegression(l2=1e-3, tol=1e-10), "softmax"),
+    ("mlp_w", lambda: mpireg.MLPRegressor((4,), solver="lbfgs", max_iter=20, alpha=0.1), "linear"),
+    ("glm_w", lambda: mpireg.GeneralizedLinearRegressor(alpha=0.01, tol=1e-10), "linear"),
+]
 LABELS = np.array(["ant", "bee", "cat", "dog"])  # the softmax data's labels 0..3, as text
 
 
@@ -45,6 +53,14 @@ def weights(estimator) -> tuple:
         return (np.concatenate([c.ravel() for c in estimator.coefs_]),
                 np.concatenate([b.ravel() for b in estimator.intercepts_]))
     return estimator.coef_, np.atleast_1d(estimator.intercept_)
+
+
+def row_weights(n: int) -> np.ndarray:
+    return 0.5 + np.arange(n) % 4
+
+
+def row_offsets(n: int) -> np.ndarray:
+    return 0.2 * np.sin(np.arange(n))
 
 
 def my_slice(n_rows: int, rank: int, size: int) -> slice:
@@ -77,6 +93,14 @@ def main(mode: str, root: str, out: str) -> None:
         results[f"{name}.score"] = np.array(score)
         if hasattr(estimator, "classes_"):
             results[f"{name}.classes"] = estimator.classes_.astype(str)
+    if mode == "arrays":
+        for name, make, data in WEIGHTED:
+            X, y = all_rows(f"{root}/{data}")
+            mine = my_slice(len(y), comm.rank, comm.size)
+            w, offset = row_weights(len(y))[mine], row_offsets(len(y))[mine]
+            estimator = make().fit(X[mine], y[mine], sample_weight=w, offset=offset)
+            results[f"{name}.coef"], results[f"{name}.intercept"] = weights(estimator)
+            results[f"{name}.score"] = np.array(estimator.score(X[mine], y[mine], sample_weight=w, offset=offset))
     if comm.rank == 0:
         np.savez(out, **results)
 

@@ -3,14 +3,16 @@ estimators fitted in one process on all the rows; a mismatch between ranks fails
 import numpy as np
 import pytest
 
-from tests.api.api_worker import ESTIMATORS, LABELS, all_rows, weights
+from tests.api.api_worker import ESTIMATORS, LABELS, WEIGHTED, all_rows, row_offsets, row_weights, weights
 from tests.helpers import run_ranks
 
 # normal equations: one reduction, only the summation order differs; L-BFGS: the end points
 # agree to the convergence tolerance; deterministic SGD: the same bits on any rank count.
 RTOL = {"linear": 1e-10, "logistic": 1e-6, "softmax": 1e-6, "sgd_exact": 0.0, "mlp_exact": 0.0,
         "mf_als": 1e-10,  # ALS: each row's sums in a fixed order, on any rank count
-        "glm_gaussian": 1e-10}  # IRLS: one Newton step from global sums
+        "glm_gaussian": 1e-10,  # IRLS: one Newton step from global sums
+        "linear_w": 1e-10, "logistic_w": 1e-6, "softmax_w": 1e-6, "glm_w": 1e-10,
+        "mlp_w": 1e-6}  # L-BFGS on a network: 20 iterations from the same start, sums in another order
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,13 @@ def single_process(datasets):
         out[name] = dict(coef=coef, intercept=intercept,
                          shards_score=estimator.score(f"{path}/test"), arrays_score=estimator.score(X, y))
         assert estimator.score(f"{path}/test") == pytest.approx(estimator.score(X_test, y_test), rel=1e-12)
+    for name, make, data in WEIGHTED:
+        X, y = all_rows(f"{datasets[data]}")
+        w, offset = row_weights(len(y)), row_offsets(len(y))
+        estimator = make().fit(X, y, sample_weight=w, offset=offset)
+        coef, intercept = weights(estimator)
+        out[name] = dict(coef=coef, intercept=intercept, arrays_score=estimator.score(X, y, sample_weight=w,
+                                                                                      offset=offset))
     return out
 
 
@@ -36,7 +45,7 @@ def test_api_under_mpiexec_equals_one_process(datasets, single_process, tmp_path
     result = run_ranks(ranks, mode, datasets["linear"].parent, out, module="tests.api.api_worker")
     assert result.returncode == 0, result.stderr
     fitted = np.load(out)
-    for name, _, _ in ESTIMATORS:
+    for name, _, _ in ESTIMATORS + (WEIGHTED if mode == "arrays" else []):
         expected = single_process[name]
         for part in ("coef", "intercept"):
             np.testing.assert_allclose(fitted[f"{name}.{part}"], expected[part], rtol=RTOL[name],

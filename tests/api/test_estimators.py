@@ -67,21 +67,14 @@ def test_softmax_on_two_classes_matches_the_logistic_decision(cancer):
     np.testing.assert_allclose(softmax.decision_function(X), logistic.decision_function(X), atol=1e-3)
 
 
-# Every check of scikit-learn's suite runs. LinearRegression and LogisticRegression take
-# sample_weight, so its checks run for them; LogisticRegression's two that weigh three classes
-# are expected to fail (weighted multinomial fits are not supported yet, one clear error). Not
-# run, by design: the sample_weight checks of the estimators whose fit takes none, the array-API
-# check (CuPy arrays are the GPU door) and, without pandas installed, the DataFrame check.
-MULTINOMIAL_WEIGHTS = "weighted multinomial fits are not supported yet"
-EXPECTED_FAILURES = {"LogisticRegression": {"check_sample_weights_list": MULTINOMIAL_WEIGHTS,
-                                            "check_sample_weight_equivalence_on_dense_data": MULTINOMIAL_WEIGHTS}}
-
-
+# Every check of scikit-learn's suite runs, its sample_weight checks included (every estimator's
+# fit takes sample_weight). Not run, by design: the array-API check (CuPy arrays are the GPU
+# door) and, without pandas installed, the DataFrame check.
 @pytest.mark.parametrize("estimator", [mpireg.LinearRegression(), mpireg.LogisticRegression(),
                                        mpireg.SoftmaxRegression(), mpireg.MLPClassifier(),
                                        mpireg.MLPRegressor()], ids=lambda e: type(e).__name__)
 def test_scikit_learn_check_estimator(estimator):
-    check_estimator(estimator, expected_failed_checks=EXPECTED_FAILURES.get(type(estimator).__name__))
+    check_estimator(estimator)
 
 
 def test_pipeline_and_grid_search(cancer):

@@ -1,5 +1,5 @@
 """The GLM estimators: every family equal to statsmodels' GLM (parameters, standard errors,
-deviances, AIC) with weights and offsets; Poisson, Gamma and Tweedie regressors equal to
+deviances) with weights and offsets, the log-likelihood and AIC R's; Poisson, Gamma and Tweedie regressors equal to
 scikit-learn's; a weight of 2 equals the row twice; the L1 optimum; one clear error for bad input."""
 import numpy as np
 import pytest
@@ -41,6 +41,25 @@ STATSMODELS = {
 }
 
 
+FREE_SCALE = ("gaussian", "gamma", "inverse_gaussian")
+
+
+def r_aic(family, y, mu, w, deviance):
+    """R's glm AIC, from its family's aic() (stats/R/family.R, MASS's negative.binomial) written
+    with scipy.stats, the weights as frequencies (each row w times): -2 log L + 2 (p + 1 for the
+    scale), the scale at deviance / sum w."""
+    from scipy import stats
+
+    phi = deviance / w.sum()
+    logf = {"gaussian": lambda: stats.norm.logpdf(y, mu, np.sqrt(phi)),
+            "binomial": lambda: stats.binom.logpmf(y, 1, mu),
+            "poisson": lambda: stats.poisson.logpmf(y, mu),
+            "gamma": lambda: stats.gamma.logpdf(y, 1 / phi, scale=mu * phi),
+            "inverse_gaussian": lambda: stats.invgauss.logpdf(y, mu * phi, scale=1 / phi),
+            "negative_binomial": lambda: stats.nbinom.logpmf(y, 2.0, 2.0 / (2.0 + mu))}[family]()
+    return -2 * float(w @ logf) + 2 * (D + 1 + (family in FREE_SCALE))
+
+
 @pytest.mark.parametrize("family", list(STATSMODELS))
 def test_every_family_equals_statsmodels(family):
     X, y, w, offset = _draw(family)
@@ -55,8 +74,16 @@ def test_every_family_equals_statsmodels(family):
     assert ours.deviance_ == pytest.approx(theirs.deviance, rel=1e-9)
     assert ours.null_deviance_ == pytest.approx(theirs.null_deviance, rel=1e-9)
     assert ours.dispersion_ == pytest.approx(theirs.scale, rel=1e-6)
-    if family != "tweedie":  # (R has no Tweedie likelihood either)
+    if family in ("binomial", "poisson", "negative_binomial"):  # no scale: R's AIC is statsmodels'
         assert ours.aic_ == pytest.approx(theirs.aic, rel=1e-8)
+    elif family == "gaussian":  # the same likelihood; R counts the scale as a parameter
+        assert ours.aic_ == pytest.approx(theirs.aic + 2, rel=1e-8)
+    if family != "tweedie":  # (R has no Tweedie likelihood)
+        assert ours.aic_ == pytest.approx(r_aic(family, y, ours.predict(X, offset=offset), w, ours.deviance_),
+                                          rel=1e-8)
+        assert ours.log_likelihood_ == pytest.approx((2 * (D + 1 + (family in FREE_SCALE)) - ours.aic_) / 2)
+    else:
+        assert np.isnan(ours.aic_)
     table = ours.coef_table()
     assert list(table.index) == ["intercept", "x0", "x1", "x2", "x3"]
     np.testing.assert_allclose(table["p_value"], theirs.pvalues, rtol=1e-4, atol=1e-12) if scale is None else None
