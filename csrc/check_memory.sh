@@ -8,6 +8,6 @@ asan=$(gcc -print-file-name=libasan.so)
 status=0
 LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
     python -m pytest -q -p no:cacheprovider tests/comm/test_packing.py tests/models/test_one_pass.py \
-    tests/models/test_mf.py tests/test_sparse.py tests/convert/test_libsvm.py -k "not memory_stays_bounded" || status=$?  # (ASan's allocator is not the measured one)
+    tests/models/test_mf.py tests/models/test_glm.py tests/optim/test_newton.py tests/test_sparse.py tests/convert/test_libsvm.py -k "not memory_stays_bounded" || status=$?  # (ASan's allocator is not the measured one)
 python setup.py -q build_ext --inplace --force
 exit $status

@@ -15,6 +15,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
+try:  # the same loop in C (csrc/ccd.c), with glmnet's active-set sweeps
+    from .. import _ccd
+except ImportError:
+    _ccd = None
+
 CD_TOL = 1e-12      # coordinate descent: the largest coordinate change that ends a sweep loop
 CD_SWEEPS = 10000
 ARMIJO = 1e-4       # sufficient decrease: a fraction of the model's predicted decrease
@@ -42,7 +47,13 @@ def _solve(H, rhs):
 
 def _coordinate_descent(c, H, z, l1):
     """argmin_z c.z + z.H.z / 2 + sum_j l1_j |z_j|, from z, in full sweeps; r = c + H z is kept
-    up to date (a coordinate's change costs one column of H)."""
+    up to date (a coordinate's change costs one column of H). csrc/ccd.c where built; this loop
+    is its reference."""
+    if _ccd is not None:
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        _ccd.coordinate_descent(np.ascontiguousarray(c, dtype=np.float64), np.ascontiguousarray(H, dtype=np.float64),
+                                z, np.ascontiguousarray(l1, dtype=np.float64), CD_TOL, CD_SWEEPS)
+        return z
     r = c + H @ z
     diag = np.diag(H)
     for _ in range(CD_SWEEPS):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mpireg.models import make_model
+from mpireg.models import glm
 from mpireg.models.glm import NewtonSums
 
 CASES = [("gaussian", "identity"), ("gaussian", "log"), ("binomial", "logit"), ("binomial", "identity"),
@@ -102,3 +103,50 @@ def test_bad_weights_and_offsets_are_named_by_row(column, value, message):
     targets[2, column] = value
     with pytest.raises(DataError, match=f"row 2 of this rank's arrays holds {message}"):
         check_targets(model, LocalArrays(np.zeros((3, 3)), targets, 0))
+
+
+NATIVE_CASES = CASES + [("tweedie", "identity", 0.0), ("tweedie", "log", 1.0), ("tweedie", "log", 2.0),
+                        ("tweedie", "log", 3.0)]
+
+
+@pytest.mark.skipif(glm._cglm is None, reason="the C extension was not built")
+@pytest.mark.parametrize("case", NATIVE_CASES, ids=lambda c: "-".join(map(str, c)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("expected", [False, True])
+def test_the_c_pass_equals_numpys(case, dtype, fit_intercept, expected, monkeypatch):
+    """csrc/cglm.c's pass against the NumPy reference: every family and link (observed and
+    expected information, the log-likelihood), float32 and float64 rows, more rows than one chunk."""
+    family, link, power = (*case, 1.5) if len(case) == 2 else case
+    rng = np.random.default_rng(2)
+    draw = {0.0: "gaussian", 2.0: "gamma", 3.0: "inverse_gaussian"}.get(power, family) if family == "tweedie" \
+        else family
+    X, targets = _data(draw, rng, n=700)
+    X = X.astype(dtype)
+    if not fit_intercept:  # the intercept's 0.3-0.4 as an offset: mu inside every link's range
+        targets[:, 2] += 0.4
+    model = make_model("glm", 3, fit_intercept=fit_intercept, family=family, link=link, power=power, theta=2.0)
+    params = _start(model, family) if fit_intercept else np.array([0.1, -0.05, 0.02])
+    monkeypatch.setattr(glm, "CHUNK_ROWS", 256)
+    native, reference = NewtonSums(model.layout.size), NewtonSums(model.layout.size)
+    assert model._native_pass(X, targets)
+    scale = 0.7 if expected else None  # the inference pass: the log-likelihood too
+    model.newton_sums(params, X, targets, native, expected=expected, loglike_scale=scale)
+    monkeypatch.setattr(glm, "_cglm", None)
+    model.newton_sums(params, X, targets, reference, expected=expected, loglike_scale=scale)
+    assert np.isfinite(reference.values[reference.LOSS])
+    np.testing.assert_allclose(native.values, reference.values, rtol=1e-11)
+    np.testing.assert_allclose(native.gradient, reference.gradient, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(native.information(), reference.information(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(glm._cglm is None, reason="the C extension was not built")
+def test_the_c_pass_marks_a_mean_outside_the_range():
+    """Binomial with the identity link: a step that puts mu outside (0, 1) has an infinite loss."""
+    rng = np.random.default_rng(3)
+    X, targets = _data("binomial", rng)
+    model = _model("binomial", "identity")
+    params = np.array([5.0, 0.0, 0.0, 0.5])
+    sums = NewtonSums(model.layout.size)
+    model.newton_sums(params, X, targets, sums)
+    assert sums.values[sums.LOSS] == np.inf
