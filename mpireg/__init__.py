@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 _API = ("LinearRegression", "LogisticRegression", "SoftmaxRegression", "MLPClassifier", "MLPRegressor",
         "MatrixFactorization", "GeneralizedLinearRegressor", "PoissonRegressor", "GammaRegressor",
-        "TweedieRegressor", "load")
+        "TweedieRegressor", "GeneralizedLinearRegressorCV", "ElasticNetCV", "LogisticRegressionCV", "load")
 
 
 def __getattr__(name):

@@ -96,6 +96,20 @@ class ModelConfig:
 
 
 @dataclass
+class PathConfig:
+    """A regularisation path of the GLM (fit/path.py): penalties alpha * (l1_ratio |coef|_1 +
+    (1 - l1_ratio) / 2 |coef|^2), largest first."""
+    n_alphas: int = _opt(100, min=1, doc="penalties on the path")
+    min_ratio: float = _opt(1e-3, min=0.0, min_open=True, max=1.0,
+                            doc="the smallest penalty as a fraction of alpha_max (where every coefficient is 0)")
+    alphas: list[float] = _opt([], doc="the penalties themselves (instead of n_alphas and min_ratio)")
+    l1_ratio: list[float] = _opt([1.0], doc="the L1 share(s) of the penalty; one path each (0: ridge)")
+    select: str = _opt("min", choices=("min", "1se"), doc="with optimizer.cv: the penalty of least held-out "
+                       "deviance, or the largest within one standard error of it")
+    strong_rules: bool = _opt(True, doc="skip features the sequential strong rule sets aside (KKT-checked)")
+
+
+@dataclass
 class OptimizerConfig:
     kind: str = _opt("sgd", choices=OPTIMIZER_KINDS)
     lr: float = _opt(0.1, min=0.0, min_open=True)
@@ -116,6 +130,8 @@ class OptimizerConfig:
     max_iter: int = _opt(500, min=1, doc="lbfgs iterations")
     history: int = _opt(10, min=1, doc="lbfgs memory")
     polish: int = _opt(0, min=0, doc="adagrad: L-BFGS iterations from the averaged model after the passes")
+    path: Optional[PathConfig] = _opt(None, doc="irls: fit a regularisation path ({n_alphas = 100, ...})")
+    cv: int = _opt(0, min=0, doc="irls with a path: folds of cross-validation (0: none; 2 or more)")
 
 
 @dataclass
@@ -270,6 +286,11 @@ def _convert(hint, value, key: str, meta) -> Any:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".")
+    if hint == list[float]:
+        if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in value):
+            raise ConfigError(f"{key}: expected a list of numbers, got {_describe(value)}")
+        return [float(v) for v in value]
     if hint == list[int]:
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                                    for v in value):
@@ -400,6 +421,28 @@ def _check_glm(config: JobConfig) -> None:
                           f"(use 'auto')")
     if config.device != "cpu":
         raise ConfigError("device: model.kind = 'glm' trains on the CPU for now; set device = 'cpu'")
+    _check_path(config)
+
+
+def _check_path(config: JobConfig) -> None:
+    opt, model = config.optimizer, config.model
+    if opt.cv and opt.path is None:
+        raise ConfigError("optimizer.cv: cross-validation chooses a penalty from a path; add optimizer.path "
+                          "(e.g. optimizer.path = {n_alphas = 100})")
+    if opt.path is None:
+        return
+    if opt.kind != "irls":
+        raise ConfigError(f"optimizer.path: paths are fitted by 'irls', not {opt.kind!r}")
+    if opt.cv == 1:
+        raise ConfigError("optimizer.cv: 1 fold leaves nothing to hold out; use 0 (no cross-validation) or >= 2")
+    if model.l1 or model.l2:
+        raise ConfigError("model.l1, model.l2: a path sets the penalty itself (optimizer.path.l1_ratio and "
+                          "its alphas); leave them 0")
+    path = opt.path
+    if not path.l1_ratio or any(not 0.0 <= r <= 1.0 for r in path.l1_ratio):
+        raise ConfigError(f"optimizer.path.l1_ratio: expected values in [0, 1], got {path.l1_ratio!r}")
+    if any(not a > 0 for a in path.alphas):
+        raise ConfigError(f"optimizer.path.alphas: expected values > 0, got {path.alphas!r}")
 
 
 def _check_sharded(config: JobConfig) -> None:

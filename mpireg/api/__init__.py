@@ -4,6 +4,8 @@ from .files import load
 from .factorization import MatrixFactorization
 from .glm import GammaRegressor, GeneralizedLinearRegressor, PoissonRegressor, TweedieRegressor
 from .neural import MLPClassifier, MLPRegressor
+from .path_cv import ElasticNetCV, GeneralizedLinearRegressorCV, LogisticRegressionCV
 
-__all__ = ["GammaRegressor", "GeneralizedLinearRegressor", "PoissonRegressor", "TweedieRegressor", "LinearRegression", "LogisticRegression", "MatrixFactorization", "MLPClassifier", "MLPRegressor", "SoftmaxRegression",
+__all__ = ["ElasticNetCV", "GammaRegressor", "GeneralizedLinearRegressor", "GeneralizedLinearRegressorCV",
+           "LogisticRegressionCV", "PoissonRegressor", "TweedieRegressor", "LinearRegression", "LogisticRegression", "MatrixFactorization", "MLPClassifier", "MLPRegressor", "SoftmaxRegression",
            "load"]

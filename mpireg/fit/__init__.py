@@ -37,7 +37,8 @@ class _Procedures(dict):
     """procedure name -> its `fit`, the module imported on first use: a job pays only for its
     own (the GLM solver's SciPy linear algebra is 0.25 s of import that an SGD job need not wait for)."""
 
-    NAMES = ("minibatch", "deterministic", "fullbatch", "normal_equations", "als", "online", "sharded", "irls")
+    NAMES = ("minibatch", "deterministic", "fullbatch", "normal_equations", "als", "online", "sharded", "irls",
+             "path")
 
     def __missing__(self, name):
         if name not in self.NAMES:

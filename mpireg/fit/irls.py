@@ -46,20 +46,31 @@ class Point:
 
 
 def fit(parts, run) -> None:
-    model, opt, progress = parts.model, parts.cfg.optimizer, run.progress
+    model, progress = parts.model, run.progress
     penalized = np.asarray(to_host(model.mask(np.float64)))
     null = null_model(parts, run)
     beta = np.asarray(to_host(parts.params), dtype=np.float64).copy()
     if progress.step == 0 and model.fit_intercept:  # a fresh fit starts at the null model
         beta[:] = 0.0
         beta[-1] = null["intercept"]
-    point = evaluate(parts, run, beta, penalized)
-    converged, message = False, f"reached optimizer.max_iter = {opt.max_iter}"
+    point, converged, message = solve(parts, run, evaluate(parts, run, beta, penalized), penalized)
+    parts.params[...] = parts.xp.asarray(point.beta.astype(parts.dtype))
+    if run.stopped_by_signal:
+        run.checkpoint()
+        return
+    log.info(f"irls: {progress.step} iterations, {progress.epoch} passes over the data, "
+             f"{'converged' if converged else 'stopped'} ({message})")
+    run.inference = infer(parts, run, point, null, converged)
+
+
+def solve(parts, run, point: Point, penalized):
+    """Newton steps from `point` to the optimum of the model's penalty: (the last point,
+    converged, why it stopped). Collective."""
+    model, opt, progress = parts.model, parts.cfg.optimizer, run.progress
     while progress.step < opt.max_iter:
         gap = optimality(point.gradient, point.beta, model.l1, penalized)
         if gap <= opt.tol:
-            converged, message = True, f"largest subgradient {gap:.3g} <= optimizer.tol"
-            break
+            return point, True, f"largest subgradient {gap:.3g} <= optimizer.tol"
         step, decrease = newton_direction(point.gradient, point.information, point.beta, model.l1, penalized)
         if -decrease <= ROUNDING * max(1.0, abs(point.objective)):
             # Below the objective's last digits a line search sees nothing: the full step is
@@ -68,22 +79,16 @@ def fit(parts, run) -> None:
         else:
             nxt = _line_search(parts, run, point, step, decrease, penalized)
         if nxt is None:
-            converged, message = True, f"no further decrease at rounding level (largest subgradient {gap:.3g})"
-            break
+            return point, True, f"no further decrease at rounding level (largest subgradient {gap:.3g})"
         point = nxt
         progress.step += 1
         run.metrics.write(dict(type="iteration", iteration=progress.step, loss=point.objective,
                                optimality=optimality(point.gradient, point.beta, model.l1, penalized),
                                time_s=run.elapsed()))
         if run.stop_requested_everywhere():
-            parts.params[...] = parts.xp.asarray(point.beta.astype(parts.dtype))
             run.stopped_by_signal = True
-            run.checkpoint()
-            return
-    parts.params[...] = parts.xp.asarray(point.beta.astype(parts.dtype))
-    log.info(f"irls: {progress.step} iterations, {progress.epoch} passes over the data, "
-             f"{'converged' if converged else 'stopped'} ({message})")
-    run.inference = infer(parts, run, point, null, converged)
+            return point, False, "stopped by a signal"
+    return point, False, f"reached optimizer.max_iter = {opt.max_iter}"
 
 
 def evaluate(parts, run, beta, penalized) -> Point:

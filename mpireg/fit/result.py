@@ -66,6 +66,8 @@ def finish(parts, run, train_seconds: float, wall_seconds: float) -> dict:
         summary["staleness"] = run.staleness
     if run.inference:
         summary["glm"] = run.inference
+    if run.path:
+        summary["path"] = run.path
     run.metrics.write({"type": "summary", **summary})
     final = "  ".join(f"{split} {k} {v:.6g}" for split in ("train", "eval")
                       for k, v in summary[split].items() if k != "rows")

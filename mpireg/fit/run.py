@@ -59,6 +59,7 @@ class Run:
         self.summary = None
         self.staleness = None  # ps-async's server: what its clocks saw
         self.inference = None  # a GLM's standard errors, deviance and coefficient table (fit/irls.py)
+        self.path = None  # a GLM's regularisation path and cross-validation curve (fit/path.py)
 
     # =================================================================== the order of things
     def run(self) -> FitResult:

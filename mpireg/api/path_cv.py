@@ -1,0 +1,228 @@
+"""Estimators that choose their penalty by k-fold cross-validation along a regularisation path
+(fit/path.py: every fold and every penalty from the same passes over the rows).
+
+    m = GeneralizedLinearRegressorCV(family="poisson", l1_ratio=[0.5, 1.0], n_alphas=100, cv=5)
+    m.fit(X_local, y_local, sample_weight=w, offset=o)     # or shard paths; collective under mpiexec
+    m.alpha_, m.l1_ratio_, m.coef_, m.intercept_, m.std_errors_   # the refit at the chosen penalty
+    m.alphas_, m.coef_path_, m.deviance_path_, m.cv_deviance_, m.cv_se_
+
+    ElasticNetCV(l1_ratio=0.5, cv=5)          # scikit-learn's names; mse_path_
+    LogisticRegressionCV(Cs=10, cv=5)         # scikit-learn's names; a classifier; Cs_, C_
+
+The penalty is glum's and glmnet's, alpha (l1_ratio |coef|_1 + (1 - l1_ratio)/2 |coef|^2) on the
+weighted mean deviance / 2. Folds are a seeded hash of the global row index (`seed`), the same
+on any number of ranks. The choice: least mean held-out deviance (select="min"), or the largest
+penalty within one standard error of it (select="1se", cv.glmnet's lambda.1se).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from sklearn.base import RegressorMixin
+
+from ..errors import ConfigError
+from ..models import make_model
+from .estimator import estimator_init
+from .glm import GeneralizedLinearRegressor
+from .job_keys import set_key
+from .linear_models import LogisticRegression, _Estimator
+
+PATH_PARAMETERS = {"n_alphas": "optimizer.path.n_alphas", "cv": "optimizer.cv", "select": "optimizer.path.select"}
+
+
+class _PathCV:
+    """What the CV estimators share: the path's job keys and its fitted attributes."""
+
+    def _path_keys(self) -> dict:
+        ratios = np.atleast_1d(np.asarray(self._l1_ratios(), dtype=float)).tolist()
+        alphas = [] if self._alpha_grid() is None else sorted(map(float, self._alpha_grid()), reverse=True)
+        if self.cv is not None and self.cv < 2:
+            raise ConfigError(f"cv: expected 2 folds or more, got {self.cv!r}")
+        keys = {"optimizer.path.l1_ratio": ratios, "optimizer.path.alphas": alphas,
+                "optimizer.path.min_ratio": float(self._min_ratio()), "optimizer.kind": "irls",
+                "model.l1": 0.0, "model.l2": 0.0}
+        return keys
+
+    def _penalty(self) -> dict:
+        return {"model.l2": 0.0}
+
+    def _record_path(self, summary: dict) -> None:
+        path = summary["path"]
+        self.alpha_, self.l1_ratio_ = path["alpha"], path["l1_ratio"]
+        self.n_passes_ = path["passes"]
+        paths = path["paths"]
+        squeeze = (lambda a: a[0]) if len(paths) == 1 else (lambda a: a)
+        d = self.n_features_in_
+        self.alphas_ = squeeze(np.array([p["alphas"] for p in paths]))
+        self.coef_path_ = squeeze(np.array([np.array(p["coef"])[:, :d] for p in paths]))
+        self.intercept_path_ = squeeze(np.array([np.array(p["coef"])[:, d] if np.shape(p["coef"])[1] > d
+                                                 else np.zeros(len(p["alphas"])) for p in paths]))
+        if path["folds"]:
+            self.deviance_path_ = squeeze(np.array([p["fold_deviance"] for p in paths]))  # (folds, alphas)
+            self.cv_deviance_ = squeeze(np.array([p["cv_deviance"] for p in paths]))
+            self.cv_se_ = squeeze(np.array([p["cv_se"] for p in paths]))
+
+
+class GeneralizedLinearRegressorCV(_PathCV, GeneralizedLinearRegressor):
+    """glum's GeneralizedLinearRegressorCV: the GLM of `family` and `link` at the penalty k-fold
+    cross-validation chooses along a path of `n_alphas` (or the given `alphas`)."""
+
+    _own_parameters = {**GeneralizedLinearRegressor._own_parameters, **PATH_PARAMETERS}
+
+    __init__ = estimator_init(keywords={"family": "gaussian", "link": "auto", "l1_ratio": 1.0, "n_alphas": 100,
+                                        "min_alpha_ratio": 1e-3, "alphas": None, "cv": 5, "select": "min",
+                                        "power": 1.5, "theta": 1.0, "cov_type": "nonrobust"},
+                              max_iter=100, tol=1e-6)
+
+    def _l1_ratios(self):
+        return self.l1_ratio
+
+    def _alpha_grid(self):
+        return self.alphas
+
+    def _min_ratio(self):
+        return self.min_alpha_ratio
+
+    def _job(self, kind, train, extra=None, penalty=None):
+        return super()._job(kind, train, {**(extra or {}), **self._path_keys()}, penalty)
+
+    def _fitted(self, result, classes) -> None:
+        super()._fitted(result, classes)
+        self._record_path(result.summary)
+
+
+class ElasticNetCV(_PathCV, RegressorMixin, _Estimator):
+    """scikit-learn's ElasticNetCV: least squares with the elastic net at the penalty k-fold
+    cross-validation chooses (`eps` = alpha_min / alpha_max). mse_path_: (folds, alphas) per
+    l1_ratio, each fold's held-out mean squared error. Without weights, one pass over the rows
+    serves the whole path and its cross-validation."""
+
+    _classifier = False
+    _own_parameters = PATH_PARAMETERS
+    _job_kind = "glm"
+    _penalty_alias = ""
+    score = _Estimator.score
+
+    __init__ = estimator_init(keywords={"l1_ratio": 0.5, "eps": 1e-3, "n_alphas": 100, "alphas": None, "cv": 5,
+                                        "select": "min"}, max_iter=100, tol=1e-10)
+
+    def _l1_ratios(self):
+        return self.l1_ratio
+
+    def _alpha_grid(self):
+        return self.alphas
+
+    def _min_ratio(self):
+        return self.eps
+
+    @staticmethod
+    def _model_kind(task: str, n_classes: int) -> str:
+        if task != "regression":
+            raise ConfigError(f"data: ElasticNetCV fits a numeric target, not task {task!r}")
+        return "glm"
+
+    def fit(self, X=None, y=None, sample_weight=None, offset=None):
+        from .inputs import regression_targets
+
+        return self._fit(X, y, regression_targets, sample_weight, offset)
+
+    def _job(self, kind, train, extra=None, penalty=None):
+        keys = {**(extra or {}), **self._path_keys(), "model.family": "gaussian", "model.link": "identity"}
+        return super()._job(kind, train, keys, penalty)
+
+    def _fitted(self, result, classes) -> None:
+        model = make_model("linear", result.model.n_features, 0, result.model.fit_intercept,
+                           result.model.l2, result.model.l1)  # the same [coef, intercept] layout
+        super()._fitted(replace(result, model=model), classes)
+        self._record_path(result.summary)
+        if hasattr(self, "deviance_path_"):
+            self.mse_path_ = self.deviance_path_
+
+    def predict(self, X, offset=None):
+        X = self._validate_predict(X)
+        return self._predict(X, self._offsets(X, offset))
+
+    def _predict(self, X, offset=None):
+        model, params = self._engine_model()
+        return model.predict(params, X.astype(params.dtype, copy=False), offset)
+
+    _block_sums = staticmethod(lambda pred, y, w=None: _linear_sums(pred, y, w))
+
+    @staticmethod
+    def _score_from(sums) -> float:
+        from .linear_models import LinearRegression
+
+        return LinearRegression._score_from(sums)
+
+
+def _linear_sums(pred, y, w=None):
+    from .linear_models import LinearRegression
+
+    return LinearRegression._block_sums(pred, y, w)
+
+
+class LogisticRegressionCV(_PathCV, LogisticRegression):
+    """scikit-learn's LogisticRegressionCV for two classes: the penalty 1 / (C sum w) chosen by
+    k-fold cross-validation over `Cs` (a count: np.logspace(-4, 4, Cs), as scikit-learn; or the
+    values). Unlike scikit-learn, the folds' models share the whole data's alpha = 1 / (C sum w),
+    and the choice is by held-out log-loss (its scoring="neg_log_loss"), not accuracy.
+    `l1_ratios` (with penalty="elasticnet"): the L1 shares to try; "l2" is ridge, "l1" lasso."""
+
+    _own_parameters = {"cv": "optimizer.cv"}
+
+    __init__ = estimator_init(keywords={"Cs": 10, "cv": 5, "penalty": "l2", "l1_ratios": None, "select": "min"},
+                              max_iter=100, tol=1e-8)
+
+    def _l1_ratios(self):
+        if self.penalty == "l2":
+            return [0.0]
+        if self.penalty == "l1":
+            return [1.0]
+        if self.penalty == "elasticnet" and self.l1_ratios is not None:
+            return list(self.l1_ratios)
+        raise ConfigError(f"penalty: expected 'l2', 'l1' or 'elasticnet' (with l1_ratios), got {self.penalty!r}")
+
+    def _Cs(self) -> np.ndarray:
+        return np.logspace(-4, 4, self.Cs) if np.isscalar(self.Cs) else np.asarray(self.Cs, dtype=float)
+
+    def _alpha_grid(self):
+        return None  # set from the weight sum in _job (alpha = 1 / (C sum w))
+
+    def _min_ratio(self):
+        return 1e-3
+
+    def fit(self, X=None, y=None, sample_weight=None, offset=None):
+        self._weight_sum = None
+        return super().fit(X, y, sample_weight, offset)
+
+    @staticmethod
+    def _model_kind(task: str, n_classes: int) -> str:
+        if task != "binary":
+            raise ConfigError(f"data: LogisticRegressionCV fits two classes for now, not task {task!r}")
+        return "glm"
+
+    def _job(self, kind, train, extra=None, penalty=None):
+        table = super()._job(kind, train, {**(extra or {}), **self._path_keys(), "model.family": "binomial",
+                                           "model.link": "logit", "optimizer.path.select": self.select}, penalty)
+        if self._weight_sum is None:
+            raise ConfigError("LogisticRegressionCV: fit arrays (its Cs need the rows' weight sum)")
+        set_key(table, "optimizer.path.alphas", sorted((1.0 / (self._Cs() * self._weight_sum)).tolist(), reverse=True))
+        return table
+
+    def _fit_arrays(self, comm, X, y, encode, sample_weight=None, offset=None):
+        n = np.shape(X)[0]
+        local = float(np.sum(sample_weight)) if sample_weight is not None else float(n)
+        self._weight_sum = comm.allreduce(local)
+        return super()._fit_arrays(comm, X, y, encode, sample_weight, offset)
+
+    def _fitted(self, result, classes) -> None:
+        model = make_model("logistic", result.model.n_features, 2, result.model.fit_intercept,
+                           result.model.l2, result.model.l1)  # the same [coef, intercept] layout
+        super()._fitted(replace(result, model=model), classes)
+        self._record_path(result.summary)
+        self.Cs_ = self._Cs()
+        self.C_ = np.array([1.0 / (self.alpha_ * self._weight_sum)])
+
+
+__all__ = ["ElasticNetCV", "GeneralizedLinearRegressorCV", "LogisticRegressionCV"]

@@ -1,0 +1,314 @@
+"""Regularisation paths and k-fold cross-validation of the GLM (optimizer.path, optimizer.cv).
+
+    penalty(alpha) = alpha * (l1_ratio |coef|_1 + (1 - l1_ratio) / 2 |coef|^2)    (glum's, glmnet's)
+
+alpha_max is the smallest penalty that keeps every coefficient at 0 (from the gradient at the
+null model; l1_ratio 0 takes glmnet's 1e-3 in its place), and the grid falls geometrically to
+min_ratio * alpha_max. Each point starts from the last (warm starts); under L1 the sequential
+strong rule (Tibshirani et al. 2012) sets aside the features it predicts stay at 0, and the
+KKT conditions, checked on every feature with the pass's full gradient, bring back any it got
+wrong.
+
+The models: with k folds, model f trains on the rows outside fold f, and model k on every row
+(its path is the answer, and the chosen point's refit); a row's fold is a hash of its global row
+index (folds.py). All models advance together: each pass over a rank's rows gathers the rows of
+each fold once, every model that trains on them adds its Newton sums over them and the fold's
+own model its held-out deviance, and one allreduce carries every model's sums. A penalty costs
+the passes of its slowest model's Newton steps, not k + 1 times them.
+
+The Gaussian family with the identity link needs no pass per penalty at all: one pass sums
+each fold's [X 1]^T W [X 1], [X 1]^T W (y - offset) and its weighted squares, a model's are the
+total less its fold's, and every point of every path, the held-out deviances included, is
+coordinate descent on those (`GramEvaluator`): the whole cross-validated path costs one pass.
+
+At the end: the penalty of least mean held-out deviance (or, select = "1se", the largest whose
+mean is within one standard error of it), the full model's coefficients there, polished by the
+IRLS solver at that penalty, and its standard errors (fit/irls.py). The path, the CV curve and
+the passes it took go to summary.json under "path".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .. import log
+from ..device import to_host
+from ..models.glm import OFFSET, W, Y, NewtonSums
+from ..optim.gram import gram_sums
+from ..optim.newton import MIN_STEP, accept, newton_direction, optimality
+from . import irls
+from .folds import block_folds
+
+RIDGE_RATIO = 1e-3  # alpha_max of a ridge path: glmnet's, as if l1_ratio were this
+KKT_SLACK = 1e-9    # a set-aside feature re-enters when its |gradient| passes l1 by more than this
+
+
+@dataclass
+class State:
+    """One model at beta: its sums over the rows it trains on, and over the rows it holds out."""
+
+    beta: np.ndarray
+    loss: float           # sum w d / 2
+    weight: float         # sum w
+    gradient: np.ndarray  # sum (k)
+    information: np.ndarray  # sum (k x k)
+    held: np.ndarray      # [sum w d, sum w] over the held-out fold (zeros for the full model)
+
+    def objective(self, l1, l2, penalized) -> tuple[float, np.ndarray, np.ndarray]:
+        """(penalised objective, its smooth part's gradient, information) per weight."""
+        w = max(self.weight, 1e-300)
+        l2v = l2 * penalized
+        value = self.loss / w + 0.5 * float(l2v @ (self.beta ** 2)) + l1 * float(penalized @ np.abs(self.beta))
+        return value, self.gradient / w + l2v * self.beta, self.information / w + np.diag(l2v)
+
+
+# ------------------------------------------------------------------------------ evaluators
+class DataEvaluator:
+    """Every requested model's sums from one pass over the rows and one allreduce."""
+
+    def __init__(self, parts, run, folds: int, seed: int):
+        self.parts, self.run, self.folds, self.seed = parts, run, folds, seed
+        self.k = parts.model.layout.size
+
+    def evaluate(self, betas: dict) -> dict:
+        model, k = self.parts.model, self.k
+        sums = {m: NewtonSums(k) for m in betas}
+        held = {m: np.zeros(2) for m in betas}
+        with self.run.clock("compute"):
+            if not self.folds:
+                for X, targets in self.parts.train.blocks():
+                    for m, beta in betas.items():
+                        model.newton_sums(beta, X, targets, sums[m])
+            else:
+                for X, targets, folds in block_folds(self.parts.train, self.folds, self.seed):
+                    for f in range(self.folds):
+                        rows = np.flatnonzero(folds == f)
+                        if rows.size:
+                            self._fold_sums(betas, f, X[rows], targets[rows], sums, held)
+        buffer = np.concatenate([np.r_[sums[m].buffer, held[m]] for m in betas])
+        with self.run.clock("comm"):
+            self.run.allreduce(buffer)
+        self.run.progress.epoch += 1
+        out, size = {}, len(NewtonSums(k).buffer) + 2
+        for i, (m, beta) in enumerate(betas.items()):
+            part = NewtonSums(k)
+            part.buffer[:] = buffer[i * size:i * size + size - 2]
+            out[m] = State(beta, part.values[part.LOSS], part.values[part.WEIGHT], part.gradient.copy(),
+                           part.information(), buffer[(i + 1) * size - 2:(i + 1) * size].copy())
+        return out
+
+    def _fold_sums(self, betas, f, X, targets, sums, held) -> None:
+        """Fold f's rows: the Newton sums of the models that train on them, and the held-out
+        deviance of fold f's own model."""
+        model = self.parts.model
+        for m, beta in betas.items():
+            if m != f:
+                model.newton_sums(beta, X, targets, sums[m])
+                continue
+            for _, yc, wc, _, mu in model.chunks(beta, X, targets):
+                held[m] += (float(wc @ model.family.unit_deviance(yc, mu)), float(wc.sum()))
+
+
+class GramEvaluator:
+    """The Gaussian family with the identity link: every model's sums at any beta from each
+    fold's moments, summed in one pass (the only one the path takes)."""
+
+    def __init__(self, parts, run, folds: int, seed: int):
+        model = parts.model
+        self.k, self.folds = model.layout.size, folds
+        parts_count = max(folds, 1)
+        k = self.k
+        moments = np.zeros((parts_count, k * k + k + 2))  # per fold: A, b, sum w r^2, sum w
+        with run.clock("compute"):
+            blocks = (block_folds(parts.train, folds, seed) if folds else
+                      ((X, t, np.zeros(X.shape[0], dtype=np.int64)) for X, t in parts.train.blocks()))
+            for X, targets, fold in blocks:
+                for f in range(parts_count):
+                    rows = np.flatnonzero(fold == f) if folds else slice(None)
+                    t = targets[rows]
+                    if not t.shape[0]:
+                        continue
+                    r, w = t[:, Y] - t[:, OFFSET], t[:, W]
+                    A, b = moments[f, :k * k].reshape(k, k), moments[f, k * k:k * k + k]
+                    gram_sums(to_host(X[rows]), r, model.fit_intercept, A, b, w)
+                    moments[f, -2:] += (float(w @ (r * r)), float(w.sum()))
+        with run.clock("comm"):
+            run.allreduce(moments)
+        run.progress.epoch += 1
+        self.parts_moments = moments
+        self.total = moments.sum(axis=0)
+
+    def _moments(self, m: int, held: bool):
+        k = self.k
+        source = (self.parts_moments[m] if held else
+                  self.total - self.parts_moments[m] if m < self.folds else self.total)
+        return source[:k * k].reshape(k, k), source[k * k:k * k + k], source[-2], source[-1]
+
+    def evaluate(self, betas: dict) -> dict:
+        out = {}
+        for m, beta in betas.items():
+            A, b, rr, w = self._moments(m, held=False)
+            Ab = A @ beta
+            loss = 0.5 * (float(beta @ Ab) - 2 * float(b @ beta) + rr)
+            held = np.zeros(2)
+            if m < self.folds:
+                Af, bf, rrf, wf = self._moments(m, held=True)
+                held[:] = (float(beta @ Af @ beta) - 2 * float(bf @ beta) + rrf, wf)
+            out[m] = State(beta, loss, w, Ab - b, A, held)
+        return out
+
+
+# ------------------------------------------------------------------------------ the path
+@dataclass
+class PathResult:
+    l1_ratio: float
+    alphas: np.ndarray
+    coef: np.ndarray      # (n_alphas, k): the full model's parameters
+    deviance: np.ndarray  # (n_alphas,): the full model's training deviance
+    held: np.ndarray      # (folds, n_alphas, 2): held-out [sum w d, sum w]
+    kkt_readmitted: int   # features the strong rule set aside that the KKT check brought back
+
+
+def fit(parts, run) -> None:
+    model, cfg = parts.model, parts.cfg
+    opt, path = cfg.optimizer, cfg.optimizer.path
+    folds = opt.cv
+    penalized = np.asarray(to_host(model.mask(np.float64)))
+    null = irls.null_model(parts, run)
+    start = np.zeros(model.layout.size)
+    if model.fit_intercept:
+        start[-1] = null["intercept"]
+    gaussian = model.family.name == "gaussian" and model.link.name == "identity"
+    evaluator = (GramEvaluator if gaussian else DataEvaluator)(parts, run, folds, cfg.seed)
+    first = evaluator.evaluate({m: start for m in range(folds + 1)})
+    results = [_one_path(evaluator, first, ratio, path, opt, penalized, folds) for ratio in path.l1_ratio]
+    choice = _choose(results, folds, path.select)
+    chosen = results[choice["l1_ratio_index"]]
+    a = choice["alpha_index"]
+    alpha, ratio = float(chosen.alphas[a]), chosen.l1_ratio
+    parts.model.l1, parts.model.l2 = alpha * ratio, alpha * (1 - ratio)
+    parts.cfg = replace(cfg, model=replace(cfg.model, l1=parts.model.l1, l2=parts.model.l2))
+    path_passes = run.progress.epoch
+    log.info(f"path: {len(results)} x {len(chosen.alphas)} penalties, {folds} folds, {path_passes} passes; "
+             f"chosen alpha {alpha:.4g}, l1_ratio {ratio:g}")
+    beta = chosen.coef[a].copy()
+    point, converged, message = irls.solve(parts, run, irls.evaluate(parts, run, beta, penalized), penalized)
+    parts.params[...] = parts.xp.asarray(point.beta.astype(parts.dtype))
+    run.inference = irls.infer(parts, run, point, null, converged)
+    run.path = _describe(results, choice, folds, path_passes, run.progress.epoch - path_passes)
+
+
+def _one_path(evaluator, first: dict, ratio: float, path, opt, penalized, folds: int) -> PathResult:
+    full = folds
+    gradient = first[full].gradient / max(first[full].weight, 1e-300)
+    alpha_max = float(np.max(np.abs(gradient * penalized), initial=0.0)) / max(ratio, RIDGE_RATIO)
+    alphas = (np.array(sorted(path.alphas, reverse=True)) if path.alphas else
+              alpha_max * np.geomspace(1.0, path.min_ratio, path.n_alphas) if alpha_max > 0 else
+              np.full(path.n_alphas, 1e-12))
+    states = dict(first)
+    coef, deviance = np.zeros((len(alphas), len(penalized))), np.zeros(len(alphas))
+    held = np.zeros((folds, len(alphas), 2))
+    previous, readmitted = alphas[0], 0
+    for i, alpha in enumerate(alphas):
+        states, extra = _solve_all(evaluator, states, alpha, ratio, previous, penalized, opt,
+                                   path.strong_rules and ratio > 0)
+        readmitted += extra
+        coef[i], deviance[i] = states[full].beta, 2 * states[full].loss
+        for f in range(folds):
+            held[f, i] = states[f].held
+        previous = alpha
+    return PathResult(ratio, alphas, coef, deviance, held, readmitted)
+
+
+def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: float, penalized, opt,
+               strong: bool):
+    """Every model to its optimum at alpha, all advancing together (one pass per round of
+    Newton steps); (the states, the features the KKT check brought back)."""
+    l1, l2 = alpha * ratio, alpha * (1 - ratio)
+    models = {}
+    for m, state in states.items():
+        _, g, _ = state.objective(0.0, 0.0, penalized)
+        keep = ~penalized.astype(bool) | (state.beta != 0)
+        if strong:  # the sequential strong rule: |g_j| < l1_ratio (2 alpha - alpha_prev) stays at 0
+            keep |= np.abs(g) >= ratio * (2 * alpha - previous)
+        else:
+            keep[:] = True
+        models[m] = {"state": state, "keep": keep, "step": None, "t": 1.0}
+    readmitted = 0
+    active = set(models)
+    for _ in range(opt.max_iter):
+        candidates = {}
+        for m in sorted(active):
+            entry = models[m]
+            state = entry["state"]
+            if entry["step"] is None:
+                objective, g, H = state.objective(l1, l2, penalized)
+                keep = entry["keep"]
+                gap = optimality(g[keep], state.beta[keep], l1, penalized[keep])
+                if gap <= opt.tol:
+                    outside = ~keep & (np.abs(g) > l1 + KKT_SLACK)  # the KKT check on the set-aside
+                    if not outside.any():
+                        active.discard(m)
+                        continue
+                    readmitted += int(outside.sum())
+                    keep |= outside
+                step = np.zeros_like(state.beta)
+                step[keep], decrease = newton_direction(g[keep], H[np.ix_(keep, keep)], state.beta[keep], l1,
+                                                        penalized[keep])
+                if -decrease <= irls.ROUNDING * max(1.0, abs(objective)):
+                    active.discard(m)  # below the objective's rounding: at the optimum
+                    continue
+                entry.update(step=step, decrease=decrease, objective=objective, t=1.0)
+            candidates[m] = state.beta + entry["t"] * entry["step"]
+        if not candidates:
+            break
+        for m, trial in evaluator.evaluate(candidates).items():
+            entry = models[m]
+            value, _, _ = trial.objective(l1, l2, penalized)
+            if accept(entry["objective"], value, entry["t"], entry["decrease"]):
+                entry.update(state=trial, step=None)
+            else:
+                entry["t"] *= 0.5
+                if entry["t"] < MIN_STEP:
+                    active.discard(m)
+    return {m: entry["state"] for m, entry in models.items()}, readmitted
+
+
+def _choose(results: list, folds: int, select: str) -> dict:
+    """The (l1_ratio, alpha) of least mean held-out deviance, or the 1se one; the last (smallest)
+    penalty of the first path without cross-validation."""
+    if not folds:
+        return {"l1_ratio_index": 0, "alpha_index": len(results[0].alphas) - 1}
+    curves = [_cv_curve(r) for r in results]
+    best = min(((i, int(np.argmin(mean))) for i, (mean, _) in enumerate(curves)),
+               key=lambda ia: curves[ia[0]][0][ia[1]])
+    i, a = best
+    if select == "1se":
+        mean, se = curves[i]
+        within = np.flatnonzero(mean <= mean[a] + se[a])
+        a = int(within.min())  # alphas fall along the path: the first within is the largest
+    return {"l1_ratio_index": i, "alpha_index": a}
+
+
+def _cv_curve(result: PathResult):
+    """(mean held-out deviance per weight, its standard error over the folds) per alpha."""
+    per_fold = result.held[:, :, 0] / np.maximum(result.held[:, :, 1], 1e-300)
+    mean = result.held[:, :, 0].sum(axis=0) / np.maximum(result.held[:, :, 1].sum(axis=0), 1e-300)
+    se = per_fold.std(axis=0, ddof=1) / np.sqrt(per_fold.shape[0]) if per_fold.shape[0] > 1 else 0 * mean
+    return mean, se
+
+
+def _describe(results: list, choice: dict, folds: int, path_passes: int, refit_passes: int) -> dict:
+    chosen = results[choice["l1_ratio_index"]]
+    out = {"folds": folds, "alpha": float(chosen.alphas[choice["alpha_index"]]),
+           "l1_ratio": chosen.l1_ratio, "passes": path_passes, "refit_passes": refit_passes, "paths": []}
+    for r in results:
+        entry = {"l1_ratio": r.l1_ratio, "alphas": r.alphas.tolist(), "coef": r.coef.tolist(),
+                 "deviance": r.deviance.tolist(), "kkt_readmitted": r.kkt_readmitted}
+        if folds:
+            mean, se = _cv_curve(r)
+            entry.update(cv_deviance=mean.tolist(), cv_se=se.tolist(),
+                         fold_deviance=(r.held[:, :, 0] / np.maximum(r.held[:, :, 1], 1e-300)).tolist())
+        out["paths"].append(entry)
+    return out
