@@ -61,7 +61,8 @@ def plot_loss(runs, out: Path, x_key: str, filename: str, xlabel: str) -> Path:
     ax.set_ylabel("training loss (batch)")
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # (a run of Newton steps only has no step records)
+        ax.legend()
     fig.tight_layout()
     path = out / filename
     fig.savefig(path, dpi=100)
@@ -85,12 +86,49 @@ def plot_eval(runs, out: Path) -> Path:
         ax.set_title(name if name == "train_loss" else f"eval {name}")
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-    axes[0][0].legend()
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend()
     fig.tight_layout()
     path = out / "eval.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_paths(runs, out: Path) -> Path | None:
+    """A regularisation path's cross-validation curve, as cv.glmnet draws it: the mean held-out
+    deviance against log alpha with one-standard-error bars, the chosen alpha marked; and the
+    coefficients along the path."""
+    with_path = [run for run in runs if (run["summary"] or {}).get("path")]
+    if not with_path:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(len(with_path), 2, figsize=(11, 4 * len(with_path)), squeeze=False)
+    for (curve, coefs), run in zip(axes, with_path):
+        path = run["summary"]["path"]
+        for entry in path["paths"]:
+            alphas = entry["alphas"]
+            label = f"l1_ratio {entry['l1_ratio']:g}"
+            if "cv_deviance" in entry:
+                curve.errorbar(alphas, entry["cv_deviance"], yerr=entry["cv_se"], fmt="o", ms=3, capsize=2,
+                               label=label)
+            coefs.plot(alphas, [row[:len(row) - 1] if len(row) > 1 else row for row in entry["coef"]], lw=1)
+        for ax in (curve, coefs):
+            ax.set_xscale("log")
+            ax.set_xlabel("alpha")
+            ax.axvline(path["alpha"], color="grey", ls="--", lw=1)
+            ax.grid(True, alpha=0.3)
+        curve.set_ylabel(f"held-out mean deviance ({path['folds']} folds)")
+        curve.set_title(f"{run['name']}: cross-validation (chosen alpha {path['alpha']:.3g})")
+        if path["folds"]:
+            curve.legend()
+        coefs.set_ylabel("coefficient")
+        coefs.set_title(f"{run['name']}: the path ({path['passes']} passes)")
+    fig.tight_layout()
+    out_path = out / "path.png"
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
 
 
 def mean_breakdown(run) -> dict:
@@ -138,6 +176,13 @@ def write_summary(runs, out: Path, plots) -> Path:
             from .fit.irls import coef_table_text
 
             lines += ["", f"## Coefficients: {run['name']}", "", "```", coef_table_text(glm), "```"]
+        path = (run["summary"] or {}).get("path")
+        if path:
+            lines += ["", f"## Path: {run['name']}", "",
+                      f"{len(path['paths'])} path(s) of {len(path['paths'][0]['alphas'])} penalties, "
+                      f"{path['folds']} folds, {path['passes']} passes over the rows (+{path['refit_passes']} "
+                      f"for the refit and its standard errors); chosen alpha {path['alpha']:.6g}, "
+                      f"l1_ratio {path['l1_ratio']:g}."]
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")
@@ -151,6 +196,7 @@ def make_report(run_dirs, out) -> list[Path]:
     plots = [plot_loss(runs, out, "step", "loss_vs_step.png", "step"),
              plot_loss(runs, out, "time_s", "loss_vs_time.png", "wall time, s"),
              plot_eval(runs, out), plot_breakdown(runs, out)]
+    plots += [p for p in (plot_paths(runs, out),) if p is not None]
     return plots + [write_summary(runs, out, plots)]
 
 

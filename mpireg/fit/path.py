@@ -54,6 +54,7 @@ class State:
     gradient: np.ndarray  # sum (k)
     information: np.ndarray  # sum (k x k)
     held: np.ndarray      # [sum w d, sum w] over the held-out fold (zeros for the full model)
+    covered: np.ndarray | None = None  # where the information was summed (None: everywhere)
 
     def objective(self, l1, l2, penalized) -> tuple[float, np.ndarray, np.ndarray]:
         """(penalised objective, its smooth part's gradient, information) per weight."""
@@ -71,21 +72,26 @@ class DataEvaluator:
         self.parts, self.run, self.folds, self.seed = parts, run, folds, seed
         self.k = parts.model.layout.size
 
-    def evaluate(self, betas: dict) -> dict:
+    def evaluate(self, betas: dict, covered: dict | None = None) -> dict:
+        """`covered`: per model, the coefficients whose block of the information it needs (its
+        strong set: the Gram's cost falls with its square); the gradient is always whole."""
         model, k = self.parts.model, self.k
+        d = model.n_features
+        covered = covered or {}
+        columns = {m: (np.flatnonzero(covered[m][:d]) if m in covered else None) for m in betas}
         sums = {m: NewtonSums(k) for m in betas}
         held = {m: np.zeros(2) for m in betas}
         with self.run.clock("compute"):
             if not self.folds:
                 for X, targets in self.parts.train.blocks():
                     for m, beta in betas.items():
-                        model.newton_sums(beta, X, targets, sums[m])
+                        model.newton_sums(beta, X, targets, sums[m], columns=columns[m])
             else:
                 for X, targets, folds in block_folds(self.parts.train, self.folds, self.seed):
                     for f in range(self.folds):
                         rows = np.flatnonzero(folds == f)
                         if rows.size:
-                            self._fold_sums(betas, f, X[rows], targets[rows], sums, held)
+                            self._fold_sums(betas, f, X[rows], targets[rows], sums, held, columns)
         buffer = np.concatenate([np.r_[sums[m].buffer, held[m]] for m in betas])
         with self.run.clock("comm"):
             self.run.allreduce(buffer)
@@ -95,16 +101,17 @@ class DataEvaluator:
             part = NewtonSums(k)
             part.buffer[:] = buffer[i * size:i * size + size - 2]
             out[m] = State(beta, part.values[part.LOSS], part.values[part.WEIGHT], part.gradient.copy(),
-                           part.information(), buffer[(i + 1) * size - 2:(i + 1) * size].copy())
+                           part.information(), buffer[(i + 1) * size - 2:(i + 1) * size].copy(),
+                           covered.get(m))
         return out
 
-    def _fold_sums(self, betas, f, X, targets, sums, held) -> None:
+    def _fold_sums(self, betas, f, X, targets, sums, held, columns) -> None:
         """Fold f's rows: the Newton sums of the models that train on them, and the held-out
         deviance of fold f's own model."""
         model = self.parts.model
         for m, beta in betas.items():
             if m != f:
-                model.newton_sums(beta, X, targets, sums[m])
+                model.newton_sums(beta, X, targets, sums[m], columns=columns[m])
                 continue
             for _, yc, wc, _, mu in model.chunks(beta, X, targets):
                 held[m] += (float(wc @ model.family.unit_deviance(yc, mu)), float(wc.sum()))
@@ -145,7 +152,7 @@ class GramEvaluator:
                   self.total - self.parts_moments[m] if m < self.folds else self.total)
         return source[:k * k].reshape(k, k), source[k * k:k * k + k], source[-2], source[-1]
 
-    def evaluate(self, betas: dict) -> dict:
+    def evaluate(self, betas: dict, covered: dict | None = None) -> dict:
         out = {}
         for m, beta in betas.items():
             A, b, rr, w = self._moments(m, held=False)
@@ -224,7 +231,9 @@ def _one_path(evaluator, first: dict, ratio: float, path, opt, penalized, folds:
 def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: float, penalized, opt,
                strong: bool):
     """Every model to its optimum at alpha, all advancing together (one pass per round of
-    Newton steps); (the states, the features the KKT check brought back)."""
+    Newton steps); (the states, the features the KKT check brought back). A model's information
+    is summed over its strong set only; a state whose sums do not cover the set it now needs is
+    evaluated again at the same point first (`refresh`)."""
     l1, l2 = alpha * ratio, alpha * (1 - ratio)
     models = {}
     for m, state in states.items():
@@ -234,17 +243,19 @@ def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: fl
             keep |= np.abs(g) >= ratio * (2 * alpha - previous)
         else:
             keep[:] = True
-        models[m] = {"state": state, "keep": keep, "step": None, "t": 1.0}
+        models[m] = {"state": state, "keep": keep, "step": None, "t": 1.0, "refresh": not _covers(state, keep)}
     readmitted = 0
     active = set(models)
     for _ in range(opt.max_iter):
         candidates = {}
         for m in sorted(active):
             entry = models[m]
-            state = entry["state"]
+            state, keep = entry["state"], entry["keep"]
+            if entry["refresh"]:
+                candidates[m] = state.beta
+                continue
             if entry["step"] is None:
                 objective, g, H = state.objective(l1, l2, penalized)
-                keep = entry["keep"]
                 gap = optimality(g[keep], state.beta[keep], l1, penalized[keep])
                 if gap <= opt.tol:
                     outside = ~keep & (np.abs(g) > l1 + KKT_SLACK)  # the KKT check on the set-aside
@@ -253,6 +264,9 @@ def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: fl
                         continue
                     readmitted += int(outside.sum())
                     keep |= outside
+                    entry["refresh"] = True
+                    candidates[m] = state.beta
+                    continue
                 step = np.zeros_like(state.beta)
                 step[keep], decrease = newton_direction(g[keep], H[np.ix_(keep, keep)], state.beta[keep], l1,
                                                         penalized[keep])
@@ -263,8 +277,12 @@ def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: fl
             candidates[m] = state.beta + entry["t"] * entry["step"]
         if not candidates:
             break
-        for m, trial in evaluator.evaluate(candidates).items():
+        covered = {m: models[m]["keep"].copy() for m in candidates} if strong else None
+        for m, trial in evaluator.evaluate(candidates, covered).items():
             entry = models[m]
+            if entry["refresh"]:
+                entry.update(state=trial, refresh=False, step=None)
+                continue
             value, _, _ = trial.objective(l1, l2, penalized)
             if accept(entry["objective"], value, entry["t"], entry["decrease"]):
                 entry.update(state=trial, step=None)
@@ -273,6 +291,10 @@ def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: fl
                 if entry["t"] < MIN_STEP:
                     active.discard(m)
     return {m: entry["state"] for m, entry in models.items()}, readmitted
+
+
+def _covers(state: State, keep) -> bool:
+    return state.covered is None or bool(np.all(state.covered[keep]))
 
 
 def _choose(results: list, folds: int, select: str) -> dict:

@@ -124,7 +124,8 @@ class GLMModel(Model):
         return sum(0.5 * float(wc @ self.family.unit_deviance(yc, mu)) for _, yc, wc, _, mu in
                    self.chunks(params, X, y))
 
-    def newton_sums(self, params, X, targets, out, expected: bool = False, loglike_scale=None) -> None:
+    def newton_sums(self, params, X, targets, out, expected: bool = False, loglike_scale=None,
+                    columns=None) -> None:
         """Add this block's sums into `out` (float64, NewtonSums' layout): the loss, the weights,
         the gradient, the information (upper triangle) and the Pearson statistic, in the order
         [coef..., intercept] of the parameters; mu outside the family's range makes the loss inf
@@ -133,7 +134,8 @@ class GLMModel(Model):
         positive semi-definite), or with `expected` the expected one (standard errors). With
         `loglike_scale`, the log-likelihood at that dispersion too."""
         if self._native_pass(X, targets):
-            return self._newton_native(params, X, targets, out, not (self.canonical or expected), loglike_scale)
+            return self._newton_native(params, X, targets, out, not (self.canonical or expected), loglike_scale,
+                                       columns)
         k, d = self.layout.size, self.n_features
         H = out.gram  # Fortran-ordered (k, k): syrk writes its upper triangle in place
         for Xc, yc, wc, eta, mu in self.chunks(params, X, targets):
@@ -173,14 +175,16 @@ class GLMModel(Model):
                 and X.flags.c_contiguous and targets.dtype == np.float64 and targets.flags.c_contiguous
                 and targets.shape[1:] == (3,))
 
-    def _newton_native(self, params, X, targets, out, observed: bool, loglike_scale=None) -> None:
+    def _newton_native(self, params, X, targets, out, observed: bool, loglike_scale=None, columns=None) -> None:
         """newton_sums through csrc/cglm.c: per chunk one read of its rows (eta, mu, the sums, the
-        rows scaled by sqrt(information)), then BLAS's syrk on the scaled rows."""
+        rows scaled by sqrt(information)), then BLAS's syrk on the scaled rows. `columns` (sorted
+        coef indices): only their block of the information (a path's strong set: the Gram costs
+        |columns|^2 instead of d^2 a row); the gradient and the intercept's row stay whole."""
         k, d, n = self.layout.size, self.n_features, X.shape[0]
         beta = np.ascontiguousarray(params, dtype=np.float64)
         sums = np.zeros(5 + k + d)
         scaled = np.empty((min(CHUNK_ROWS, n), d))
-        H = out.gram
+        H, gram = out.gram, None
         family = (FAMILY_CODES[self.family.name], LINK_CODES[self.link.name],
                   float(getattr(self.family, "power", 0.0)), float(getattr(self.family, "theta", 1.0)))
         for lo in range(0, n, CHUNK_ROWS):
@@ -190,7 +194,14 @@ class GLMModel(Model):
                                  np.nan if loglike_scale is None else float(loglike_scale)):
                 out.values[out.LOSS] = np.inf  # mu left the family's range: the line search steps back
                 continue
-            H[:d, :d] = blas.dsyrk(1.0, rows.T, beta=1.0, c=H[:d, :d], trans=0, overwrite_c=0)
+            if columns is None:
+                H[:d, :d] = blas.dsyrk(1.0, rows.T, beta=1.0, c=H[:d, :d], trans=0, overwrite_c=0)
+            elif len(columns):
+                block = np.ascontiguousarray(rows[:, columns])
+                gram = blas.dsyrk(1.0, block.T, trans=0) if gram is None else \
+                    blas.dsyrk(1.0, block.T, beta=1.0, c=gram, trans=0, overwrite_c=1)
+        if gram is not None:
+            H[np.ix_(columns, columns)] += np.triu(gram)  # sorted columns: the upper triangle's place
         out.values[out.LOSS] += sums[0]
         out.values[out.WEIGHT] += sums[1]
         out.values[out.PEARSON] += sums[2]

@@ -129,7 +129,7 @@ class _Quadratic:
         Xt = np.column_stack([X, np.ones(len(y))])
         self.A, self.b, self.rr, self.w = Xt.T @ Xt, Xt.T @ y, float(y @ y), float(len(y))
 
-    def evaluate(self, betas):
+    def evaluate(self, betas, covered=None):
         return {m: path_module.State(beta, 0.5 * (beta @ self.A @ beta - 2 * self.b @ beta + self.rr), self.w,
                                      self.A @ beta - self.b, self.A, np.zeros(2)) for m, beta in betas.items()}
 
@@ -217,3 +217,14 @@ def test_the_same_folds_and_path_on_1_2_and_3_ranks(claims, tmp_path):
         np.testing.assert_allclose(other["path"]["paths"][0]["fold_deviance"], path["paths"][0]["fold_deviance"],
                                    rtol=1e-8)
         np.testing.assert_allclose(other_params, params, rtol=1e-7, atol=1e-10)
+
+
+def test_the_report_draws_the_cv_curve(claims, tmp_path):
+    from mpireg.report import make_report
+
+    train_job(1, tmp_path / "run", [f"data.train={claims}", "model.kind=glm", "model.family=poisson",
+                                    "optimizer.kind=irls", "optimizer.path={n_alphas = 6}", "optimizer.cv=3"])
+    made = make_report([tmp_path / "run"], tmp_path / "report")
+    assert tmp_path / "report" / "path.png" in made
+    text = (tmp_path / "report" / "summary.md").read_text()
+    assert "## Path: run" in text and "3 folds" in text and "chosen alpha" in text

@@ -150,3 +150,24 @@ def test_the_c_pass_marks_a_mean_outside_the_range():
     sums = NewtonSums(model.layout.size)
     model.newton_sums(params, X, targets, sums)
     assert sums.values[sums.LOSS] == np.inf
+
+
+@pytest.mark.skipif(glm._cglm is None, reason="the C extension was not built")
+def test_the_information_of_a_column_subset_is_that_block_of_the_whole(monkeypatch):
+    """A path's strong set: newton_sums(columns=S) sums the information's S x S block (and the
+    intercept's row) only, the gradient whole; the block equals the whole information's."""
+    rng = np.random.default_rng(5)
+    X, targets = _data("poisson", rng, n=900, d=3)
+    X = np.column_stack([X, X[:, :2] * 0.5 + 0.1])
+    model = make_model("glm", 5, family="poisson")
+    params = np.array([0.1, -0.05, 0.02, 0.0, 0.03, 0.3])
+    monkeypatch.setattr(glm, "CHUNK_ROWS", 256)
+    whole, part = NewtonSums(6), NewtonSums(6)
+    model.newton_sums(params, X, targets, whole)
+    columns = np.array([0, 2, 4])
+    model.newton_sums(params, X, targets, part, columns=columns)
+    keep = np.r_[columns, 5]
+    np.testing.assert_allclose(part.information()[np.ix_(keep, keep)], whole.information()[np.ix_(keep, keep)],
+                               rtol=1e-12)
+    np.testing.assert_allclose(part.gradient, whole.gradient, rtol=1e-12)
+    assert not part.information()[1, 1] and not part.information()[1, 3]

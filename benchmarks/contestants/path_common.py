@@ -1,0 +1,24 @@
+"""What the path race's contestants share: `python path_<name>.py DIR FAMILY ALPHAS.npy FOLDS OUT.json`,
+DIR holding X.npy, y.npy, w.npy, offset.npy; ALPHAS the penalty grid (largest first, glum's scale:
+alpha (l1_ratio |coef|_1 + (1 - l1_ratio)/2 |coef|^2) on the weighted mean deviance / 2); OUT gets
+the chosen alpha and the refit's [intercept, coef...]."""
+import json
+import sys
+
+import numpy as np
+
+L1_RATIO = 0.5
+
+
+def arguments():
+    directory, family, alphas, folds, out = sys.argv[1:6]
+    return directory, family, np.load(alphas), int(folds), out
+
+
+def load(directory):
+    return tuple(np.load(f"{directory}/{name}.npy") for name in ("X", "y", "w", "offset"))
+
+
+def save(out, alpha, intercept, coef) -> None:
+    with open(out, "w") as f:
+        json.dump({"alpha": float(alpha), "params": [float(intercept), *map(float, np.ravel(coef))]}, f)

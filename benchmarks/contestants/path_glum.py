@@ -1,0 +1,11 @@
+"""glum's GeneralizedLinearRegressorCV on the race's grid: its k folds, each fitted along the path."""
+import glum
+from path_common import L1_RATIO, arguments, load, save
+
+directory, family, alphas, folds, out = arguments()
+X, y, w, offset = load(directory)
+model = glum.GeneralizedLinearRegressorCV(family=family, link="log" if family == "poisson" else "logit",
+                                          alphas=alphas, l1_ratio=L1_RATIO, cv=folds, gradient_tol=1e-6,
+                                          n_jobs=1)
+model.fit(X.astype("float64"), y, sample_weight=w, offset=offset if offset.any() else None)
+save(out, model.alpha_, model.intercept_, model.coef_)

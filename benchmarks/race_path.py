@@ -1,0 +1,145 @@
+"""The path race: whole-process time to a k-fold cross-validated elastic-net path (l1_ratio 0.5)
+on one grid of penalties, every contestant its own process timed from start to exit.
+
+    python benchmarks/race_path.py [--rows 200000] [--features 40] [--alphas 30] [--folds 5]
+                                   [--only logistic,poisson] [--skip h2o] [--timeout 900]
+
+Problems (`mpireg.data synth`, float32 rows, written as shards for mpireg and as .npy for the
+others, not timed):
+    logistic  binary labels from a logistic model (`--task logistic`)
+    poisson   claim frequency with offset log(exposure) (`--task poisson --exposure`)
+The grid: mpireg's alpha_max on the data (a one-penalty run, not timed) down to 1e-3 of it,
+geometrically, handed to every contestant. Contestants:
+    mpireg        mpiexec -n 2 python -m mpireg.train, optimizer.path with that grid, optimizer.cv
+                  (all folds in one pass per Newton round; the refit and its standard errors)
+    glum          GeneralizedLinearRegressorCV (each fold's path, then the refit)
+    scikit-learn  LogisticRegressionCV (saga, elastic net, scoring neg_log_loss; logistic only)
+    h2o           H2O's GLM, lambda over the grid with nfolds (its JVM start timed)
+Each reports its chosen alpha; `steps` is how many grid steps it lies from mpireg's (the folds
+differ: mpireg's are a hash of the row, the others' their own random or contiguous splits).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mpi_launch import ROOT, mpiexec
+
+HERE = Path(__file__).resolve().parent
+FAMILY = {"logistic": "binomial", "poisson": "poisson"}
+L1_RATIO = 0.5
+
+
+def make_data(task: str, rows: int, features: int, root: Path) -> Path:
+    shards = root / task
+    extra = ["--exposure"] if task == "poisson" else []
+    subprocess.run([sys.executable, "-m", "mpireg.data", "synth", "--task", task, "--rows", str(rows),
+                    "--features", str(features), "--shards", "2", "--test-rows", "0", *extra,
+                    "--out", str(shards)], check=True, cwd=ROOT, capture_output=True)
+    import h5py
+
+    parts = [h5py.File(p, "r") for p in sorted(shards.glob("*.h5"))]
+    arrays = {"X": np.concatenate([f["X"][:] for f in parts]), "y": np.concatenate([f["y"][:] for f in parts])}
+    n = len(arrays["y"])
+    arrays["y"] = arrays["y"].astype(np.float64)
+    arrays["w"] = np.concatenate([f["w"][:] for f in parts]) if "w" in parts[0] else np.ones(n)
+    arrays["offset"] = np.concatenate([f["offset"][:] for f in parts]) if "offset" in parts[0] else np.zeros(n)
+    (root / f"{task}.npy").mkdir(exist_ok=True)
+    for name, values in arrays.items():
+        np.save(root / f"{task}.npy" / f"{name}.npy", values)
+    return shards
+
+
+def job_text(task: str, shards: Path, path: str, folds: int) -> str:
+    return (f'[data]\ntrain = "{shards}"\n[model]\nkind = "glm"\nfamily = "{FAMILY[task]}"\n'
+            f'[optimizer]\nkind = "irls"\ntol = 1e-6\ncv = {folds}\npath = {path}\n[run]\nprogress = false\n')
+
+
+def grid(task: str, shards: Path, root: Path, n_alphas: int, ranks: int) -> np.ndarray:
+    """mpireg's alpha_max on the data (a path of one penalty, not timed), to 1e-3 of it."""
+    out = root / f"{task}-grid"
+    job = out.with_suffix(".toml")
+    job.write_text(job_text(task, shards, f"{{n_alphas = 1, l1_ratio = [{L1_RATIO}]}}", 0))
+    subprocess.run([*mpiexec(ranks), sys.executable, "-m", "mpireg.train", str(job), "--run-dir", str(out)],
+                   check=True, capture_output=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    alpha_max = json.loads((out / "summary.json").read_text())["path"]["paths"][0]["alphas"][0]
+    return alpha_max * np.geomspace(1.0, 1e-3, n_alphas)
+
+
+def run_mpireg(task, shards, root, alphas, folds, ranks, timeout):
+    out = root / f"{task}-mpireg"
+    job = out.with_suffix(".toml")
+    job.write_text(job_text(task, shards, f"{{alphas = [{', '.join(map(repr, alphas.tolist()))}], "
+                                          f"l1_ratio = [{L1_RATIO}]}}", folds))
+    start = time.perf_counter()
+    subprocess.run([*mpiexec(ranks), sys.executable, "-m", "mpireg.train", str(job), "--run-dir", str(out)],
+                   check=True, capture_output=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                   timeout=timeout)
+    seconds = time.perf_counter() - start
+    path = json.loads((out / "summary.json").read_text())["path"]
+    return seconds, path["alpha"], f"{path['passes']} passes + {path['refit_passes']}"
+
+
+def run_peer(name, task, root, alphas, folds, timeout):
+    np.save(root / "alphas.npy", alphas)
+    out = root / f"{task}-{name}.json"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(HERE / "contestants" / f"path_{name}.py"), str(root / f"{task}.npy"),
+                    FAMILY[task], str(root / "alphas.npy"), str(folds), str(out)],
+                   check=True, capture_output=True, cwd=HERE / "contestants", timeout=timeout)
+    return time.perf_counter() - start, json.loads(out.read_text())["alpha"], ""
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--features", type=int, default=40)
+    p.add_argument("--alphas", type=int, default=30)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--only", default="logistic,poisson")
+    p.add_argument("--skip", default="")
+    p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds a contestant may take")
+    args = p.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    peers = [n for n, module in (("glum", "glum"), ("sklearn", "sklearn"), ("h2o", "h2o"))
+             if n not in skip and importlib.util.find_spec(module) is not None]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for task in args.only.split(","):
+            shards = make_data(task, args.rows, args.features, root)
+            alphas = grid(task, shards, root, args.alphas, args.ranks)
+            print(f"\n{task}: {args.rows:,} rows x {args.features} float32 columns; {args.folds} folds x "
+                  f"{args.alphas} penalties, l1_ratio {L1_RATIO}; {os.cpu_count()} cores", flush=True)
+            runs = [("mpireg", lambda: run_mpireg(task, shards, root, alphas, args.folds, args.ranks, args.timeout))]
+            runs += [(n, lambda n=n: run_peer(n, task, root, alphas, args.folds, args.timeout)) for n in peers
+                     if not (n == "sklearn" and task != "logistic")]
+            results = {}
+            for name, fn in runs:
+                try:
+                    results[name] = fn()
+                except subprocess.TimeoutExpired:
+                    results[name] = (float("inf"), float("nan"), f"stopped after {args.timeout:.0f} s")
+                except subprocess.CalledProcessError as exc:
+                    print(f"  {name}: failed: {exc.stderr.decode(errors='replace')[-400:]}")
+            ours_seconds, ours_alpha, _ = results["mpireg"]
+            index = {float(a): i for i, a in enumerate(alphas)}
+            print(f"  {'contestant':12} {'seconds':>9} {'x mpireg':>9} {'alpha':>11} {'steps':>6}  note")
+            for name, (seconds, alpha, note) in sorted(results.items(), key=lambda kv: kv[1][0]):
+                steps = (abs(np.argmin(np.abs(np.log(alphas) - np.log(alpha))) - index[float(ours_alpha)])
+                         if np.isfinite(alpha) else "-")
+                print(f"  {name:12} {seconds:9.2f} {seconds / ours_seconds:9.2f} {alpha:11.4g} {steps!s:>6}  {note}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
