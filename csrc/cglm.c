@@ -160,11 +160,13 @@ static inline void family_terms(const struct glm *g, double y, double mu, double
  *   [0] loss (sum w d / 2)  [1] weight sum  [2] Pearson  [3] log-likelihood at `scale` (where
  *   scale is not NaN)  [4 .. 4+k) gradient (coef, intercept)
  *   [4+k .. 4+k+d) X^T info (the intercept's column of the information)  [4+k+d] sum info
- * and each row scaled by sqrt(info) into `scaled` (n x d, float64). Returns the number of rows
+ * and each row scaled by sqrt(info) into `scaled` (n x d, float64; with `cols`, only those m columns,
+ * n x m: a path's strong set, whose Gram is all it needs). Returns the number of rows
  * whose mu left the family's range (then the sums are not to be used: the line search steps back). */
 #define NEWTON_BLOCK(NAME, T)                                                                           \
 static size_t NAME(const T *X, const double *beta, const double *targets, size_t n, size_t d, int fit,  \
-                   const struct glm *g, double scale, double *sums, double *scaled)                     \
+                   const struct glm *g, double scale, double *sums, double *scaled,                     \
+                   const int64_t *cols, size_t m)                                                       \
 {                                                                                                       \
     size_t k = d + (fit ? 1 : 0), invalid = 0;                                                          \
     double *grad = sums + 4, *infox = sums + 4 + k;                                                     \
@@ -180,10 +182,10 @@ static size_t NAME(const T *X, const double *beta, const double *targets, size_t
         eta += dot;                                                                                     \
         double mu, dmu, d2mu, v, dv;                                                                    \
         link_inverse(g->link, eta, &mu, &dmu, &d2mu);                                                   \
-        double *out = scaled + i * d;                                                                   \
+        double *out = scaled + i * m;                                                                   \
         if (!valid_mu(g, mu)) {                                                                         \
             invalid++;                                                                                  \
-            memset(out, 0, d * sizeof(double));                                                         \
+            memset(out, 0, m * sizeof(double));                                                         \
             continue;                                                                                   \
         }                                                                                               \
         double dev;                                                                                     \
@@ -201,13 +203,23 @@ static size_t NAME(const T *X, const double *beta, const double *targets, size_t
         double s = sqrt(info);                                                                          \
         rsum += r;                                                                                      \
         isum += info;                                                                                   \
+        if (!cols) {                                                                                    \
+            _Pragma("omp simd")                                                                         \
+            for (size_t j = 0; j < d; j++) {                                                            \
+                double xj = (double)x[j];                                                               \
+                grad[j] += r * xj;                                                                      \
+                infox[j] += info * xj;                                                                  \
+                out[j] = s * xj;                                                                        \
+            }                                                                                           \
+            continue;                                                                                   \
+        }                                                                                               \
         _Pragma("omp simd")                                                                             \
         for (size_t j = 0; j < d; j++) {                                                                \
             double xj = (double)x[j];                                                                   \
             grad[j] += r * xj;                                                                          \
             infox[j] += info * xj;                                                                      \
-            out[j] = s * xj;                                                                            \
         }                                                                                               \
+        for (size_t t = 0; t < m; t++) out[t] = s * (double)x[cols[t]];                                 \
     }                                                                                                   \
     sums[0] += loss; sums[1] += weight; sums[2] += pearson; sums[3] += ll;                              \
     if (fit) grad[d] += rsum;                                                                           \
@@ -223,14 +235,15 @@ NEWTON_BLOCK(newton_f64, double)
 static PyObject *newton_rows(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *Xo, *bo, *to, *so, *oo;
+    PyObject *Xo, *bo, *to, *so, *oo, *co = Py_None;
     struct glm g;
     int fit;
     double scale;
-    if (!PyArg_ParseTuple(args, "OOOOOiiddppd", &Xo, &bo, &to, &so, &oo, &g.family, &g.link, &g.power,
-                          &g.theta, &g.observed, &fit, &scale))
+    if (!PyArg_ParseTuple(args, "OOOOOiiddppd|O", &Xo, &bo, &to, &so, &oo, &g.family, &g.link, &g.power,
+                          &g.theta, &g.observed, &fit, &scale, &co))
         return NULL;
-    Py_buffer views[5] = {{0}};
+    Py_buffer views[6] = {{0}};
+    Py_buffer *cols = &views[5];
     Py_buffer *X = &views[0], *beta = &views[1], *t = &views[2], *sums = &views[3], *out = &views[4];
     if (buffer_acquire(Xo, X, 0, "X") < 0 || buffer_acquire(bo, beta, 0, "beta") < 0 ||
         buffer_acquire(to, t, 0, "targets") < 0 || buffer_acquire(so, sums, 1, "sums") < 0 ||
@@ -254,8 +267,24 @@ static PyObject *newton_rows(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "sums must be %zu float64 values", 5 + k + d);
         goto fail;
     }
-    if (buffer_kind(out) != 'd' || (size_t)(out->len / 8) < n * d) {
-        PyErr_Format(PyExc_ValueError, "scaled must hold %zu x %zu float64 values", n, d);
+    size_t m = d;
+    const int64_t *cp = NULL;
+    if (co != Py_None) {
+        if (buffer_acquire(co, cols, 0, "columns") < 0) goto fail;
+        m = (size_t)(cols->len / (cols->itemsize ? cols->itemsize : 1));
+        cp = cols->buf;
+        if (buffer_kind(cols) != 'q') {
+            PyErr_SetString(PyExc_TypeError, "columns must be int64");
+            goto fail;
+        }
+        for (size_t t = 0; t < m; t++)
+            if (cp[t] < 0 || (size_t)cp[t] >= d) {
+                PyErr_Format(PyExc_ValueError, "columns: %lld is outside 0..%zu", (long long)cp[t], d - 1);
+                goto fail;
+            }
+    }
+    if (buffer_kind(out) != 'd' || (size_t)(out->len / 8) < n * m) {
+        PyErr_Format(PyExc_ValueError, "scaled must hold %zu x %zu float64 values", n, m);
         goto fail;
     }
     if (g.family < GAUSSIAN || g.family > NEGATIVE_BINOMIAL || g.link < IDENTITY || g.link > INVERSE) {
@@ -265,21 +294,21 @@ static PyObject *newton_rows(PyObject *self, PyObject *args)
     size_t invalid;
     Py_BEGIN_ALLOW_THREADS
     if (xk == 'f')
-        invalid = newton_f32(X->buf, beta->buf, t->buf, n, d, fit, &g, scale, sums->buf, out->buf);
+        invalid = newton_f32(X->buf, beta->buf, t->buf, n, d, fit, &g, scale, sums->buf, out->buf, cp, m);
     else
-        invalid = newton_f64(X->buf, beta->buf, t->buf, n, d, fit, &g, scale, sums->buf, out->buf);
+        invalid = newton_f64(X->buf, beta->buf, t->buf, n, d, fit, &g, scale, sums->buf, out->buf, cp, m);
     Py_END_ALLOW_THREADS
-    buffer_release(views, 5);
+    buffer_release(views, 6);
     return PyLong_FromSize_t(invalid);
 fail:
-    buffer_release(views, 5);
+    buffer_release(views, 6);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"newton_rows", newton_rows, METH_VARARGS,
      "newton_rows(X, beta, targets, sums, scaled, family, link, power, theta, observed, fit_intercept,"
-     " scale) -> rows whose mu left the family's range. Adds one Newton pass's sums over X's rows into"
+     " scale[, columns]) -> rows whose mu left the family's range. Adds one Newton pass's sums over X's rows into"
      " sums (the log-likelihood at scale, unless NaN) and writes the rows scaled by sqrt(information)"
      " into scaled."},
     {NULL, NULL, 0, NULL}};

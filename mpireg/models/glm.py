@@ -183,23 +183,26 @@ class GLMModel(Model):
         k, d, n = self.layout.size, self.n_features, X.shape[0]
         beta = np.ascontiguousarray(params, dtype=np.float64)
         sums = np.zeros(5 + k + d)
-        scaled = np.empty((min(CHUNK_ROWS, n), d))
+        if columns is not None:
+            columns = np.ascontiguousarray(columns, dtype=np.int64)
+        width = d if columns is None else len(columns)
+        scaled = np.empty(min(CHUNK_ROWS, n) * width)
         H, gram = out.gram, None
         family = (FAMILY_CODES[self.family.name], LINK_CODES[self.link.name],
                   float(getattr(self.family, "power", 0.0)), float(getattr(self.family, "theta", 1.0)))
         for lo in range(0, n, CHUNK_ROWS):
-            rows = scaled[:min(CHUNK_ROWS, n - lo)]
+            count = min(CHUNK_ROWS, n - lo)
+            rows = scaled[:count * width].reshape(count, width)
             if _cglm.newton_rows(X[lo:lo + CHUNK_ROWS], beta, targets[lo:lo + CHUNK_ROWS], sums, rows,
                                  *family, observed, self.fit_intercept,
-                                 np.nan if loglike_scale is None else float(loglike_scale)):
+                                 np.nan if loglike_scale is None else float(loglike_scale), columns):
                 out.values[out.LOSS] = np.inf  # mu left the family's range: the line search steps back
                 continue
             if columns is None:
                 H[:d, :d] = blas.dsyrk(1.0, rows.T, beta=1.0, c=H[:d, :d], trans=0, overwrite_c=0)
-            elif len(columns):
-                block = np.ascontiguousarray(rows[:, columns])
-                gram = blas.dsyrk(1.0, block.T, trans=0) if gram is None else \
-                    blas.dsyrk(1.0, block.T, beta=1.0, c=gram, trans=0, overwrite_c=1)
+            elif width:  # the kernel wrote only the strong set's columns
+                gram = blas.dsyrk(1.0, rows.T, trans=0) if gram is None else \
+                    blas.dsyrk(1.0, rows.T, beta=1.0, c=gram, trans=0, overwrite_c=1)
         if gram is not None:
             H[np.ix_(columns, columns)] += np.triu(gram)  # sorted columns: the upper triangle's place
         out.values[out.LOSS] += sums[0]

@@ -228,3 +228,16 @@ def test_the_report_draws_the_cv_curve(claims, tmp_path):
     assert tmp_path / "report" / "path.png" in made
     text = (tmp_path / "report" / "summary.md").read_text()
     assert "## Path: run" in text and "3 folds" in text and "chosen alpha" in text
+
+
+def test_streamed_rows_give_the_resident_path(claims, tmp_path):
+    """Rows that stream in blocks (a small memory budget) are gathered by fold as they come;
+    resident ones are grouped once: the same path either way."""
+    job = [f"data.train={claims}", "model.kind=glm", "model.family=poisson", "optimizer.kind=irls",
+           "optimizer.tol=1e-10", "optimizer.path={n_alphas = 5}", "optimizer.cv=3"]
+    resident, summary, _ = train_job(1, tmp_path / "resident", job)
+    streamed, other, result = train_job(1, tmp_path / "streamed", [*job, "data.memory_budget_mb=0.05"])
+    assert "streamed on each rank" in result.stderr + result.stdout
+    np.testing.assert_allclose(other["path"]["paths"][0]["fold_deviance"], summary["path"]["paths"][0]["fold_deviance"],
+                               rtol=1e-10)
+    np.testing.assert_allclose(streamed, resident, rtol=1e-9, atol=1e-12)
