@@ -11,7 +11,8 @@ others, not timed):
 The grid: mpireg's alpha_max on the data (a one-penalty run, not timed) down to 1e-3 of it,
 geometrically, handed to every contestant. Contestants:
     mpireg        mpiexec -n 2 python -m mpireg.train, optimizer.path with that grid, optimizer.cv
-                  (all folds in one pass per Newton round; the refit and its standard errors)
+                  (all folds in one pass per Newton round; the refit and its standard errors);
+                  "1 path": the same without cross-validation, for its passes
     glum          GeneralizedLinearRegressorCV (each fold's path, then the refit)
     scikit-learn  LogisticRegressionCV (saga, elastic net, scoring neg_log_loss; logistic only)
     h2o           H2O's GLM, lambda over the grid with nfolds (its JVM start timed)
@@ -76,7 +77,7 @@ def grid(task: str, shards: Path, root: Path, n_alphas: int, ranks: int) -> np.n
 
 
 def run_mpireg(task, shards, root, alphas, folds, ranks, timeout):
-    out = root / f"{task}-mpireg"
+    out = root / f"{task}-mpireg-{folds}"
     job = out.with_suffix(".toml")
     job.write_text(job_text(task, shards, f"{{alphas = [{', '.join(map(repr, alphas.tolist()))}], "
                                           f"l1_ratio = [{L1_RATIO}]}}", folds))
@@ -120,7 +121,8 @@ def main() -> None:
             alphas = grid(task, shards, root, args.alphas, args.ranks)
             print(f"\n{task}: {args.rows:,} rows x {args.features} float32 columns; {args.folds} folds x "
                   f"{args.alphas} penalties, l1_ratio {L1_RATIO}; {os.cpu_count()} cores", flush=True)
-            runs = [("mpireg", lambda: run_mpireg(task, shards, root, alphas, args.folds, args.ranks, args.timeout))]
+            runs = [("mpireg", lambda: run_mpireg(task, shards, root, alphas, args.folds, args.ranks, args.timeout)),
+                    ("mpireg, 1 path", lambda: run_mpireg(task, shards, root, alphas, 0, args.ranks, args.timeout))]
             runs += [(n, lambda n=n: run_peer(n, task, root, alphas, args.folds, args.timeout)) for n in peers
                      if not (n == "sklearn" and task != "logistic")]
             results = {}

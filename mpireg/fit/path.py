@@ -129,8 +129,7 @@ class DataEvaluator:
             if m != f:
                 model.newton_sums(beta, X, targets, sums[m], columns=columns[m])
                 continue
-            for _, yc, wc, _, mu in model.chunks(beta, X, targets):
-                held[m] += (float(wc @ model.family.unit_deviance(yc, mu)), float(wc.sum()))
+            held[m] += model.deviance_sums(beta, X, targets)
 
 
 class GramEvaluator:

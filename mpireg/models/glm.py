@@ -170,6 +170,18 @@ class GLMModel(Model):
                 H[d, d] += info.sum()
 
 
+    def deviance_sums(self, params, X, targets) -> np.ndarray:
+        """[sum w d(y, mu), sum w] over the rows (a held-out fold's deviance): the C pass with no
+        information columns where it can, the NumPy chunks otherwise."""
+        if self._native_pass(X, targets):
+            sums = NewtonSums(self.layout.size)
+            self._newton_native(params, X, targets, sums, False, columns=np.empty(0, dtype=np.int64))
+            return np.array([2.0 * sums.values[sums.LOSS], sums.values[sums.WEIGHT]])
+        out = np.zeros(2)
+        for _, yc, wc, _, mu in self.chunks(params, X, targets):
+            out += (float(wc @ self.family.unit_deviance(yc, mu)), float(wc.sum()))
+        return out
+
     def _native_pass(self, X, targets) -> bool:
         return (_cglm is not None and isinstance(X, np.ndarray) and X.dtype in (np.float32, np.float64)
                 and X.flags.c_contiguous and targets.dtype == np.float64 and targets.flags.c_contiguous

@@ -171,3 +171,16 @@ def test_the_information_of_a_column_subset_is_that_block_of_the_whole(monkeypat
                                rtol=1e-12)
     np.testing.assert_allclose(part.gradient, whole.gradient, rtol=1e-12)
     assert not part.information()[1, 1] and not part.information()[1, 3]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_deviance_sums_are_the_weighted_deviance(native, monkeypatch):
+    rng = np.random.default_rng(6)
+    X, targets = _data("gamma", rng, n=500)
+    model = _model("gamma", "log")
+    params = _start(model, "gamma")
+    if not native:
+        monkeypatch.setattr(glm, "_cglm", None)
+    mu = model.predict(params, X, targets[:, 2])
+    expected = [targets[:, 1] @ model.family.unit_deviance(targets[:, 0], mu), targets[:, 1].sum()]
+    np.testing.assert_allclose(model.deviance_sums(params, X, targets), expected, rtol=1e-12)
