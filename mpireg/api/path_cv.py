@@ -37,8 +37,9 @@ class _PathCV:
     def _path_keys(self) -> dict:
         ratios = np.atleast_1d(np.asarray(self._l1_ratios(), dtype=float)).tolist()
         alphas = [] if self._alpha_grid() is None else sorted(map(float, self._alpha_grid()), reverse=True)
-        if self.cv is not None and self.cv < 2:
-            raise ConfigError(f"cv: expected 2 folds or more, got {self.cv!r}")
+        if isinstance(self.cv, bool) or not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+            raise ConfigError(f"cv: expected a number of folds, 2 or more (each row's fold is a hash of its "
+                              f"index, the same on any number of ranks), got {self.cv!r}")
         keys = {"optimizer.path.l1_ratio": ratios, "optimizer.path.alphas": alphas,
                 "optimizer.path.min_ratio": float(self._min_ratio()), "optimizer.kind": "irls",
                 "model.l1": 0.0, "model.l2": 0.0}
