@@ -20,11 +20,12 @@
 #include <stdlib.h>
 
 #include "buffers.h"
+#include "vmath.h"  /* FAST: the AVX2+FMA clone where the CPU has it */
 
 /* ------------------------------------------------------------------ 1. kernel */
 
 /* One sweep over the coordinates in idx[0..m); the largest |change|. */
-static double sweep(const double *H, double *z, double *r, const double *l1, const size_t *idx, size_t m,
+INLINE double sweep(const double *H, double *z, double *r, const double *l1, const size_t *idx, size_t m,
                     size_t k)
 {
     double largest = 0.0;
@@ -44,7 +45,7 @@ static double sweep(const double *H, double *z, double *r, const double *l1, con
     return largest;
 }
 
-static double scale_of(const double *z, size_t k)
+INLINE double scale_of(const double *z, size_t k)
 {
     double m = 1.0;
     for (size_t j = 0; j < k; j++)
@@ -53,7 +54,7 @@ static double scale_of(const double *z, size_t k)
 }
 
 /* Returns the sweeps taken (full and active ones). */
-static size_t descend(const double *c, const double *H, double *z, const double *l1, size_t k, double tol,
+static FAST size_t descend(const double *c, const double *H, double *z, const double *l1, size_t k, double tol,
                       size_t max_sweeps, double *r, size_t *all, size_t *active)
 {
     for (size_t i = 0; i < k; i++) {

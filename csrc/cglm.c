@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "buffers.h"
+#include "vmath.h"  /* FAST: the AVX2+FMA clone of the kernels where the CPU has it */
 
 /* ------------------------------------------------------------------ 1. kernels */
 
@@ -39,10 +40,10 @@ struct glm {
 };
 
 /* y log(y / mu), 0 where y = 0 */
-static inline double xlogy_ratio(double y, double mu) { return y == 0.0 ? 0.0 : y * log(y / mu); }
+INLINE double xlogy_ratio(double y, double mu) { return y == 0.0 ? 0.0 : y * log(y / mu); }
 
 /* mu, dmu/deta and d2mu/deta2 at eta */
-static inline void link_inverse(int link, double eta, double *mu, double *dmu, double *d2mu)
+INLINE void link_inverse(int link, double eta, double *mu, double *dmu, double *d2mu)
 {
     switch (link) {
     case LOG: *mu = exp(eta); *dmu = *mu; *d2mu = *mu; return;
@@ -57,7 +58,7 @@ static inline void link_inverse(int link, double eta, double *mu, double *dmu, d
     }
 }
 
-static inline int valid_mu(const struct glm *g, double mu)
+INLINE int valid_mu(const struct glm *g, double mu)
 {
     if (!isfinite(mu)) return 0;
     switch (g->family) {
@@ -69,7 +70,7 @@ static inline int valid_mu(const struct glm *g, double mu)
 }
 
 /* V(mu) and V'(mu) */
-static inline void variance(const struct glm *g, double mu, double *v, double *dv)
+INLINE void variance(const struct glm *g, double mu, double *v, double *dv)
 {
     switch (g->family) {
     case BINOMIAL: *v = mu * (1.0 - mu); *dv = 1.0 - 2.0 * mu; return;
@@ -87,7 +88,7 @@ static inline void variance(const struct glm *g, double mu, double *v, double *d
     }
 }
 
-static inline double unit_deviance(const struct glm *g, double y, double mu)
+INLINE double unit_deviance(const struct glm *g, double y, double mu)
 {
     switch (g->family) {
     case BINOMIAL: return 2.0 * (xlogy_ratio(y, mu) + xlogy_ratio(1.0 - y, 1.0 - mu));
@@ -110,10 +111,10 @@ static inline double unit_deviance(const struct glm *g, double y, double mu)
     }
 }
 
-static inline double xlogy(double y, double x) { return y == 0.0 ? 0.0 : y * log(x); }
+INLINE double xlogy(double y, double x) { return y == 0.0 ? 0.0 : y * log(x); }
 
 /* log f(y; mu, scale) of one row (families.py's loglike, the AIC's), NaN for Tweedie */
-static inline double loglike(const struct glm *g, double y, double mu, double scale)
+INLINE double loglike(const struct glm *g, double y, double mu, double scale)
 {
     const double two_pi = 6.283185307179586;
     switch (g->family) {
@@ -141,7 +142,7 @@ static inline double loglike(const struct glm *g, double y, double mu, double sc
 /* V, V' and the unit deviance. Tweedie powers other than 0, 1, 2 from one pow of mu (mu^(1-p); V =
  * mu^p = mu / mu^(1-p), mu^(2-p) = mu mu^(1-p)) and one of y where y > 0: 4 pows a row -> 1-2,
  * the pass 295 -> 233 ms at 1M x 60 (benchmarks/bench_glm_pass.py). */
-static inline void family_terms(const struct glm *g, double y, double mu, double *v, double *dv, double *dev)
+INLINE void family_terms(const struct glm *g, double y, double mu, double *v, double *dv, double *dev)
 {
     double p = g->power;
     if (g->family == TWEEDIE && p != 0.0 && p != 1.0 && p != 2.0) {
@@ -164,7 +165,7 @@ static inline void family_terms(const struct glm *g, double y, double mu, double
  * n x m: a path's strong set, whose Gram is all it needs). Returns the number of rows
  * whose mu left the family's range (then the sums are not to be used: the line search steps back). */
 #define NEWTON_BLOCK(NAME, T)                                                                           \
-static size_t NAME(const T *X, const double *beta, const double *targets, size_t n, size_t d, int fit,  \
+static FAST size_t NAME(const T *X, const double *beta, const double *targets, size_t n, size_t d, int fit,  \
                    const struct glm *g, double scale, double *sums, double *scaled,                     \
                    const int64_t *cols, size_t m)                                                       \
 {                                                                                                       \
