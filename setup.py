@@ -1,10 +1,12 @@
 """Install mpireg; build the fused-packing C extension from csrc/ when a compiler is present."""
 import functools
+import shutil
 import subprocess
 from pathlib import Path
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 
@@ -23,6 +25,19 @@ def _is_gcc(compiler: str) -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return "Free Software Foundation" in version
+
+
+class BuildPyWithJobs(build_py):
+    """The README's jobs ship inside the package (mpireg/jobs/*.toml), so that a wheel installed
+    anywhere runs them by name (`mpireg-train quickstart`, mpireg/jobfiles.py); the repository
+    keeps them in jobs/, where a checkout finds them."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "mpireg" / "jobs"
+        target.mkdir(parents=True, exist_ok=True)
+        for job in sorted((HERE / "jobs").glob("*.toml")):
+            shutil.copy2(job, target / job.name)
 
 
 class OptionalBuildExt(build_ext):
@@ -79,7 +94,8 @@ setup(
     extras_require={
         # An MPI runtime from PyPI, for machines without a system MPI.
         "mpi": ["mpich"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "matplotlib", "pandas", "statsmodels>=0.14"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "matplotlib", "pandas", "statsmodels>=0.14",
+                 "wheel", "build"],  # (the test that builds the wheel and runs it outside the tree)
         "gpu": ["cupy"],
         # The peers that benchmarks/compare_peers.py and race.py race; never needed by the tests.
         # (On a CPU-only machine, a CPU build of torch is much smaller: see the README.)
@@ -94,12 +110,14 @@ setup(
                   "dask-ml", "distributed"],
     },
     ext_modules=extensions,
-    cmdclass={"build_ext": OptionalBuildExt},
+    cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithJobs},
     entry_points={
         "console_scripts": [
             "mpireg-train=mpireg.train:main",
             "mpireg-data=mpireg.convert.tool:main",
             "mpireg-predict=mpireg.predict:main",
+            "mpireg-report=mpireg.report:main",
+            "mpireg-sweep=mpireg.sweep:main",
         ]
     },
 )

@@ -109,9 +109,9 @@ def default_comm():
     traffic never meets a user's own messages, as mpi4py and mpi4jax advise."""
     global _world
     if _world is None:
-        from mpi4py import MPI
+        from .mpi_runtime import require_mpi
 
-        _world = MPI.COMM_WORLD.Dup()
+        _world = require_mpi().COMM_WORLD.Dup()
     return _world
 
 

@@ -1,7 +1,8 @@
 """`python -m mpireg.train JOB.toml [--set key=value]... [--run-dir DIR] [--resume]`
 
 Run it under `mpiexec -n N` (or `mpirun`, or `srun --mpi=pmi2`); every rank runs this same
-command. With no job file it runs the built-in quickstart (jobs/quickstart.toml's defaults).
+command. JOB is a path, or the name of a job the package ships (`mpireg-train quickstart`); with
+no job it runs the quickstart, which makes its own small data set first.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mpireg.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", help="job file (TOML); see jobs/ and the README's job-file reference")
+    parser.add_argument("job", nargs="?", default="quickstart",
+                        help="job file (TOML), or the name of a packaged job (quickstart, linear, "
+                             "poisson_claims, ...); default: quickstart")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a job key, e.g. --set optimizer.lr=0.05 (repeatable)")
     parser.add_argument("--run-dir", default=None, help="default: run.dir, else runs/<job name>")
@@ -39,11 +42,16 @@ def check_launch(size: int) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from mpi4py import MPI
+    from .mpi_runtime import load_mpi
+
+    MPI = load_mpi()
+    if MPI is None:
+        return 1
 
     from . import log
     from .config import load_job
     from .convert.quickstart import prepare_job_data
+    from .jobfiles import find_job
     from .fit import train
     from .agreement import StopRequest, agree, exit_on_error
 
@@ -54,7 +62,7 @@ def main(argv=None) -> int:
 
     def run() -> int:
         agree(comm, lambda: check_launch(comm.size))
-        cfg = agree(comm, lambda: load_job(args.job, overrides))
+        cfg = agree(comm, lambda: load_job(find_job(args.job), overrides))
         run_dir = Path(args.run_dir or cfg.run.dir or Path("runs") / cfg.name)
         prepare_job_data(cfg, comm)
         train(cfg, comm, run_dir, resume=args.resume, stop=stop)
