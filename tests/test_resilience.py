@@ -98,6 +98,10 @@ def test_signal_makes_every_rank_checkpoint_and_exit_0_then_resume_is_exact(big,
     assert "stopped by signal at step" in out and not (run / "summary.json").exists()
     _train(3, big, run, [], resume=True)
     assert np.array_equal(load_model(run / "model.h5")[1], straight)  # no work lost, none repeated
+    stopped, resumed = json.loads((run / "summary.json").read_text())["segments"]  # both runs, recorded
+    assert not stopped["resumed"] and resumed["resumed"] and resumed["from_step"] == stopped["steps"] > 0
+    total = json.loads((tmp_path / "straight" / "summary.json").read_text())["steps"]
+    assert stopped["steps"] + resumed["steps"] == total
 
 
 def test_a_killed_rank_ends_the_job_and_a_resume_on_fewer_ranks_is_exact(big, tmp_path):

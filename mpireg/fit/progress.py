@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import log
 
@@ -36,6 +36,7 @@ class Progress:
     best_loss: float = math.inf
     stale_epochs: int = 0    # epochs without an improvement of optimizer.tol
     stopped_early: bool = False
+    segments: list = field(default_factory=list)  # what each earlier run of a resumed fit did
 
 
 class Meter:

@@ -51,7 +51,7 @@ def finish(parts, run, train_seconds: float, wall_seconds: float) -> dict:
         "stopped_early": progress.stopped_early,
         "train_s": train_seconds,
         "wall_s": wall_seconds,
-        "samples_per_s": progress.samples / max(train_seconds, 1e-9),
+        "samples_per_s": (progress.samples - run.segment_start[2]) / max(train_seconds, 1e-9),  # this run's rows
         "ranks": parts.comm.size,
         "strategy": parts.plan.strategy,
         "model": cfg.model.kind,
@@ -61,6 +61,7 @@ def finish(parts, run, train_seconds: float, wall_seconds: float) -> dict:
         "time_comm_s": run.meter.totals["comm_s"],
         "compression": cfg.comm.compression,
         "plan": parts.plan.describe(),
+        "segments": run.segments(train_seconds),
     }
     if run.staleness:
         summary["staleness"] = run.staleness

@@ -60,6 +60,8 @@ class Run:
         self.staleness = None  # ps-async's server: what its clocks saw
         self.inference = None  # a GLM's standard errors, deviance and coefficient table (fit/irls.py)
         self.path = None  # a GLM's regularisation path and cross-validation curve (fit/path.py)
+        self.resumed = False  # restored from a checkpoint
+        self.segment_start = (0, 0, 0)  # (step, epoch, samples) where this run of the fit began
 
     # =================================================================== the order of things
     def run(self) -> FitResult:
@@ -80,11 +82,16 @@ class Run:
             self.clock.timeline = self.timeline if self.timeline.enabled else None
             self.train_start = self._last_checkpoint = time.perf_counter()
             self.meter.restart(self.train_start)
+            self.segment_start = (self.progress.step, self.progress.epoch, self.progress.samples)
             PROCEDURES[parts.plan.procedure](parts, self)
             train_seconds = time.perf_counter() - self.train_start
             if self.stopped_by_signal:
                 log.info(f"stopped by signal at step {self.progress.step}: checkpoint written; "
                          f"continue with --resume")
+            elif self.resumed and self.segment_start[:2] == (self.progress.step, self.progress.epoch):
+                log.info(f"nothing left to train: the run had finished (epoch {self.progress.epoch}, step "
+                         f"{self.progress.step}); raise optimizer.epochs or optimizer.max_iter to train on. "
+                         f"summary.json and model.h5 are left as they were")
             else:
                 verify_identical(self.comm, to_host(parts.params), self.progress.step)
                 self.summary = finish(parts, self, train_seconds, time.perf_counter() - start)
@@ -174,6 +181,15 @@ class Run:
     def elapsed(self) -> float:
         return time.perf_counter() - self.train_start
 
+    def segments(self, train_seconds: float) -> list:
+        """Every run of this fit so far: the earlier ones (from the checkpoint resumed) and this
+        one, each with its own steps, epochs, rows and training seconds."""
+        step, epoch, samples = self.segment_start
+        this = {"resumed": self.resumed, "from_step": step, "steps": self.progress.step - step,
+                "epochs": self.progress.epoch - epoch, "samples": self.progress.samples - samples,
+                "train_s": train_seconds, "ranks": self.comm.size}
+        return [*self.progress.segments, this]
+
     # =================================================================== checkpoints
     def checkpoint(self) -> None:
         """Collective: rank 0 writes parameters, optimizer state and counters."""
@@ -186,8 +202,8 @@ class Run:
             for key, value in parts.optimizer.state_dict().items():
                 (opt_scalars if np.isscalar(value) else opt_arrays)[key] = value
         arrays = {"params": parts.params, **{f"opt.{k}": v for k, v in opt_arrays.items()}}
-        meta = {"model": parts.model.kind, "progress": asdict(self.progress), "optimizer": opt_scalars,
-                "ranks": self.comm.size}
+        progress = {**asdict(self.progress), "segments": self.segments(time.perf_counter() - self.train_start)}
+        meta = {"model": parts.model.kind, "progress": progress, "optimizer": opt_scalars, "ranks": self.comm.size}
         with self.clock("checkpoint"), self.waiting("checkpoint"):
             on_rank_zero(self.comm, lambda: save_checkpoint(
                 self.run_dir / "checkpoints", self.progress.step, arrays, meta, self.cfg.run.checkpoint_keep))
@@ -212,6 +228,7 @@ class Run:
         if parts.optimizer is not None:
             state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
             parts.optimizer.load_state_dict({**state, **meta["optimizer"]})
+        self.resumed = True
         ranks = meta.get("ranks", self.comm.size)
         log.info(f"resumed from {path}: epoch {self.progress.epoch}, step {self.progress.step}"
                  + (f" (written by {ranks} ranks, resumed on {self.comm.size}: rows reassigned)"
