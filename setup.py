@@ -96,6 +96,7 @@ setup(
         "mpi": ["mpich"],
         "test": ["pytest>=7", "pytest-timeout>=2", "matplotlib", "pandas", "statsmodels>=0.14",
                  "wheel", "build"],  # (the test that builds the wheel and runs it outside the tree)
+        "report": ["matplotlib"],  # mpireg-report's figures
         "gpu": ["cupy"],
         # The peers that benchmarks/compare_peers.py and race.py race; never needed by the tests.
         # (On a CPU-only machine, a CPU build of torch is much smaller: see the README.)
