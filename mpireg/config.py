@@ -339,6 +339,9 @@ def _check_combinations(config: JobConfig) -> None:
     reads too; each message names the keys and the way out."""
     opt, model, comm = config.optimizer, config.model, config.comm
     optimizer = OPTIMIZERS[opt.kind]
+    if not config.name or "/" in config.name or "\\" in config.name or config.name in (".", ".."):
+        raise ConfigError(f"name: {config.name!r} names the run directory runs/<name>; use a plain name "
+                          f"(no '/' and not '..'), or set run.dir for a directory elsewhere")
     if opt.kind == "normal" and model.kind not in optimizer.models:
         raise ConfigError(f"optimizer.kind: 'normal' solves linear/ridge regression only, "
                           f"not model.kind = {model.kind!r}; use 'lbfgs'")
@@ -346,6 +349,7 @@ def _check_combinations(config: JobConfig) -> None:
         raise ConfigError(f"model.l1: an L1 penalty needs a proximal step (optimizer.kind = 'sgd' "
                           f"or 'adam'); {opt.kind!r} handles L2 only")
     _check_mf(config)
+    _check_path(config)
     _check_glm(config)
     if opt.kind == "adagrad":
         _check_adagrad(config)
@@ -421,7 +425,6 @@ def _check_glm(config: JobConfig) -> None:
                           f"(use 'auto')")
     if config.device != "cpu":
         raise ConfigError("device: model.kind = 'glm' trains on the CPU for now; set device = 'cpu'")
-    _check_path(config)
 
 
 def _check_path(config: JobConfig) -> None:
@@ -431,6 +434,9 @@ def _check_path(config: JobConfig) -> None:
                           "(e.g. optimizer.path = {n_alphas = 100})")
     if opt.path is None:
         return
+    if model.kind != "glm":
+        raise ConfigError(f"optimizer.path: paths are fitted for model.kind = 'glm' (family 'gaussian' is "
+                          f"least squares, 'binomial' logistic regression), not {model.kind!r}")
     if opt.kind != "irls":
         raise ConfigError(f"optimizer.path: paths are fitted by 'irls', not {opt.kind!r}")
     if opt.cv == 1:

@@ -45,7 +45,8 @@ def add_sums(model, params, X, y, out: np.ndarray) -> None:
         out[4] += total(y * y)
     elif model.output == "binary":
         out[2] += total(((z > 0) == (y > 0.5)).astype(np.float64))
-        scaled = (xp.clip(z, -LOGIT_RANGE, LOGIT_RANGE) + LOGIT_RANGE) * (AUC_BINS / (2 * LOGIT_RANGE))
+        # a NaN logit (a diverged model) takes the middle bin: its loss reports the divergence
+        scaled = (xp.clip(xp.nan_to_num(z), -LOGIT_RANGE, LOGIT_RANGE) + LOGIT_RANGE) * (AUC_BINS / (2 * LOGIT_RANGE))
         bins = xp.minimum(scaled.astype(xp.int64), AUC_BINS - 1)
         positive = y > 0.5
         for lo, chosen in ((3, positive), (3 + AUC_BINS, ~positive)):

@@ -41,7 +41,11 @@ def predict_file(model_path, data_specs, out, proba: bool = False) -> int:
         X, targets = reader.block(index)
         offset = unpack(targets)[2]  # shards with an offset dataset: each row's prediction moves by it
         extra = () if offset is None else (offset,)
-        parts.append(model.predict_proba(params, X, *extra) if proba else model.predict(params, X, *extra))
+        if proba:
+            p = model.predict_proba(params, X, *extra)
+            parts.append(np.column_stack([1 - p, p]) if p.ndim == 1 else p)  # binary: both columns, as the API
+        else:
+            parts.append(model.predict(params, X, *extra))
     reader.close()
     _write(Path(out), np.concatenate(parts))
     return schema.n_rows

@@ -26,14 +26,22 @@ import numpy as np
 HEADROOM_BITS = 62
 
 
-def agree_exponents(reducer, partials: np.ndarray, groups: list, n_terms: int) -> list[int]:
-    """One exponent per group (a slice of columns), the same on every rank."""
+NONFINITE = None  # the exponent of a group some rank holds a NaN or Inf in: it decodes as NaN
+
+
+def agree_exponents(reducer, partials: np.ndarray, groups: list, n_terms: int) -> list:
+    """One exponent per group (a slice of columns), the same on every rank; NONFINITE where any
+    rank's partials hold a NaN or Inf (+inf travels through the max where NaN might not), so
+    that the decoded sums are NaN on every rank and the step loop reports the divergence."""
     local = np.array([np.abs(partials[:, g]).max() if partials.size else 0.0 for g in groups])
+    local[~np.isfinite(local)] = np.inf
     reducer.allreduce_max(local)
     exponents = []
     for largest in local:
-        if largest == 0 or not math.isfinite(largest):
-            exponents.append(0)  # all zeros; or a NaN/Inf the loop reports as divergence
+        if not math.isfinite(largest):
+            exponents.append(NONFINITE)
+        elif largest == 0:
+            exponents.append(0)  # all zeros
         else:
             exponents.append(HEADROOM_BITS - math.frexp(largest * max(n_terms, 1))[1])
     return exponents
@@ -45,11 +53,11 @@ def encode_sum(partials: np.ndarray, groups: list, exponents: list, count_column
     if not partials.shape[0]:
         return
     for g, e in zip(groups, exponents):
-        out[g] = np.rint(np.ldexp(partials[:, g], e)).astype(np.int64).sum(axis=0)
+        out[g] = 0 if e is NONFINITE else np.rint(np.ldexp(partials[:, g], e)).astype(np.int64).sum(axis=0)
     out[count_column] = int(partials[:, count_column].sum())
 
 
 def decode(ints: np.ndarray, groups: list, exponents: list, out: np.ndarray) -> None:
     """out (float) = ints * 2^-e per group."""
     for g, e in zip(groups, exponents):
-        out[g] = np.ldexp(ints[g].astype(np.float64), -e)
+        out[g] = np.nan if e is NONFINITE else np.ldexp(ints[g].astype(np.float64), -e)

@@ -1,0 +1,44 @@
+"""Hostile and malformed inputs, table-driven: each ends with one line naming the key, file or
+step and the way out, a non-zero exit, no traceback, and nothing half-written.
+(A start on issue 31's table; more surfaces to come.)"""
+import numpy as np
+import pytest
+
+from mpireg.config import load_job
+from mpireg.errors import ConfigError
+from tests.helpers import run_overrides, sgd_job
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "a/b", "..", ""])
+def test_a_job_name_cannot_leave_the_runs_folder(name):
+    with pytest.raises(ConfigError, match=r"name: .* names the run directory runs/<name>"):
+        load_job(None, ["data.train=x", f"name={name!r}".replace("'", '"')])
+
+
+CLI_CASES = [
+    # (overrides beyond the logistic SGD job, what stderr must say)
+    (["comm.deterministic=true", "optimizer.lr=1e30"], "training diverged at step"),
+    (["optimizer.lr=1e30"], "training diverged at step"),
+    (["optimizer.path={n_alphas = 3}"], "optimizer.path: paths are fitted for model.kind = 'glm'"),
+    (["optimizer.cv=3"], "optimizer.cv: cross-validation chooses a penalty from a path"),
+]
+
+
+@pytest.mark.parametrize("extra,message", CLI_CASES, ids=[c[1][:30] for c in CLI_CASES])
+def test_each_bad_job_is_one_clear_error_on_every_rank(datasets, tmp_path, extra, message):
+    result = run_overrides(2, tmp_path / "job.toml", [*sgd_job(datasets, "logistic"), "run.progress=false", *extra],
+                           "--run-dir", tmp_path / "run")
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "run" / "model.h5").exists()
+
+
+def test_nan_logits_do_not_break_the_evaluation():
+    from mpireg import metrics
+    from mpireg.models import make_model
+
+    model = make_model("logistic", 2, 2)
+    params = np.array([np.nan, 0.0, 0.0])
+    sums = np.zeros(metrics.sums_length(model))
+    metrics.add_sums(model, params, np.ones((4, 2)), np.array([0.0, 1.0, 1.0, 0.0]), sums)
+    assert np.isnan(metrics.finalize(model, sums, 0.0)["loss"])
