@@ -42,3 +42,13 @@ def test_nan_logits_do_not_break_the_evaluation():
     sums = np.zeros(metrics.sums_length(model))
     metrics.add_sums(model, params, np.ones((4, 2)), np.array([0.0, 1.0, 1.0, 0.0]), sums)
     assert np.isnan(metrics.finalize(model, sums, 0.0)["loss"])
+
+
+def test_a_new_job_in_an_earlier_runs_directory_says_it_replaces_it(datasets, tmp_path):
+    job = [*sgd_job(datasets, "logistic"), "run.progress=false", "optimizer.epochs=1"]
+    assert run_overrides(1, tmp_path / "job.toml", job, "--run-dir", tmp_path / "run").returncode == 0
+    again = run_overrides(1, tmp_path / "job.toml", [*job, "optimizer.lr=0.05"], "--run-dir", tmp_path / "run")
+    assert again.returncode == 0
+    assert "holds an earlier run (config.toml, summary.json, model.h5), which this job replaces" in again.stderr
+    same = run_overrides(1, tmp_path / "job.toml", [*job, "optimizer.lr=0.05"], "--run-dir", tmp_path / "run")
+    assert "holds an earlier run" not in same.stderr  # the same job again: nothing to say

@@ -127,7 +127,12 @@ class Run:
 
         def prepare():
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.toml").write_text(dumps_toml(self.cfg.to_dict()), encoding="utf-8")
+            config, text = run_dir / "config.toml", dumps_toml(self.cfg.to_dict())
+            earlier = [f for f in ("config.toml", "summary.json", "model.h5") if (run_dir / f).exists()]
+            if earlier and not self.resume and (not config.exists() or config.read_text(encoding="utf-8") != text):
+                log.warn(f"{run_dir}: holds an earlier run ({', '.join(earlier)}), which this job replaces "
+                         f"(pass --resume to continue it, or --run-dir to keep it)")
+            config.write_text(text, encoding="utf-8")
             if not self.resume:
                 removed = clear_checkpoints(run_dir / "checkpoints")
                 if removed:
