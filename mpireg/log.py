@@ -93,7 +93,13 @@ def run_command_line(prog: str, body) -> int:
 
     try:
         body()
+        sys.stdout.flush()
     except MpiregError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `... | head` closed the pipe: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's documented way out)
+        return 0
     return 0

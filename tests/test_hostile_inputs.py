@@ -52,3 +52,22 @@ def test_a_new_job_in_an_earlier_runs_directory_says_it_replaces_it(datasets, tm
     assert "holds an earlier run (config.toml, summary.json, model.h5), which this job replaces" in again.stderr
     same = run_overrides(1, tmp_path / "job.toml", [*job, "optimizer.lr=0.05"], "--run-dir", tmp_path / "run")
     assert "holds an earlier run" not in same.stderr  # the same job again: nothing to say
+
+
+def test_synth_counts_the_training_shards_apart_and_inspect_survives_a_closed_pipe(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mpireg.data", "synth", "--task", "logistic", "--rows", "800",
+                          "--features", "4", "--shards", "8", "--out", str(tmp_path / "d")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "wrote 8 training shard(s) and 1 test shard(s)" in out.stdout
+    piped = subprocess.run(f"{sys.executable} -m mpireg.data inspect {tmp_path / 'd'} | head -1", shell=True,
+                           capture_output=True, text=True, timeout=120)
+    assert piped.stdout.count("\n") == 1 and "Traceback" not in piped.stderr
+    # a command whose output outruns the pipe (inspect of thousands of shards): quiet, exit 0
+    body = "import sys; from mpireg.log import run_command_line; " \
+           "sys.exit(run_command_line('x', lambda: [print('line', i) for i in range(300000)]))"
+    long = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -c \"{body}\" | head -1"],
+                          capture_output=True, text=True, timeout=120)
+    assert long.returncode == 0 and long.stdout == "line 0\n" and "BrokenPipeError" not in long.stderr

@@ -104,6 +104,12 @@ def main(argv=None) -> int:
     return run_command_line("mpireg.data", lambda: COMMANDS[args.command](args))
 
 
+def _shards(paths) -> str:
+    """"8 training shard(s) and 1 test shard(s)": the test split counted apart."""
+    test = sum(1 for p in paths if Path(p).parent.name == "test")
+    return f"{len(paths) - test} training shard(s)" + (f" and {test} test shard(s)" if test else "")
+
+
 def _synth(args) -> None:
     if args.features is None:
         if args.task != "ratings" and not args.sparse:
@@ -114,7 +120,7 @@ def _synth(args) -> None:
             raise MpiregError("--hash-bits: expected 1..30, and --nnz a positive count")
         paths = synthesize_sparse(args.task, args.rows, args.hash_bits, args.nnz, args.out, args.shards,
                                   args.classes, test_rows_of(args), args.noise, args.seed, args.dtype)
-        print(f"wrote {len(paths)} CSR shard(s) under {args.out} ({args.rows} rows x 2^{args.hash_bits} "
+        print(f"wrote {_shards(paths)} under {args.out} ({args.rows} rows x 2^{args.hash_bits} "
               f"columns, {args.nnz} entries a row)")
         return
     for name in ("rows", "features", "shards", "classes", "users", "items", "rank"):
@@ -124,7 +130,7 @@ def _synth(args) -> None:
     if args.task == "ratings":
         paths = synth_ratings(args.users, args.items, args.rank, args.rows, args.out, args.shards,
                               test_rows, args.noise, args.seed, args.dtype)
-        print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} ratings of {args.users} "
+        print(f"wrote {_shards(paths)} under {args.out} ({args.rows} ratings of {args.users} "
               f"users x {args.items} items, {test_rows} test ratings in {args.out}/test)")
         return
     if args.task in GLM_TASKS:
@@ -133,7 +139,7 @@ def _synth(args) -> None:
     else:
         paths = synthesize(args.task, args.rows, args.features, args.out, args.shards,
                            args.classes, test_rows, args.noise, args.seed, args.dtype)
-    print(f"wrote {len(paths)} shard(s) under {args.out} ({args.rows} train rows, "
+    print(f"wrote {_shards(paths)} under {args.out} ({args.rows} train rows, "
           f"{test_rows} test rows in {args.out}/test)")
 
 
