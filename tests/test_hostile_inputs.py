@@ -71,3 +71,21 @@ def test_synth_counts_the_training_shards_apart_and_inspect_survives_a_closed_pi
     long = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -c \"{body}\" | head -1"],
                           capture_output=True, text=True, timeout=120)
     assert long.returncode == 0 and long.stdout == "line 0\n" and "BrokenPipeError" not in long.stderr
+
+
+def test_inspect_reports_each_directory_as_its_own_data_set(tmp_path):
+    import subprocess
+    import sys
+
+    from mpireg.data import write_shard
+
+    write_shard(tmp_path / "a" / "part-0.h5", np.zeros((5, 3)), np.zeros(5), "regression")
+    write_shard(tmp_path / "b" / "part-0.h5", np.zeros((4, 2)), np.array([0, 1, 0, 1]), "binary", 2)
+    bad = np.zeros((3, 2))
+    bad[1, 0] = np.nan
+    write_shard(tmp_path / "c" / "part-0.h5", bad, np.zeros(3), "regression")
+    out = subprocess.run([sys.executable, "-m", "mpireg.data", "inspect", *(str(tmp_path / n) for n in "abc")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "task regression, 3 features" in out.stdout and "task binary, 2 features" in out.stdout
+    assert "NaN or Inf value at row 1" in out.stdout and "1 of 3 data set(s) failed the check" in out.stderr

@@ -216,7 +216,24 @@ def _ratings(args) -> None:
 
 
 def _inspect(args) -> None:
-    print("\n".join(inspect(args.paths, scan=not args.no_scan)))
+    """Each directory given is a data set of its own (two unrelated ones are not merged); files
+    and globs given together are one. Every set is reported, a failing one too."""
+    sets = [[p] for p in args.paths if Path(p).is_dir()]
+    loose = [p for p in args.paths if not Path(p).is_dir()]
+    sets += [loose] if loose else []
+    if len(sets) == 1:  # one data set: its report, or its error, as it is
+        print("\n".join(inspect(sets[0], scan=not args.no_scan)))
+        return
+    failed = []
+    for specs in sets:
+        name = " ".join(specs)
+        try:
+            lines = inspect(specs, scan=not args.no_scan)
+        except MpiregError as exc:
+            lines, failed = [f"error: {exc}"], failed + [name]
+        print("\n".join([f"{name}:"] + [f"  {line}" for line in lines]), flush=True)
+    if failed:
+        raise MpiregError(f"inspect: {len(failed)} of {len(sets)} data set(s) failed the check: {', '.join(failed)}")
 
 
 COMMANDS = {"synth": _synth, "example": _example, "convert": _convert, "ratings": _ratings,
