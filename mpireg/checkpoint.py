@@ -75,14 +75,22 @@ def load_checkpoint(path):
 
 
 def latest_checkpoint(directory):
-    """The newest valid checkpoint as (path, arrays, meta), or None; corrupt ones are skipped."""
-    for path in reversed(list_checkpoints(directory)):
+    """The newest valid checkpoint as (path, arrays, meta), or None where there is none; corrupt
+    ones are skipped, and when every one is corrupt that is an error naming them (starting
+    afresh would silently redo, or lose, everything they held)."""
+    found = list_checkpoints(directory)
+    for path in reversed(found):
         try:
             arrays, meta = load_checkpoint(path)
         except ValueError as exc:
             log.warn(f"skipping checkpoint {path}: {exc}")
             continue
         return path, arrays, meta
+    if found:
+        from .errors import DataError
+
+        raise DataError(f"--resume: every checkpoint in {directory} is corrupt ({', '.join(p.name for p in found)}); "
+                        f"nothing to continue from: move them aside and run without --resume to start afresh")
     return None
 
 

@@ -89,3 +89,16 @@ def test_inspect_reports_each_directory_as_its_own_data_set(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "task regression, 3 features" in out.stdout and "task binary, 2 features" in out.stdout
     assert "NaN or Inf value at row 1" in out.stdout and "1 of 3 data set(s) failed the check" in out.stderr
+
+
+def test_every_checkpoint_corrupt_is_an_error_not_a_fresh_start(datasets, tmp_path):
+    job = [*sgd_job(datasets, "logistic"), "run.progress=false", "optimizer.epochs=2"]
+    assert run_overrides(2, tmp_path / "job.toml", job, "--run-dir", tmp_path / "run").returncode == 0
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-*.h5"))
+    assert checkpoints
+    for path in checkpoints:
+        path.write_bytes(b"not a checkpoint" * 10)
+    result = run_overrides(2, tmp_path / "job.toml", [*job, "optimizer.epochs=3"], "--run-dir", tmp_path / "run",
+                           "--resume")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "every checkpoint in" in result.stderr and checkpoints[-1].name in result.stderr
