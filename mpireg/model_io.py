@@ -1,6 +1,7 @@
 """The trained model as one HDF5 file: parameters by name, the config, the data schema, metrics."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,8 +24,10 @@ def save_model(path, model, params, config: dict, schema: dict, metrics: dict,
     host = params.get() if hasattr(params, "get") else np.asarray(params)
     with h5py.File(tmp, "w") as f:
         group = f.create_group("params")
-        for name, view in model.layout.views(host).items():
+        views = model.layout.views(host)
+        for name, view in views.items():
             group.create_dataset(name, data=view)
+        f.attrs["sha256"] = params_digest(views)
         f.attrs.update(mpireg_model=MODEL_FORMAT, kind=model.kind, n_features=model.n_features,
                        n_classes=model.n_classes, fit_intercept=model.fit_intercept,
                        l2=model.l2, l1=model.l1, options=json.dumps(model.options()), config=json.dumps(config),
@@ -36,6 +39,16 @@ def save_model(path, model, params, config: dict, schema: dict, metrics: dict,
             else:
                 f.create_dataset("classes", data=classes)
     os.replace(tmp, path)
+
+
+def params_digest(views: dict) -> str:
+    """SHA-256 over the named parameter arrays, their names, dtypes and shapes."""
+    h = hashlib.sha256()
+    for name in sorted(views):
+        a = np.ascontiguousarray(views[name])
+        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
+        h.update(a.view(np.uint8).tobytes())
+    return h.hexdigest()
 
 
 def load_model(path, xp=np):
@@ -54,8 +67,12 @@ def load_model(path, xp=np):
         dtype = f["params"][model.layout.specs[0].name].dtype
         params = model.init_params(dtype)
         views = model.layout.views(params)
+        stored = {name: f["params"][name][()] for name in views}
+        if "sha256" in a and params_digest(stored) != str(a["sha256"]):
+            raise DataError(f"{path}: the parameters do not match the checksum written with them (the file was "
+                            f"altered or damaged); retrain, or restore the file from its source")
         for name in views:
-            views[name][...] = xp.asarray(f["params"][name][()])
+            views[name][...] = xp.asarray(stored[name])
         meta = {k: json.loads(a[k]) for k in ("config", "schema", "metrics")}
         meta["estimator"] = str(a.get("estimator", ""))
         if "classes" in f:

@@ -102,3 +102,20 @@ def test_every_checkpoint_corrupt_is_an_error_not_a_fresh_start(datasets, tmp_pa
                            "--resume")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "every checkpoint in" in result.stderr and checkpoints[-1].name in result.stderr
+
+
+def test_a_model_file_whose_coefficients_were_altered_is_refused(datasets, tmp_path):
+    import subprocess
+    import sys
+
+    import h5py
+
+    job = [*sgd_job(datasets, "logistic"), "run.progress=false", "optimizer.epochs=1"]
+    assert run_overrides(1, tmp_path / "job.toml", job, "--run-dir", tmp_path / "run").returncode == 0
+    model = tmp_path / "run" / "model.h5"
+    with h5py.File(model, "r+") as f:
+        f["params/coef"][0] += 1.0
+    result = subprocess.run([sys.executable, "-m", "mpireg.predict", str(model), str(datasets["logistic"] / "test"),
+                             "--out", str(tmp_path / "p.npy")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "do not match the checksum" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "p.npy").exists()

@@ -92,7 +92,8 @@ def test_predict_and_inspect_read_csr_shards(both, tmp_path, capsys):
                           "--proba", "--out", tmp_path / "p.npy"])
     assert result.returncode == 0, result.stderr
     X, _ = ShardReader(read_schema(resolve_paths([dense])), 0, 1, 2**30).read(0, 1203)
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), model.predict_proba(params, X), rtol=1e-12)
+    p = model.predict_proba(params, X)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), np.column_stack([1 - p, p]), rtol=1e-12)  # both columns
     assert data_main(["inspect", str(csr)]) == 0
     assert "CSR float64" in capsys.readouterr().out
 
