@@ -119,3 +119,22 @@ def test_a_model_file_whose_coefficients_were_altered_is_refused(datasets, tmp_p
                              "--out", str(tmp_path / "p.npy")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "do not match the checksum" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "p.npy").exists()
+
+
+@pytest.mark.parametrize("fmt,line,bad", [
+    ("libsvm", "1 1:0.5 3:nan\n", "line 2"), ("libsvm", "1 1:inf\n", "line 2"), ("libsvm", "nan 1:1\n", "line 2"),
+    ("hashed", "1,nan,a\n", "line 2"), ("hashed", "1,inf,b\n", "line 2")])
+def test_conversion_refuses_nan_and_inf_by_line(tmp_path, fmt, line, bad):
+    import subprocess
+    import sys
+
+    good = "0 1:1 2:2\n" if fmt == "libsvm" else "0,1.5,a\n"
+    src = tmp_path / ("in.svm" if fmt == "libsvm" else "in.csv")
+    src.write_text(good + line + good)
+    cmd = ([sys.executable, "-m", "mpireg.data", "convert", str(src), "--out", str(tmp_path / "out")]
+           if fmt == "libsvm" else
+           [sys.executable, "-m", "mpireg.data", "convert", str(src), "--label-col", "0", "--numeric", "1", "--sep", ",",
+            "--categorical", "2", "--hash-bits", "8", "--out", str(tmp_path / "out")])
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and bad in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not list((tmp_path / "out").glob("*.h5")) if (tmp_path / "out").exists() else True

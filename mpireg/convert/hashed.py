@@ -12,6 +12,8 @@ a row add up. Streamed like libsvm (stream.py): memory is a chunk of lines.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import DataError
@@ -71,6 +73,8 @@ class Hashed(TextFormat):
                     if fields[j]:
                         row_i.append(slot)
                         row_v.append(float(fields[j]))
+                if not all(map(math.isfinite, row_v)) or not math.isfinite(label):
+                    raise ValueError("a NaN or Inf value")
                 for j in self.categorical:
                     if fields[j]:
                         row_i.append(murmurhash3_32(f"{j}={fields[j]}", seed=self.seed, positive=True) & mask)

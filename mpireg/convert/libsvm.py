@@ -13,6 +13,8 @@ counted.
 """
 from __future__ import annotations
 
+import math
+
 import os
 import warnings
 from pathlib import Path
@@ -117,9 +119,12 @@ def _survey(fmt: TextFormat, paths, test_fraction: float, seed: int):
 def _label_texts(fmt, path, lines, numbers):
     for line, number in zip(lines, numbers):
         try:
-            yield fmt.label(line)
+            text = fmt.label(line)
         except (IndexError, ValueError):
             raise DataError(f"{path}: line {number}: no label column") from None
+        if _is_float(text) and not math.isfinite(float(text)):
+            raise DataError(f"{path}: line {number}: the label {text.strip()!r} is not a finite number")
+        yield text
 
 
 def _task_of(labels, task: str | None):
@@ -209,17 +214,19 @@ def _parse(path, lines, numbers, skip_bad: bool):
     chunk's numbers in one split and one float conversion; a failure re-parses line by line to
     name the bad one."""
     try:
-        return _parse_fast(lines), 0
+        parsed = _parse_fast(lines)
+        if np.isfinite(parsed[0]).all() and np.isfinite(parsed[3]).all():
+            return parsed, 0
     except ValueError:
-        pass
+        pass  # the line-by-line parse below names the line (a NaN or Inf value too)
     rows, skipped = [], 0
     for line, number in zip(lines, numbers):
         try:
             rows.append(_parse_line(line))
         except ValueError:
             if not skip_bad:
-                raise DataError(f"{path}: line {number}: expected 'label index:value ...', got "
-                                f"{line[:80]!r} (--skip-bad-lines skips such lines)") from None
+                raise DataError(f"{path}: line {number}: expected 'label index:value ...' with finite "
+                                f"numbers, got {line[:80]!r} (--skip-bad-lines skips such lines)") from None
             skipped += 1
     if not rows:
         return (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)), skipped
@@ -273,9 +280,10 @@ def _parse_line(line: str):
     if any(len(p) != 2 for p in pairs):
         raise ValueError(line)
     indices = np.array([int(i) for i, _ in pairs], dtype=np.int64)
-    if (indices < 0).any():
-        raise ValueError(line)
-    return label, indices, np.array([float(v) for _, v in pairs])
+    values = np.array([float(v) for _, v in pairs])
+    if (indices < 0).any() or not (np.isfinite(values).all() and np.isfinite(label)):
+        raise ValueError(line)  # (a NaN or Inf would reach the shards, which refuse it only when read)
+    return label, indices, values
 
 
 class ShardSeries:
