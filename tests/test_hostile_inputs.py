@@ -138,3 +138,13 @@ def test_conversion_refuses_nan_and_inf_by_line(tmp_path, fmt, line, bad):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and bad in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not list((tmp_path / "out").glob("*.h5")) if (tmp_path / "out").exists() else True
+
+
+def test_api_errors_of_one_ranks_input_name_the_rank_on_every_rank(datasets):
+    from tests.helpers import run_ranks
+
+    result = run_ranks(2, datasets["linear"], module="tests.api.rank_errors_worker", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for rank in (0, 1):
+        assert f"nan rank {rank}: rank 1: Input X contains NaN." in result.stdout
+        assert f"paths rank {rank}: X: rank 1 passed" in result.stdout

@@ -196,6 +196,12 @@ class MpiregEstimator(BaseEstimator):
         specs = train if train is not None else keys.get(self.job or {}, "data.train")
         if specs is keys.MISSING or not specs:
             raise ConfigError("fit: give shard paths or arrays (or a job with data.train)")
+        everyone = comm.allgather(specs) if comm.size > 1 else [specs]
+        differ = [r for r, theirs in enumerate(everyone) if theirs != everyone[0]]
+        if differ:  # rank 0 reads the schema for all: another rank's own paths would be ignored
+            raise CollectiveError(f"X: rank {differ[0]} passed {everyone[differ[0]]!r} but rank 0 {everyone[0]!r}; every "
+                                  f"rank passes the same shard paths (each then reads only its own rows)", None,
+                                  comm.size)
         table = agree(comm, lambda: self._job(self._job_kind, train, self._job_keys))
         if train is None:  # the job's own data; the quickstart's made first where it asks for it
             prepare_job_data(agree(comm, lambda: config_from_dict(table)), comm)
@@ -251,8 +257,8 @@ def collective(comm, body):
     only this rank has would leave the others waiting, so it ends the job (MPI_Abort)."""
     try:
         return body()
-    except CollectiveError:
-        raise
+    except CollectiveError as exc:
+        raise _named_by_rank(exc, comm.size) from None
     except BaseException as exc:
         if comm.size == 1:
             raise
@@ -261,6 +267,16 @@ def collective(comm, body):
         sys.stderr.flush()
         comm.Abort(1)
         raise
+
+
+def _named_by_rank(exc: CollectiveError, size: int) -> CollectiveError:
+    """The error every rank raises, naming the rank whose input it is where only some failed
+    (one rank's NaN, one rank's missing file), as the CLI's last line does."""
+    if exc.rank is None or exc.n_failed >= size or str(exc).startswith("rank "):
+        return exc
+    more = f" and {exc.n_failed - 1} more" if exc.n_failed > 1 else ""
+    named = CollectiveError(f"rank {exc.rank}{more}: {exc}", exc.rank, exc.n_failed)
+    return named
 
 
 def local_phase(comm, fn):
