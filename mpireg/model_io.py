@@ -22,6 +22,18 @@ def save_model(path, model, params, config: dict, schema: dict, metrics: dict,
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     host = params.get() if hasattr(params, "get") else np.asarray(params)
+    try:
+        _write_model(tmp, model, host, config, schema, metrics, classes, estimator)
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk, a quota, a signal: no half-written file is left
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"{path}: the model could not be written ({exc.strerror or exc}); free space "
+                            f"there or choose another run directory") from None
+        raise
+
+
+def _write_model(tmp, model, host, config, schema, metrics, classes, estimator) -> None:
     with h5py.File(tmp, "w") as f:
         group = f.create_group("params")
         views = model.layout.views(host)
@@ -38,7 +50,6 @@ def save_model(path, model, params, config: dict, schema: dict, metrics: dict,
                 f.create_dataset("classes", data=classes.astype(str).astype(object), dtype=h5py.string_dtype())
             else:
                 f.create_dataset("classes", data=classes)
-    os.replace(tmp, path)
 
 
 def params_digest(views: dict) -> str:

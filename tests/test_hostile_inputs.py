@@ -148,3 +148,32 @@ def test_api_errors_of_one_ranks_input_name_the_rank_on_every_rank(datasets):
     for rank in (0, 1):
         assert f"nan rank {rank}: rank 1: Input X contains NaN." in result.stdout
         assert f"paths rank {rank}: X: rank 1 passed" in result.stdout
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "model"])
+def test_a_full_disk_leaves_no_half_written_file(tmp_path, monkeypatch, what):
+    import errno
+
+    import h5py
+
+    from mpireg import checkpoint, model_io
+    from mpireg.errors import DataError
+    from mpireg.models import make_model
+
+    real = h5py.File
+
+    def full(path, mode="r", *args, **kwargs):
+        f = real(path, mode, *args, **kwargs)
+        if mode == "w":
+            f.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return f
+
+    monkeypatch.setattr(h5py, "File", full)
+    model = make_model("linear", 3)
+    with pytest.raises(DataError, match="could not be written \\(No space left on device\\)"):
+        if what == "checkpoint":
+            checkpoint.save_checkpoint(tmp_path, 5, {"params": np.zeros(4)}, {"step": 5}, keep=2)
+        else:
+            model_io.save_model(tmp_path / "model.h5", model, np.zeros(4), {}, {}, {})
+    assert list(tmp_path.iterdir()) == []
