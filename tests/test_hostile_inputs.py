@@ -177,3 +177,12 @@ def test_a_full_disk_leaves_no_half_written_file(tmp_path, monkeypatch, what):
         else:
             model_io.save_model(tmp_path / "model.h5", model, np.zeros(4), {}, {}, {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_data_tool_option_has_help_text():
+    from mpireg.convert.tool import build_parser
+
+    parser = build_parser()
+    missing = [(name, a.option_strings or a.dest) for group in parser._subparsers._group_actions
+               for name, sub in group.choices.items() for a in sub._actions if not a.help and a.dest != "help"]
+    assert not missing

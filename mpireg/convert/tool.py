@@ -28,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="reproducible synthetic data with its true parameters")
     s.add_argument("--task", required=True, choices=["linear", "logistic", "softmax", "ratings", *GLM_TASKS],
                    help="poisson, gamma, tweedie: insurance-like rows for generalized linear models")
-    s.add_argument("--rows", type=int, required=True)
+    s.add_argument("--rows", type=int, required=True, help="training rows (ratings: ratings drawn)")
     s.add_argument("--features", type=int, default=None, help="required but for ratings")
     s.add_argument("--classes", type=int, default=3, help="softmax only (default 3)")
-    s.add_argument("--shards", type=int, default=1)
+    s.add_argument("--shards", type=int, default=1, help="training shards to write (default 1)")
     s.add_argument("--test-rows", type=int, default=None,
                    help="rows written to OUT/test/ (default: a tenth of --rows, at most 100000)")
     s.add_argument("--noise", type=float, default=0.1, help="linear and ratings: target noise s.d.")
@@ -44,33 +44,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nnz", type=int, default=39, help="--sparse: entries drawn per row")
     s.add_argument("--exposure", action="store_true",
                    help="poisson: an offset log(exposure); tweedie: exposure weights (docs/data-format.md)")
-    s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="X's dtype in the shards (default float32)")
+    s.add_argument("--out", required=True, help="the output directory (shards; the test split in OUT/test)")
+    s.add_argument("--seed", type=int, default=0, help="the random seed (default 0)")
 
     e = sub.add_parser("example", help="a data set bundled with scikit-learn (digits, ...) as shards")
-    e.add_argument("name", choices=list(EXAMPLES))
-    e.add_argument("--out", required=True)
-    e.add_argument("--shards", type=int, default=1)
-    e.add_argument("--test-fraction", type=float, default=0.2)
-    e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("name", choices=list(EXAMPLES), help="the scikit-learn data set")
+    e.add_argument("--out", required=True, help="the output directory (shards; the test split in OUT/test)")
+    e.add_argument("--shards", type=int, default=1, help="training shards to write (default 1)")
+    e.add_argument("--test-fraction", type=float, default=0.2, help="the share of rows held out in OUT/test (default 0.2)")
+    e.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="X's dtype in the shards (default float32)")
+    e.add_argument("--seed", type=int, default=0, help="the random seed (default 0)")
 
     c = sub.add_parser("convert", help="CSV/TSV/Parquet (streamed), libsvm text (streamed, to CSR), .npy/.npz -> shards")
-    c.add_argument("inputs", nargs="+")
-    c.add_argument("--out", required=True)
-    c.add_argument("--shards", type=int, default=1)
+    c.add_argument("inputs", nargs="+", help="input files (CSV/TSV, Parquet, libsvm text, .npy/.npz)")
+    c.add_argument("--out", required=True, help="the output directory (shards; the test split in OUT/test)")
+    c.add_argument("--shards", type=int, default=1, help="training shards to write (default 1)")
     c.add_argument("--label-col", default=None, help="name or index of the label column (default: last)")
     c.add_argument("--weight-col", default=None,
                    help="CSV/Parquet: a column of sample weights, written as dataset w (generalized linear models)")
     c.add_argument("--offset-col", default=None,
                    help="CSV/Parquet: a column of offsets (e.g. log exposure), written as dataset offset")
-    c.add_argument("--test-fraction", type=float, default=0.0)
+    c.add_argument("--test-fraction", type=float, default=0.0, help="the share of rows held out in OUT/test (default 0)")
     c.add_argument("--task", choices=["regression", "binary", "multiclass"], default=None,
                    help="default: inferred from the labels")
     c.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="default: the input's (float64 for text, a Parquet file's float32 stays float32)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="the random seed (default 0)")
     c.add_argument("--dense", action="store_true",
                    help="libsvm input: dense shards, read whole (default: CSR shards, streamed)")
     c.add_argument("--skip-bad-lines", action="store_true",
@@ -82,19 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hash-seed", type=int, default=0, help="hashed CSR: MurmurHash3 seed")
 
     r = sub.add_parser("ratings", help="CSV of (user, item, rating) rows -> ratings shards")
-    r.add_argument("inputs", nargs="+")
-    r.add_argument("--out", required=True)
-    r.add_argument("--shards", type=int, default=1)
+    r.add_argument("inputs", nargs="+", help="ratings files: CSV/TSV or Parquet of (user, item, rating)")
+    r.add_argument("--out", required=True, help="the output directory (shards; the test split in OUT/test)")
+    r.add_argument("--shards", type=int, default=1, help="training shards to write (default 1)")
     r.add_argument("--user-col", default="0", help="name or index of the user column (default 0)")
     r.add_argument("--item-col", default="1", help="name or index of the item column (default 1)")
     r.add_argument("--rating-col", default="2", help="name or index of the rating column (default 2)")
     r.add_argument("--sep", default=",", help="field separator (default ',')")
-    r.add_argument("--test-fraction", type=float, default=0.0)
-    r.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--test-fraction", type=float, default=0.0, help="the share of rows held out in OUT/test (default 0)")
+    r.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="X's dtype in the shards (default float32)")
+    r.add_argument("--seed", type=int, default=0, help="the random seed (default 0)")
 
     i = sub.add_parser("inspect", help="schema, rows per shard, and a validation of every row")
-    i.add_argument("paths", nargs="+")
+    i.add_argument("paths", nargs="+", help="shard directories, files or globs; each directory is a data set of its own")
     i.add_argument("--no-scan", action="store_true", help="headers only, skip the row scan")
     return parser
 
