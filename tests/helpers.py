@@ -53,14 +53,27 @@ def start_command(cmd, cwd=None) -> subprocess.Popen:
                             cwd=cwd or ROOT, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
 
 
-def finish_command(proc: subprocess.Popen, timeout: float = MPI_TIMEOUT):
-    """Wait for `proc`; on timeout kill its whole group and fail the test as a hang."""
+def load_per_core() -> float:
     try:
-        out, err = proc.communicate(timeout=timeout)
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:  # (no load average on this platform)
+        return 1.0
+
+
+def finish_command(proc: subprocess.Popen, timeout: float = MPI_TIMEOUT):
+    """Wait for `proc`; the limit stretches with the machine's load (oversubscribed ranks run
+    slower: under a loaded CI host one multi-rank test needed 10x its time alone). On expiry kill
+    its whole group and fail, saying what it waited for and how loaded the host was."""
+    load = load_per_core()
+    limit = timeout * max(1.0, load)
+    try:
+        out, err = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout} s (a hang): {' '.join(proc.args)}\n{out}\n{err}")
+        raise AssertionError(f"timed out after {limit:.0f} s ({timeout} s scaled by a load of {load:.1f} per core "
+                             f"at the start) waiting for this command to exit: a hang, or a host far busier "
+                             f"than that: {' '.join(proc.args)}\n{out}\n{err}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

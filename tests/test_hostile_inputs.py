@@ -186,3 +186,14 @@ def test_every_data_tool_option_has_help_text():
     missing = [(name, a.option_strings or a.dest) for group in parser._subparsers._group_actions
                for name, sub in group.choices.items() for a in sub._actions if not a.help and a.dest != "help"]
     assert not missing
+
+
+def test_a_command_that_outlives_its_limit_says_what_it_waited_for():
+    import sys
+
+    from tests.helpers import finish_command, start_command
+
+    proc = start_command([sys.executable, "-c", "import time; time.sleep(30)"])
+    with pytest.raises(AssertionError, match=r"timed out after \d+ s \(0\.5 s scaled by a load of .* waiting for "
+                                             r"this command to exit"):
+        finish_command(proc, timeout=0.5)
