@@ -123,6 +123,7 @@ def test_a_model_file_whose_coefficients_were_altered_is_refused(datasets, tmp_p
 
 @pytest.mark.parametrize("fmt,line,bad", [
     ("libsvm", "1 1:0.5 3:nan\n", "line 2"), ("libsvm", "1 1:inf\n", "line 2"), ("libsvm", "nan 1:1\n", "line 2"),
+    ("libsvm", "1 3:1 2:5 3:2\n", "each index once"),
     ("hashed", "1,nan,a\n", "line 2"), ("hashed", "1,inf,b\n", "line 2")])
 def test_conversion_refuses_nan_and_inf_by_line(tmp_path, fmt, line, bad):
     import subprocess
@@ -197,3 +198,18 @@ def test_a_command_that_outlives_its_limit_says_what_it_waited_for():
     with pytest.raises(AssertionError, match=r"timed out after \d+ s \(0\.5 s scaled by a load of .* waiting for "
                                              r"this command to exit"):
         finish_command(proc, timeout=0.5)
+
+
+def test_rows_in_any_index_order_convert_when_no_index_repeats(tmp_path):
+    import subprocess
+    import sys
+
+    import h5py
+
+    src = tmp_path / "in.svm"
+    src.write_text("0 3:1 1:2\n1 1:1 2:2\n0 2:4\n")
+    result = subprocess.run([sys.executable, "-m", "mpireg.data", "convert", str(src), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with h5py.File(next((tmp_path / "o").glob("*.h5"))) as f:
+        assert f["indices"].shape[0] == 5
