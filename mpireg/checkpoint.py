@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from . import log
+from .atomic import atomic_file
 
 PATTERN = re.compile(r"^ckpt-(\d{9})\.h5$")
 
@@ -37,25 +38,14 @@ def save_checkpoint(directory, step: int, arrays: dict, meta: dict, keep: int) -
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {k: (v.get() if hasattr(v, "get") else np.asarray(v)) for k, v in arrays.items()}
     final = directory / f"ckpt-{step:09d}.h5"
-    tmp = directory / f".{final.name}.tmp{os.getpid()}"
-    try:
+    with atomic_file(final, fsync=True, what="checkpoint",
+                     hint=f"free space in {directory} or set run.dir elsewhere") as tmp:
         with h5py.File(tmp, "w") as f:
             for name, value in arrays.items():
                 f.create_dataset(name, data=value)
             f.attrs["meta"] = json.dumps(meta)
             f.attrs["sha256"] = _digest(arrays, meta)
             f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException as exc:  # a full disk, a quota, a signal: no half-written file is left
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            from .errors import DataError
-
-            raise DataError(f"{final}: the checkpoint could not be written ({exc.strerror or exc}); "
-                            f"free space in {directory} or set run.dir elsewhere") from None
-        raise
     _fsync_dir(directory)
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)

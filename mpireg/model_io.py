@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .atomic import atomic_file
 from .errors import DataError
 from .models import make_model
 
@@ -19,18 +18,9 @@ def save_model(path, model, params, config: dict, schema: dict, metrics: dict,
                classes=None, estimator: str = "") -> None:
     """Atomically (a whole file or none). `classes`: the labels the codes 0..K-1 stand for, and
     `estimator`: the Python API class that fitted it, where the API wrote the file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     host = params.get() if hasattr(params, "get") else np.asarray(params)
-    try:
+    with atomic_file(path, what="model", hint="free space there or choose another run directory") as tmp:
         _write_model(tmp, model, host, config, schema, metrics, classes, estimator)
-        os.replace(tmp, path)
-    except BaseException as exc:  # a full disk, a quota, a signal: no half-written file is left
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise DataError(f"{path}: the model could not be written ({exc.strerror or exc}); free space "
-                            f"there or choose another run directory") from None
-        raise
 
 
 def _write_model(tmp, model, host, config, schema, metrics, classes, estimator) -> None:

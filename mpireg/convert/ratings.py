@@ -8,12 +8,12 @@ text), to indices 0..n-1 in the order they first appear, and writes the maps to 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from ..atomic import atomic_file
 from ..errors import DataError
 from .loaders import column_index
 from ..data.format import RATINGS, write_shard
@@ -112,11 +112,9 @@ class IdMap:
 def write_ids(path: Path, users: IdMap, items: IdMap) -> None:
     """The original ids, atomically: entry k of `users` is the id of user index k."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
         for key, ids in (("users", users), ("items", items)):
             f.create_dataset(key, data=np.array(list(ids.index), dtype=object), dtype=h5py.string_dtype())
-    os.replace(tmp, path)
 
 
 def _read_csv(path: Path, columns, users: IdMap, items: IdMap, sep: str):

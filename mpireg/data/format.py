@@ -26,6 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..atomic import atomic_file
 from ..errors import DataError
 
 FORMAT_VERSION = 1
@@ -105,20 +106,14 @@ def atomic_shard(path, task: str, n_features: int, n_classes: int = 0, synth: di
     datasets, renamed into `path` only once whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=int(n_features),
-                           n_classes=int(n_classes), **(attrs or {}))
-            if synth:
-                group = f.create_group("synth")
-                for key, value in synth.items():
-                    group.create_dataset(key, data=value)
-            yield f
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half-written file stays behind
-        raise
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(mpireg_format=FORMAT_VERSION, task=task, n_features=int(n_features),
+                       n_classes=int(n_classes), **(attrs or {}))
+        if synth:
+            group = f.create_group("synth")
+            for key, value in synth.items():
+                group.create_dataset(key, data=value)
+        yield f
 
 
 def resolve_paths(specs, key: str = "data.train") -> list[str]:
