@@ -11,7 +11,8 @@ The candidates are timed in turn, round after round, each keeping its best round
 import argparse
 import os
 import sys
-import time
+
+from bench_gradient import race  # each candidate's best round, the candidates in turn
 
 
 def parse():
@@ -22,18 +23,6 @@ def parse():
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (1 = one rank's share)")
     p.add_argument("--dtype", default="float32")
     return p.parse_args()
-
-
-def race(candidates, repeats):
-    for _, fn in candidates:
-        fn()
-    best = {name: float("inf") for name, _ in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates:
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main():

@@ -42,15 +42,19 @@ CONTESTANTS = {"glum": "glum", "scikit-learn": "sklearn", "statsmodels": "statsm
 FAMILY = {"poisson": "poisson", "gamma": "gamma", "tweedie": "tweedie"}
 
 
-def make_data(task: str, rows: int, features: int, root: Path) -> Path:
+def make_data(task: str, rows: int, features: int, root: Path, exposure: bool = True) -> Path:
+    """The task's shards under root/task and its arrays (X, y, w, offset) as root/task.npy/*.npy
+    (race_path.py makes its problems here too)."""
     shards = root / task
     subprocess.run([sys.executable, "-m", "mpireg.data", "synth", "--task", task, "--rows", str(rows),
-                    "--features", str(features), "--shards", "2", "--test-rows", "0", "--exposure",
-                    "--out", str(shards)], check=True, cwd=ROOT, capture_output=True)
+                    "--features", str(features), "--shards", "2", "--test-rows", "0",
+                    *(["--exposure"] if exposure else []), "--out", str(shards)],
+                   check=True, cwd=ROOT, capture_output=True)
     import h5py
 
     parts = [h5py.File(p, "r") for p in sorted(shards.glob("*.h5"))]
-    arrays = {"X": np.concatenate([f["X"][:] for f in parts]), "y": np.concatenate([f["y"][:] for f in parts])}
+    arrays = {"X": np.concatenate([f["X"][:] for f in parts]),
+              "y": np.concatenate([f["y"][:] for f in parts]).astype(np.float64)}
     n = len(arrays["y"])
     arrays["w"] = np.concatenate([f["w"][:] for f in parts]) if "w" in parts[0] else np.ones(n)
     arrays["offset"] = np.concatenate([f["offset"][:] for f in parts]) if "offset" in parts[0] else np.zeros(n)

@@ -34,30 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from mpi_launch import ROOT, mpiexec
+from race_glm import make_data
 
 HERE = Path(__file__).resolve().parent
 FAMILY = {"logistic": "binomial", "poisson": "poisson"}
 L1_RATIO = 0.5
-
-
-def make_data(task: str, rows: int, features: int, root: Path) -> Path:
-    shards = root / task
-    extra = ["--exposure"] if task == "poisson" else []
-    subprocess.run([sys.executable, "-m", "mpireg.data", "synth", "--task", task, "--rows", str(rows),
-                    "--features", str(features), "--shards", "2", "--test-rows", "0", *extra,
-                    "--out", str(shards)], check=True, cwd=ROOT, capture_output=True)
-    import h5py
-
-    parts = [h5py.File(p, "r") for p in sorted(shards.glob("*.h5"))]
-    arrays = {"X": np.concatenate([f["X"][:] for f in parts]), "y": np.concatenate([f["y"][:] for f in parts])}
-    n = len(arrays["y"])
-    arrays["y"] = arrays["y"].astype(np.float64)
-    arrays["w"] = np.concatenate([f["w"][:] for f in parts]) if "w" in parts[0] else np.ones(n)
-    arrays["offset"] = np.concatenate([f["offset"][:] for f in parts]) if "offset" in parts[0] else np.zeros(n)
-    (root / f"{task}.npy").mkdir(exist_ok=True)
-    for name, values in arrays.items():
-        np.save(root / f"{task}.npy" / f"{name}.npy", values)
-    return shards
 
 
 def job_text(task: str, shards: Path, path: str, folds: int) -> str:
@@ -117,7 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for task in args.only.split(","):
-            shards = make_data(task, args.rows, args.features, root)
+            shards = make_data(task, args.rows, args.features, root, exposure=task == "poisson")
             alphas = grid(task, shards, root, args.alphas, args.ranks)
             print(f"\n{task}: {args.rows:,} rows x {args.features} float32 columns; {args.folds} folds x "
                   f"{args.alphas} penalties, l1_ratio {L1_RATIO}; {os.cpu_count()} cores", flush=True)

@@ -10,12 +10,13 @@ HINT = ("install an MPI library: python -m pip install 'mpireg[mpi]' (MPICH from
 
 def load_mpi():
     """mpi4py's MPI module; None (after one line on stderr) when no MPI library loads."""
+    from .errors import MpiregError
+
     try:
-        from mpi4py import MPI
-    except (ImportError, RuntimeError, OSError) as exc:
-        sys.stderr.write(f"mpireg: error: no MPI library could be loaded ({_first_line(exc)}); {HINT}\n")
+        return require_mpi()
+    except MpiregError as exc:
+        sys.stderr.write(f"mpireg: error: {exc}\n")
         return None
-    return MPI
 
 
 def _first_line(exc: BaseException) -> str:

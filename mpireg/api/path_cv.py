@@ -19,14 +19,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from sklearn.base import RegressorMixin
 
 from ..errors import ConfigError
 from ..models import make_model
-from .estimator import estimator_init
+from .estimator import estimator_init, local_phase
 from .glm import GeneralizedLinearRegressor
 from .job_keys import set_key
-from .linear_models import LogisticRegression, _Estimator
+from .linear_models import LinearRegression, LogisticRegression
 
 PATH_PARAMETERS = {"n_alphas": "optimizer.path.n_alphas", "cv": "optimizer.cv", "select": "optimizer.path.select"}
 
@@ -93,17 +92,15 @@ class GeneralizedLinearRegressorCV(_PathCV, GeneralizedLinearRegressor):
         self._record_path(result.summary)
 
 
-class ElasticNetCV(_PathCV, RegressorMixin, _Estimator):
+class ElasticNetCV(_PathCV, LinearRegression):
     """scikit-learn's ElasticNetCV: least squares with the elastic net at the penalty k-fold
     cross-validation chooses (`eps` = alpha_min / alpha_max). mse_path_: (folds, alphas) per
     l1_ratio, each fold's held-out mean squared error. Without weights, one pass over the rows
-    serves the whole path and its cross-validation."""
+    serves the whole path and its cross-validation. Predictions and R^2 are LinearRegression's."""
 
-    _classifier = False
     _own_parameters = PATH_PARAMETERS
     _job_kind = "glm"
     _penalty_alias = ""
-    score = _Estimator.score
 
     __init__ = estimator_init(keywords={"l1_ratio": 0.5, "eps": 1e-3, "n_alphas": 100, "alphas": None, "cv": 5,
                                         "select": "min"}, max_iter=100, tol=1e-10)
@@ -123,11 +120,6 @@ class ElasticNetCV(_PathCV, RegressorMixin, _Estimator):
             raise ConfigError(f"data: ElasticNetCV fits a numeric target, not task {task!r}")
         return "glm"
 
-    def fit(self, X=None, y=None, sample_weight=None, offset=None):
-        from .inputs import regression_targets
-
-        return self._fit(X, y, regression_targets, sample_weight, offset)
-
     def _job(self, kind, train, extra=None, penalty=None):
         keys = {**(extra or {}), **self._path_keys(), "model.family": "gaussian", "model.link": "identity"}
         return super()._job(kind, train, keys, penalty)
@@ -139,28 +131,6 @@ class ElasticNetCV(_PathCV, RegressorMixin, _Estimator):
         self._record_path(result.summary)
         if hasattr(self, "deviance_path_"):
             self.mse_path_ = self.deviance_path_
-
-    def predict(self, X, offset=None):
-        X = self._validate_predict(X)
-        return self._predict(X, self._offsets(X, offset))
-
-    def _predict(self, X, offset=None):
-        model, params = self._engine_model()
-        return model.predict(params, X.astype(params.dtype, copy=False), offset)
-
-    _block_sums = staticmethod(lambda pred, y, w=None: _linear_sums(pred, y, w))
-
-    @staticmethod
-    def _score_from(sums) -> float:
-        from .linear_models import LinearRegression
-
-        return LinearRegression._score_from(sums)
-
-
-def _linear_sums(pred, y, w=None):
-    from .linear_models import LinearRegression
-
-    return LinearRegression._block_sums(pred, y, w)
 
 
 class LogisticRegressionCV(_PathCV, LogisticRegression):
@@ -212,8 +182,9 @@ class LogisticRegressionCV(_PathCV, LogisticRegression):
         return table
 
     def _fit_arrays(self, comm, X, y, encode, sample_weight=None, offset=None):
-        n = np.shape(X)[0]
-        local = float(np.sum(sample_weight)) if sample_weight is not None else float(n)
+        # agreed like the other input checks: a rank's unreadable weights fail every rank by name
+        local = local_phase(comm, lambda: float(np.sum(sample_weight)) if sample_weight is not None
+                            else float(np.shape(X)[0]))
         self._weight_sum = comm.allreduce(local)
         return super()._fit_arrays(comm, X, y, encode, sample_weight, offset)
 

@@ -173,14 +173,21 @@ class GLMModel(Model):
     def deviance_sums(self, params, X, targets) -> np.ndarray:
         """[sum w d(y, mu), sum w] over the rows (a held-out fold's deviance): the C pass with no
         information columns where it can, the NumPy chunks otherwise."""
-        if self._native_pass(X, targets):
-            sums = NewtonSums(self.layout.size)
-            self._newton_native(params, X, targets, sums, False, columns=np.empty(0, dtype=np.int64))
-            return np.array([2.0 * sums.values[sums.LOSS], sums.values[sums.WEIGHT]])
+        if self._native_pass(X, targets):  # the kernel with no information columns: its sums only
+            sums = np.zeros(5 + self.layout.size + self.n_features)
+            invalid = _cglm.newton_rows(X, np.ascontiguousarray(params, dtype=np.float64), targets, sums, np.empty(0),
+                                        *self._kernel_family(), False, self.fit_intercept, np.nan,
+                                        np.empty(0, dtype=np.int64))
+            return np.array([np.inf if invalid else 2.0 * sums[0], sums[1]])
         out = np.zeros(2)
         for _, yc, wc, _, mu in self.chunks(params, X, targets):
             out += (float(wc @ self.family.unit_deviance(yc, mu)), float(wc.sum()))
         return out
+
+    def _kernel_family(self) -> tuple:
+        """(family, link, power, theta) as csrc/cglm.c takes them."""
+        return (FAMILY_CODES[self.family.name], LINK_CODES[self.link.name],
+                float(getattr(self.family, "power", 0.0)), float(getattr(self.family, "theta", 1.0)))
 
     def _native_pass(self, X, targets) -> bool:
         return (_cglm is not None and isinstance(X, np.ndarray) and X.dtype in (np.float32, np.float64)
@@ -200,8 +207,7 @@ class GLMModel(Model):
         width = d if columns is None else len(columns)
         scaled = np.empty(min(CHUNK_ROWS, n) * width)
         H, gram = out.gram, None
-        family = (FAMILY_CODES[self.family.name], LINK_CODES[self.link.name],
-                  float(getattr(self.family, "power", 0.0)), float(getattr(self.family, "theta", 1.0)))
+        family = self._kernel_family()
         for lo in range(0, n, CHUNK_ROWS):
             count = min(CHUNK_ROWS, n - lo)
             rows = scaled[:count * width].reshape(count, width)
