@@ -104,6 +104,48 @@ def test_signal_makes_every_rank_checkpoint_and_exit_0_then_resume_is_exact(big,
     assert stopped["steps"] + resumed["steps"] == total
 
 
+@pytest.fixture(scope="module")
+def big_csr(tmp_path_factory):
+    """`big`'s rows with half their entries zeroed, as CSR shards (for the sharded servers)."""
+    from mpireg.data.sparse import write_csr_shard
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((12000, 8)) * (rng.random((12000, 8)) < 0.5)
+    y = X @ rng.standard_normal(8) + 0.1 * rng.standard_normal(12000)
+    root = tmp_path_factory.mktemp("big_csr")
+    for i, part in enumerate(np.array_split(np.arange(len(y)), 3)):
+        write_csr_shard(root / f"part-{i:05d}.h5", X[part], y[part], "regression", 0)
+    return root
+
+
+@pytest.mark.parametrize("strategy", ["ps-async", "sharded-async"])
+def test_a_signal_stops_an_asynchronous_job_and_its_resume_does_each_update_once(big, big_csr, tmp_path, strategy):
+    data = big if strategy == "ps-async" else big_csr
+    async_job = [f"comm.strategy={strategy}", "optimizer.momentum=0", "comm.servers=1", "run.log_every=50"]
+    run = tmp_path / "stopped"
+    proc = _start(3, data, run, async_job)
+    _wait_for(lambda: (run / "metrics.jsonl").exists() and '"update"' in (run / "metrics.jsonl").read_text(),
+              what="the server's first updates")
+    pids = _rank_pids(run)
+    assert len(pids) == 3, "the job ended before it could be signalled"
+    signalled = time.monotonic()
+    for pid in pids.values():
+        os.kill(pid, signal.SIGTERM)
+    code, out, err = _finish(proc, timeout=60)
+    assert code == 0, err
+    assert time.monotonic() - signalled < 15, "the job took too long to stop"
+    assert "stopped by signal at step" in out and list_checkpoints(run / "checkpoints")
+    _train(3, data, run, async_job, resume=True)
+    summary = json.loads((run / "summary.json").read_text())
+    stopped, resumed = summary["segments"]
+    updates_per_epoch = 2 * 6000 // 4  # two workers, 6000 rows each, batches of 4
+    assert 0 < stopped["steps"] < summary["steps"] == 12 * updates_per_epoch  # every update once
+    assert resumed["from_step"] == stopped["steps"] and stopped["steps"] + resumed["steps"] == summary["steps"]
+    assert stopped["samples"] + resumed["samples"] == 12 * 12000  # every row of every epoch once
+    again = _train(3, data, run, async_job, resume=True)  # a finished run: nothing to do, no hang
+    assert "nothing left to train" in again.stdout
+
+
 def test_a_killed_rank_ends_the_job_and_a_resume_on_fewer_ranks_is_exact(big, tmp_path):
     exact = ["comm.deterministic=true", "optimizer.batch_size=64", "comm.block_rows=16",
              "run.checkpoint_every_steps=40", "optimizer.epochs=10"]

@@ -59,8 +59,25 @@ def finish_epochs(parts, run) -> None:
         parts.topology.finish_training(parts.params)
         if parts.gather_params is not None:  # ranks hold parts of the model: the whole, everywhere
             parts.gather_params()
+        if not parts.plan.synchronous:
+            _agree_worker_positions(parts, run)
     if not parts.plan.synchronous:
         run.checkpoint()
+
+
+def _agree_worker_positions(parts, run) -> None:
+    """Asynchronous strategies: each worker stopped at its own step. Every rank learns where each
+    one is (the checkpoint keeps them, so a resume takes each worker's rows from there) and
+    whether a signal stopped any of them (then every rank reports the stop, the servers
+    included, and a server counts the epochs its slowest worker completed)."""
+    progress, serves = run.progress, parts.topology.serves
+    mine = None if serves else (progress.epoch, progress.epoch_step, progress.step, run.stopped_by_signal)
+    positions = parts.comm.allgather(mine)
+    workers = [p for p in positions if p is not None]
+    run.stopped_by_signal = any(p[3] for p in workers)
+    run.worker_positions = [None if p is None else list(p[:3]) for p in positions]
+    if serves and run.stopped_by_signal:
+        progress.epoch = min(p[0] for p in workers)
 
 
 def take_steps(parts, run, epoch: int, steps_per_epoch: int, n_steps: int, step) -> None:
@@ -111,18 +128,21 @@ def serve_updates(parts, run, serve, updates_per_epoch: int) -> None:
     opt, progress = parts.cfg.optimizer, run.progress
     total = updates_per_epoch * opt.epochs
 
+    first = progress.step  # updates applied before a resume: the schedule goes on from there
+
     def lr_at(t):
+        t += first
         return learning_rate(opt, t, t // max(updates_per_epoch, 1), total)
 
     def on_update(t, loss, rows, **extra):
         progress.samples += int(rows)
-        if t % parts.cfg.run.log_every == 0:
-            run.metrics.write(dict(type="update", update=t, loss=loss / max(rows, 1), **extra,
+        if (first + t) % parts.cfg.run.log_every == 0:
+            run.metrics.write(dict(type="update", update=first + t, loss=loss / max(rows, 1), **extra,
                                    time_s=run.elapsed()))
 
     with run.waiting("serve"):
         run.staleness = stats = serve(lr_at, on_update)
-    progress.step, progress.epoch = stats["updates"], opt.epochs
+    progress.step, progress.epoch = first + stats["updates"], opt.epochs  # (a stop: finish_epochs)
     lag = (f"; version lag max {stats['max_version_lag']}, mean {stats['mean_version_lag']:.2f}"
            if "max_version_lag" in stats else "")
     log.info(f"{parts.plan.strategy}: {stats['updates']} updates"

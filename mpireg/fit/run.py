@@ -51,6 +51,7 @@ class Run:
         self.progress = Progress()
         self.meter = Meter(self.progress)
         self.stopped_by_signal = False
+        self.worker_positions = None  # asynchronous strategies: [epoch, epoch_step, step] by rank
         self.bar = NoBar()
         self.clock = Clock(self.meter, None, self.progress)
         self.parts = self.watchdog = self.timeline = None
@@ -88,7 +89,7 @@ class Run:
             if self.stopped_by_signal:
                 log.info(f"stopped by signal at step {self.progress.step}: checkpoint written; "
                          f"continue with --resume")
-            elif self.resumed and self.segment_start[:2] == (self.progress.step, self.progress.epoch):
+            elif self.resumed and self._nothing_trained():
                 log.info(f"nothing left to train: the run had finished (epoch {self.progress.epoch}, step "
                          f"{self.progress.step}); raise optimizer.epochs or optimizer.max_iter to train on. "
                          f"summary.json and model.h5 are left as they were")
@@ -107,6 +108,12 @@ class Run:
         self.close()
         return FitResult(self.cfg, parts.model, to_host(parts.params), parts.schema, parts.plan,
                          self.progress, self.summary, self.inference)
+
+    def _nothing_trained(self) -> bool:
+        """Collective: no rank took a step in this run (every rank must agree: the finished
+        branch has collectives of its own; an asynchronous server counts steps differently)."""
+        idle = self.segment_start[:2] == (self.progress.step, self.progress.epoch)
+        return bool(self.comm.allreduce(int(idle), op=MPI.MIN))
 
     def close(self) -> None:
         """Collective: stop the watchdog, free the strategy's communicators, close files. The
@@ -195,6 +202,19 @@ class Run:
                 "train_s": train_seconds, "ranks": self.comm.size}
         return [*self.progress.segments, this]
 
+    def _restore_worker_position(self, positions) -> None:
+        """An asynchronous worker goes on from its own step (the progress saved is its server's);
+        on another number of ranks every worker starts its slowest worker's epoch afresh."""
+        if positions is None:
+            return
+        if len(positions) == self.comm.size:
+            mine = positions[self.comm.rank]
+        else:
+            slowest = min(p[0] for p in positions if p is not None)
+            mine = [slowest, 0, self.progress.step]
+        if mine is not None:
+            self.progress.epoch, self.progress.epoch_step, self.progress.step = mine
+
     # =================================================================== checkpoints
     def checkpoint(self) -> None:
         """Collective: rank 0 writes parameters, optimizer state and counters."""
@@ -209,6 +229,8 @@ class Run:
         arrays = {"params": parts.params, **{f"opt.{k}": v for k, v in opt_arrays.items()}}
         progress = {**asdict(self.progress), "segments": self.segments(time.perf_counter() - self.train_start)}
         meta = {"model": parts.model.kind, "progress": progress, "optimizer": opt_scalars, "ranks": self.comm.size}
+        if self.worker_positions is not None:
+            meta["workers"] = self.worker_positions
         with self.clock("checkpoint"), self.waiting("checkpoint"):
             on_rank_zero(self.comm, lambda: save_checkpoint(
                 self.run_dir / "checkpoints", self.progress.step, arrays, meta, self.cfg.run.checkpoint_keep))
@@ -230,6 +252,7 @@ class Run:
         parts.params[...] = parts.xp.asarray(arrays["params"])
         for key, value in meta["progress"].items():
             setattr(self.progress, key, value)  # in place: the meter holds this object
+        self._restore_worker_position(meta.get("workers"))
         if parts.optimizer is not None:
             state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
             parts.optimizer.load_state_dict({**state, **meta["optimizer"]})
