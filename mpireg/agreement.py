@@ -100,6 +100,16 @@ class StopRequest:
     def _handle(self, signum, frame) -> None:
         self.signal = signum
 
+    def ignore_from_now(self) -> None:
+        """The work is done: a signal from here on (Slurm's at the allocation's end) must not
+        turn a finished job into a killed one. Ignored, not reset: Python's finalization puts
+        its own handlers back to the default, while MPI_Finalize may still wait for the
+        other ranks."""
+        import signal
+
+        for signum in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(signum, signal.SIG_IGN)
+
 
 _world = None
 

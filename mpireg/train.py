@@ -69,6 +69,7 @@ def main(argv=None) -> int:
         return 0
 
     code = exit_on_error(comm, run)
+    stop.ignore_from_now()
     comm.Free()
     return code
 

@@ -35,6 +35,10 @@ from .result import FitResult, finish
 from .topology import CHECKPOINT, STOP
 
 
+# Procedures that solve to an optimum: a finished one resumed has nothing left to do.
+SOLVED_ONCE = ("fullbatch", "normal_equations", "irls", "path")
+
+
 class Run:
     def __init__(self, cfg: JobConfig, comm, run_dir=None, resume: bool = False,
                  stop: StopRequest | None = None, arrays: Arrays | None = None, check_schema=None):
@@ -62,6 +66,7 @@ class Run:
         self.inference = None  # a GLM's standard errors, deviance and coefficient table (fit/irls.py)
         self.path = None  # a GLM's regularisation path and cross-validation curve (fit/path.py)
         self.resumed = False  # restored from a checkpoint
+        self.finished_before = None  # ... from a finished fit's last checkpoint: its lengths
         self.segment_start = (0, 0, 0)  # (step, epoch, samples) where this run of the fit began
 
     # =================================================================== the order of things
@@ -84,7 +89,8 @@ class Run:
             self.train_start = self._last_checkpoint = time.perf_counter()
             self.meter.restart(self.train_start)
             self.segment_start = (self.progress.step, self.progress.epoch, self.progress.samples)
-            PROCEDURES[parts.plan.procedure](parts, self)
+            if not self._solved_already():
+                PROCEDURES[parts.plan.procedure](parts, self)
             train_seconds = time.perf_counter() - self.train_start
             if self.stopped_by_signal:
                 log.info(f"stopped by signal at step {self.progress.step}: checkpoint written; "
@@ -95,6 +101,7 @@ class Run:
                          f"summary.json and model.h5 are left as they were")
             else:
                 verify_identical(self.comm, to_host(parts.params), self.progress.step)
+                self.checkpoint(finished=True)  # a later --resume knows there is nothing left
                 self.summary = finish(parts, self, train_seconds, time.perf_counter() - start)
             if self.run_dir is not None:
                 self.timeline.write(self.run_dir / "trace.json")
@@ -108,6 +115,14 @@ class Run:
         self.close()
         return FitResult(self.cfg, parts.model, to_host(parts.params), parts.schema, parts.plan,
                          self.progress, self.summary, self.inference)
+
+    def _solved_already(self) -> bool:
+        """Resumed from a finished fit of a procedure that solves to an optimum (no epoch count
+        to raise): running it again would only repeat it."""
+        procedure, opt, before = self.parts.plan.procedure, self.cfg.optimizer, self.finished_before
+        if not before or opt.epochs > before["epochs"] or opt.max_iter > before["max_iter"]:
+            return False
+        return procedure in SOLVED_ONCE or procedure == "online"
 
     def _nothing_trained(self) -> bool:
         """Collective: no rank took a step in this run (every rank must agree: the finished
@@ -216,8 +231,9 @@ class Run:
             self.progress.epoch, self.progress.epoch_step, self.progress.step = mine
 
     # =================================================================== checkpoints
-    def checkpoint(self) -> None:
-        """Collective: rank 0 writes parameters, optimizer state and counters."""
+    def checkpoint(self, finished: bool = False) -> None:
+        """Collective: rank 0 writes parameters, optimizer state and counters (`finished`: the
+        fit's last, after which nothing is left to train)."""
         if self.run_dir is None:
             return
         parts, opt_arrays, opt_scalars = self.parts, {}, {}
@@ -231,6 +247,8 @@ class Run:
         meta = {"model": parts.model.kind, "progress": progress, "optimizer": opt_scalars, "ranks": self.comm.size}
         if self.worker_positions is not None:
             meta["workers"] = self.worker_positions
+        if finished:  # with the lengths it was given: raising one trains on
+            meta["finished"] = {"epochs": self.cfg.optimizer.epochs, "max_iter": self.cfg.optimizer.max_iter}
         with self.clock("checkpoint"), self.waiting("checkpoint"):
             on_rank_zero(self.comm, lambda: save_checkpoint(
                 self.run_dir / "checkpoints", self.progress.step, arrays, meta, self.cfg.run.checkpoint_keep))
@@ -253,6 +271,7 @@ class Run:
         for key, value in meta["progress"].items():
             setattr(self.progress, key, value)  # in place: the meter holds this object
         self._restore_worker_position(meta.get("workers"))
+        self.finished_before = meta.get("finished")
         if parts.optimizer is not None:
             state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
             parts.optimizer.load_state_dict({**state, **meta["optimizer"]})
