@@ -30,6 +30,8 @@ def agree(comm, fn: Callable[[], T], name_rank: bool = True) -> T:
         result = fn()
     except MpiregError as exc:
         message = str(exc)
+    except MemoryError as exc:
+        message = out_of_memory(exc)
     except Exception as exc:  # noqa: BLE001 - a bug on one rank must still not hang the others
         message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     failed = comm.allreduce(1 if message is not None else 0)
@@ -61,6 +63,9 @@ def exit_on_error(comm, main: Callable[[], int]) -> int:
     except MpiregError as exc:
         log.error(f"rank {comm.rank}: {exc}" if comm.size > 1 else str(exc))
         _abort(comm)
+    except MemoryError as exc:
+        log.error(f"rank {comm.rank}: {out_of_memory(exc)}" if comm.size > 1 else out_of_memory(exc))
+        _abort(comm)
     except KeyboardInterrupt:
         _abort(comm, code=130)
     except Exception:  # noqa: BLE001
@@ -68,6 +73,12 @@ def exit_on_error(comm, main: Callable[[], int]) -> int:
         sys.stderr.flush()
         _abort(comm)
     return 1
+
+
+def out_of_memory(exc: MemoryError) -> str:
+    """Not a bug in mpireg: the data or the model outgrew this rank's memory; say what helps."""
+    return (f"out of memory ({exc or 'an allocation failed'}): lower data.memory_budget_mb so rows "
+            f"stream from disk, use more ranks or nodes, or a smaller model (fewer hashed columns)")
 
 
 def _abort(comm, code: int = 1) -> None:

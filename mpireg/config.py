@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -308,10 +309,14 @@ def _convert(hint, value, key: str, meta) -> Any:
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
+        if abs(value) >= 2**63:  # counts meet C and NumPy's int64
+            raise ConfigError(f"{key}: expected an integer below 2^63, got {value}")
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
         value = float(value)
+        if not math.isfinite(value):  # nan passes every comparison of a range check
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     elif hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {_describe(value)}")

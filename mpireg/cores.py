@@ -1,4 +1,4 @@
-"""Ranks on one node share its cores: each rank's BLAS gets its share of threads.
+"""Ranks on one node share its cores (each rank's BLAS gets its share of threads) and its memory.
 
 OpenBLAS (NumPy's BLAS) starts one thread per core in every process, and its idle threads spin.
 With p ranks on a node, p x cores BLAS threads then fight each other and MPI's polling for the
@@ -42,3 +42,18 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes this node can still hand out (MemAvailable), or None where the OS does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None

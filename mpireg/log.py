@@ -97,6 +97,11 @@ def run_command_line(prog: str, body) -> int:
     except MpiregError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    except MemoryError as exc:
+        from .agreement import out_of_memory
+
+        print(f"{prog}: error: {out_of_memory(exc)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `... | head` closed the pipe: the reader has what it wanted
         import os
 

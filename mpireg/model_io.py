@@ -8,7 +8,9 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_file
-from .errors import DataError
+from .cores import available_memory
+from .data.format import int_attr
+from .errors import DataError, MpiregError
 from .models import make_model
 
 MODEL_FORMAT = 1
@@ -53,7 +55,8 @@ def params_digest(views: dict) -> str:
 
 
 def load_model(path, xp=np):
-    """(model, flat params, attributes) from a model file written by `save_model`."""
+    """(model, flat params, attributes) from a model file written by `save_model`. A file that
+    is not one, or one damaged or altered, is a DataError naming it and what is wrong."""
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as exc:
@@ -61,22 +64,66 @@ def load_model(path, xp=np):
     with f:
         if "mpireg_model" not in f.attrs:
             raise DataError(f"{path}: not an mpireg model file (no attribute mpireg_model)")
-        a = f.attrs
-        model = make_model(str(a["kind"]), int(a["n_features"]), int(a["n_classes"]),
-                           bool(a["fit_intercept"]), float(a["l2"]), float(a["l1"]), xp=xp,
-                           **json.loads(a.get("options", "{}")))
-        dtype = f["params"][model.layout.specs[0].name].dtype
-        params = model.init_params(dtype)
-        views = model.layout.views(params)
-        stored = {name: f["params"][name][()] for name in views}
-        if "sha256" in a and params_digest(stored) != str(a["sha256"]):
-            raise DataError(f"{path}: the parameters do not match the checksum written with them (the file was "
-                            f"altered or damaged); retrain, or restore the file from its source")
-        for name in views:
-            views[name][...] = xp.asarray(stored[name])
-        meta = {k: json.loads(a[k]) for k in ("config", "schema", "metrics")}
-        meta["estimator"] = str(a.get("estimator", ""))
-        if "classes" in f:
-            data = f["classes"]
-            meta["classes"] = data.asstr()[()].astype(str) if h5py.check_string_dtype(data.dtype) else data[()]
+        try:
+            return _read_model(f, path, xp)
+        except (KeyError, ValueError, TypeError, MpiregError) as exc:
+            if isinstance(exc, DataError) and str(exc).startswith(str(path)):
+                raise
+            raise DataError(f"{path}: a damaged model file ({exc}); retrain, or restore the file from its "
+                            f"source") from None
+
+
+def _read_model(f, path, xp):
+    a = f.attrs
+    version = int_attr(path, a, "mpireg_model", 1)
+    if version > MODEL_FORMAT:
+        raise DataError(f"{path}: model format {version}; this mpireg reads up to {MODEL_FORMAT} (upgrade mpireg)")
+    model = make_model(str(a["kind"]), int_attr(path, a, "n_features", 1), int_attr(path, a, "n_classes", 0),
+                       bool(a["fit_intercept"]), float(a["l2"]), float(a["l1"]), xp=xp,
+                       **_json_attr(path, a, "options", "{}"))
+    stored = _stored_params(f, path, model)
+    if "sha256" in a and params_digest(stored) != str(a["sha256"]):
+        raise DataError(f"{path}: the parameters do not match the checksum written with them (the file was "
+                        f"altered or damaged); retrain, or restore the file from its source")
+    params = model.init_params(next(iter(stored.values())).dtype)
+    views = model.layout.views(params)
+    for name in views:
+        views[name][...] = xp.asarray(stored[name])
+    meta = {k: _json_attr(path, a, k, "{}") for k in ("config", "schema", "metrics")}
+    meta["estimator"] = str(a.get("estimator", ""))
+    if "classes" in f:
+        data = f["classes"]
+        meta["classes"] = data.asstr()[()].astype(str) if h5py.check_string_dtype(data.dtype) else data[()]
     return model, params, meta
+
+
+def _stored_params(f, path, model) -> dict:
+    """Every parameter array the model's layout names, its shape and dtype checked before it is
+    read (a declared shape of 2^40 must not be allocated), its values finite."""
+    if not isinstance(f.get("params"), h5py.Group):
+        raise DataError(f"{path}: no group 'params' (the model's parameters)")
+    need = model.layout.size * 8
+    have = available_memory()
+    if have is not None and need > have:
+        raise DataError(f"{path}: a {model.kind} model of {model.layout.size:,} parameters does not fit "
+                        f"this machine's {have / 2**30:.1f} GiB (attribute n_features "
+                        f"{model.n_features}: damaged?)")
+    stored = {}
+    for spec in model.layout.specs:
+        data = f["params"].get(spec.name)
+        if not isinstance(data, h5py.Dataset):
+            raise DataError(f"{path}: missing parameter params/{spec.name}")
+        if tuple(data.shape) != tuple(spec.shape) or data.dtype not in (np.float32, np.float64):
+            raise DataError(f"{path}: params/{spec.name} is {data.dtype} of shape {data.shape}; the model "
+                            f"({model.kind}, {model.n_features} features) needs float of shape {tuple(spec.shape)}")
+        stored[spec.name] = data[()]
+        if not np.all(np.isfinite(stored[spec.name])):
+            raise DataError(f"{path}: params/{spec.name} holds NaN or Inf; retrain (the fit diverged?)")
+    return stored
+
+
+def _json_attr(path, attrs, name: str, default: str):
+    try:
+        return json.loads(attrs.get(name, default))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise DataError(f"{path}: attribute {name} is not valid JSON ({exc})") from None

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,3 +28,38 @@ def datasets(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# ------------------------------------------------------------------ nothing written into the checkout
+# Tests write into their tmp_path; a test that leaves runs/, data/ or a stray file in the
+# checkout fails the session, naming what it left (build outputs and caches aside).
+_CHECKOUT = Path(__file__).resolve().parent.parent
+_LEFT_ALONE = ("__pycache__", ".pytest_cache", ".egg-info", "build/", ".so", ".pyc", ".ruff_cache")
+
+
+def _untracked() -> set | None:
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=_CHECKOUT,
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None  # not a git checkout (an unpacked sdist): nothing to compare
+    return {line[3:] for line in out.stdout.splitlines()
+            if line[:2] in ("??", "!!") and not any(mark in line for mark in _LEFT_ALONE)}
+
+
+def pytest_sessionstart(session):
+    session.config._untracked_before = _untracked()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_untracked_before", None)
+    after = _untracked() if before is not None else None
+    if after is None:
+        return
+    new = sorted(after - before)
+    if new:
+        sys.stderr.write(f"\nthe tests wrote into the checkout ({_CHECKOUT}): {', '.join(new[:20])}"
+                         f"{' ...' if len(new) > 20 else ''}\n(write into tmp_path instead)\n")
+        session.exitstatus = 1

@@ -33,6 +33,14 @@ def test_resolved_config_round_trips_through_toml():
     ("comm.strategy=carrier-pigeon", "comm.strategy: expected one of"),
     ("data.train=3", "data.train: expected a path or a list of paths"),
     ("optimizer=3", "optimizer: expected a table"),
+    ("optimizer.lr=nan", "optimizer.lr: expected a finite number, got nan"),
+    ("model.l2=inf", "model.l2: expected a finite number, got inf"),
+    ("run.watchdog_seconds=-inf", "run.watchdog_seconds: expected a finite number"),
+    ("optimizer.batch_size=99999999999999999999", "optimizer.batch_size: expected an integer below 2^63"),
+    ("optimizer.epochs=-9223372036854775808", "optimizer.epochs: expected an integer below 2^63"),
+    ("model.hidden=[0]", "model.hidden: expected a list of positive integers"),
+    ('data.train=[]', "data.train"),
+    ("comm.servers=-1", "comm.servers: expected a value >= 0"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as info:

@@ -216,8 +216,8 @@ class _Classifier(ClassifierMixin, _Estimator):
     @staticmethod
     def _alias_to_l2_sum(C: float) -> float:
         """C is the inverse of a penalty on the summed log-loss (l2 = 1 / (C n))."""
-        if C <= 0:
-            raise ConfigError(f"C: expected a value > 0, got {C!r}")
+        if not 0 < C < float("inf"):  # (nan fails this too)
+            raise ConfigError(f"C: expected a finite value > 0, got {C!r}")
         return 1.0 / C
 
     def fit(self, X=None, y=None, sample_weight=None, offset=None):

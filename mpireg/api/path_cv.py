@@ -155,7 +155,14 @@ class LogisticRegressionCV(_PathCV, LogisticRegression):
         raise ConfigError(f"penalty: expected 'l2', 'l1' or 'elasticnet' (with l1_ratios), got {self.penalty!r}")
 
     def _Cs(self) -> np.ndarray:
-        return np.logspace(-4, 4, self.Cs) if np.isscalar(self.Cs) else np.asarray(self.Cs, dtype=float)
+        if np.isscalar(self.Cs):
+            if isinstance(self.Cs, bool) or not isinstance(self.Cs, (int, np.integer)) or self.Cs < 1:
+                raise ConfigError(f"Cs: expected a number of values (1 or more) or a list of values, got {self.Cs!r}")
+            return np.logspace(-4, 4, self.Cs)
+        Cs = np.asarray(self.Cs, dtype=float)
+        if Cs.ndim != 1 or not len(Cs) or not np.all((Cs > 0) & np.isfinite(Cs)):
+            raise ConfigError(f"Cs: expected finite values > 0, got {self.Cs!r}")
+        return Cs
 
     def _alpha_grid(self):
         return None  # set from the weight sum in _job (alpha = 1 / (C sum w))

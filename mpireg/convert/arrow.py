@@ -49,8 +49,12 @@ class CsvTable:
 
     def __init__(self, path: Path, sep: str):
         self.path, self.sep = path, sep
-        with open(path, newline="", encoding="utf-8") as f:
-            first = next(csv.reader(f, delimiter=sep), None)
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                first = next(csv.reader(f, delimiter=sep), None)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text (byte {exc.start} of the first line); a binary "
+                            f"file, or text in another encoding") from None
         if first is None:
             raise DataError(f"{path}: empty CSV file")
         self.header = None if _all_numeric(first) else [c.strip() for c in first]
@@ -322,6 +326,8 @@ def convert_table(inputs, out, shards: int = 1, label_col=None, test_fraction: f
     n_test = int(to_test.sum())
     n_train = n_rows - n_test
     task, classes = task_of_values(labels, task)
+    if n_rows == 0:
+        raise DataError(f"{', '.join(str(t.path) for t in tables)}: no data rows to convert")
     if n_train < shards:
         raise DataError(f"--shards: {n_train} rows cannot fill {shards} shards")
     if dtype is None:
@@ -349,7 +355,10 @@ def _fill(tables, label: int, to_test, train, test, skip_bad: bool, skipped: Ski
     extras = extras or {}
     row = 0
     for table in tables:
+        in_table = 0
         for X in table.batches(skip_bad, skipped):
+            check_range(table.path, X, train.dtype, in_table)
+            in_table += len(X)
             pick = to_test[row:row + len(X)]
             row += len(X)
             y, extra = X[:, label], {name: X[:, column].astype(np.float64) for name, column in extras.items()}
@@ -357,6 +366,19 @@ def _fill(tables, label: int, to_test, train, test, skip_bad: bool, skipped: Ski
             train.append(X[~pick], y[~pick], {k: v[~pick] for k, v in extra.items()})
             if test is not None:
                 test.append(X[pick], y[pick], {k: v[pick] for k, v in extra.items()})
+
+
+def check_range(path, values: np.ndarray, dtype, first_row: int) -> None:
+    """Finite float64 values that a float32 shard cannot hold (1e300 would become inf): an
+    error naming the file and the data row, not an inf in the shards."""
+    if np.dtype(dtype) != np.float32 or not values.size:
+        return
+    over = np.abs(values) > np.finfo(np.float32).max
+    if over.any():
+        row = int(np.argwhere(over)[0][0])
+        raise DataError(f"{path}: data row {first_row + row + 1}: a value beyond the range of float32 "
+                        f"({values.reshape(len(values), -1)[row][over.reshape(len(values), -1)[row]][0]:g}); "
+                        f"use --dtype float64, or rescale it")
 
 
 def _label_column(table, spec) -> int:

@@ -64,6 +64,8 @@ def convert_lines(fmt: TextFormat, inputs, out, shards: int, test_fraction: floa
     paths = [Path(p) for p in inputs]
     n_train, n_test, labels = _survey(fmt, paths, test_fraction, seed)
     task, classes = _task_of(labels, task)
+    if n_train + n_test == 0:
+        raise DataError(f"{', '.join(map(str, paths))}: no data lines to convert")
     if n_train < shards:
         raise DataError(f"--shards: {n_train} rows cannot fill {shards} shards")
     out = Path(out)
@@ -79,6 +81,7 @@ def convert_lines(fmt: TextFormat, inputs, out, shards: int, test_fraction: floa
                 numbers = [n for n, keep in zip(first_line, pick) if keep]
                 if target is not None and chosen:
                     parsed, skipped = fmt.parse(path, chosen, numbers, skip_bad_lines)
+                    _check_range(path, parsed, numbers if not skipped else None, target)
                     bad += skipped
                     target.append(*parsed)
     series = [s for s in (train, test) if s is not None]
@@ -93,6 +96,25 @@ def convert_lines(fmt: TextFormat, inputs, out, shards: int, test_fraction: floa
     return dict(rows=train.rows, test_rows=test.rows if test else 0, features=n_features,
                 task=task, n_classes=n_classes, bad_lines=bad, sparse=True,
                 classes=None if classes is None else classes.tolist())
+
+
+def _check_range(path, parsed, numbers, target) -> None:
+    """A value or a regression label that the shards' float32 cannot hold (1e300 would be
+    written as inf): an error naming the line (`numbers`: each parsed row's line, when no line
+    was skipped)."""
+    if target.dtype != np.float32:
+        return
+    labels, counts, _, values = parsed
+    limit = np.finfo(np.float32).max
+    rows = []
+    if len(values) and (np.abs(values) > limit).any():
+        rows.append(int(np.searchsorted(np.cumsum(counts), int(np.argmax(np.abs(values) > limit)), side="right")))
+    if target.classes is None and len(labels) and (np.abs(labels.astype(np.float64)) > limit).any():
+        rows.append(int(np.argmax(np.abs(labels.astype(np.float64)) > limit)))
+    if rows:
+        where = f"line {numbers[min(rows)]}" if numbers is not None else "a line"
+        raise DataError(f"{path}: {where}: a value beyond the range of float32; use --dtype float64, "
+                        f"or rescale it")
 
 
 # --------------------------------------------------------------------------- pass 1
@@ -122,7 +144,9 @@ def _label_texts(fmt, path, lines, numbers):
             text = fmt.label(line)
         except (IndexError, ValueError):
             raise DataError(f"{path}: line {number}: no label column") from None
-        if _is_float(text) and not math.isfinite(float(text)):
+        if not _is_float(text):
+            raise DataError(f"{path}: line {number}: the label {text.strip()!r} is not a number")
+        if not math.isfinite(float(text)):
             raise DataError(f"{path}: line {number}: the label {text.strip()!r} is not a finite number")
         yield text
 

@@ -27,6 +27,18 @@ def load_input(path, label_col=None):
 
 
 def _load_numpy(path: Path, label_col):
+    try:
+        X, y = _read_numpy(path, label_col)
+    except ValueError as exc:  # a pickled object array, or a file that is not NumPy's format
+        raise DataError(f"{path}: cannot read as a NumPy array of numbers ({exc}); save plain "
+                        f"numeric arrays (np.save / np.savez of X and y)") from None
+    for name, array in (("X", X), ("y", y)):
+        if array.dtype.kind not in "biuf":
+            raise DataError(f"{path}: {name} holds {array.dtype}, not numbers")
+    return X, y, None
+
+
+def _read_numpy(path: Path, label_col):
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as z:
             missing = {"X", "y"} - set(z.files)
@@ -42,7 +54,7 @@ def _load_numpy(path: Path, label_col):
         X, y = np.delete(table, column, axis=1), table[:, column]
     if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
         raise DataError(f"{path}: X must be 2-D and y 1-D with as many rows, got {X.shape} and {y.shape}")
-    return X, y, None
+    return X, y
 
 
 def _load_svmlight(path: Path):
@@ -73,6 +85,20 @@ def _load_svmlight(path: Path):
         for index, value in row.items():
             X[i, index - offset] = value
     return X, np.asarray(labels), None
+
+
+def _check_finite(path, X, y, dtype) -> None:
+    """Every value finite, in the shards' dtype too (1e300 is finite in float64, inf in float32)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, values in (("X", np.asarray(X, dtype=dtype)), ("y", np.asarray(y, dtype=np.float64))):
+            bad = ~np.isfinite(values)
+            if bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                original = np.asarray(X if name == "X" else y)[row]
+                overflow = np.all(np.isfinite(np.asarray(original, dtype=np.float64)))
+                raise DataError(f"{path}: row {row}: {name} " + (
+                    f"has a value beyond the range of {np.dtype(dtype)} (use --dtype float64, or rescale it)"
+                    if overflow else "holds NaN or Inf"))
 
 
 def _label_index(path, label_col, header, n_columns) -> int:
@@ -123,12 +149,11 @@ def convert(inputs, out, shards: int = 1, label_col=None, test_fraction: float =
     if len(widths) > 1:
         raise DataError(f"inputs have different feature counts {sorted(widths)}: "
                         + ", ".join(f"{p}: {X.shape[1]}" for p, (X, _, _) in zip(inputs, loaded)))
-    X = np.concatenate([X for X, _, _ in loaded])
-    dtype = dtype or (X.dtype if X.dtype in (np.float32, np.float64) else np.float64)
-    X = X.astype(dtype, copy=False)
+    dtype = dtype or (loaded[0][0].dtype if loaded[0][0].dtype in (np.float32, np.float64) else np.float64)
+    for path, (X, y, _) in zip(inputs, loaded):
+        _check_finite(path, X, y, dtype)
+    X = np.concatenate([X for X, _, _ in loaded]).astype(dtype, copy=False)
     y = np.concatenate([y for _, y, _ in loaded])
-    if not np.all(np.isfinite(X)):
-        raise DataError(f"X: the inputs hold NaN or Inf (first at row {int(np.argwhere(~np.isfinite(X))[0][0])})")
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"--test-fraction: expected 0 <= F < 1, got {test_fraction}")
     task = task or infer_task(y)

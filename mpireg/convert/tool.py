@@ -21,6 +21,19 @@ from .synth import synthesize, synthesize_sparse
 SVMLIGHT = (".svm", ".libsvm", ".svmlight")
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer >= minimum (argparse then names the option in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mpireg.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", type=int, required=True, help="training rows (ratings: ratings drawn)")
     s.add_argument("--features", type=int, default=None, help="required but for ratings")
     s.add_argument("--classes", type=int, default=3, help="softmax only (default 3)")
-    s.add_argument("--shards", type=int, default=1, help="training shards to write (default 1)")
+    s.add_argument("--shards", type=at_least(1), default=1, help="training shards to write (default 1)")
     s.add_argument("--test-rows", type=int, default=None,
                    help="rows written to OUT/test/ (default: a tenth of --rows, at most 100000)")
     s.add_argument("--noise", type=float, default=0.1, help="linear and ratings: target noise s.d.")
@@ -51,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("example", help="a data set bundled with scikit-learn (digits, ...) as shards")
     e.add_argument("name", choices=list(EXAMPLES), help="the scikit-learn data set")
     e.add_argument("--out", required=True, help="the output directory (shards; the test split in OUT/test)")
-    e.add_argument("--shards", type=int, default=1, help="training shards to write (default 1)")
+    e.add_argument("--shards", type=at_least(1), default=1, help="training shards to write (default 1)")
     e.add_argument("--test-fraction", type=float, default=0.2, help="the share of rows held out in OUT/test (default 0.2)")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="X's dtype in the shards (default float32)")
     e.add_argument("--seed", type=int, default=0, help="the random seed (default 0)")
@@ -59,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="CSV/TSV/Parquet (streamed), libsvm text (streamed, to CSR), .npy/.npz -> shards")
     c.add_argument("inputs", nargs="+", help="input files (CSV/TSV, Parquet, libsvm text, .npy/.npz)")
     c.add_argument("--out", required=True, help="the output directory (shards; the test split in OUT/test)")
-    c.add_argument("--shards", type=int, default=1, help="training shards to write (default 1)")
+    c.add_argument("--shards", type=at_least(1), default=1, help="training shards to write (default 1)")
     c.add_argument("--label-col", default=None, help="name or index of the label column (default: last)")
     c.add_argument("--weight-col", default=None,
                    help="CSV/Parquet: a column of sample weights, written as dataset w (generalized linear models)")
@@ -84,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("ratings", help="CSV of (user, item, rating) rows -> ratings shards")
     r.add_argument("inputs", nargs="+", help="ratings files: CSV/TSV or Parquet of (user, item, rating)")
     r.add_argument("--out", required=True, help="the output directory (shards; the test split in OUT/test)")
-    r.add_argument("--shards", type=int, default=1, help="training shards to write (default 1)")
+    r.add_argument("--shards", type=at_least(1), default=1, help="training shards to write (default 1)")
     r.add_argument("--user-col", default="0", help="name or index of the user column (default 0)")
     r.add_argument("--item-col", default="1", help="name or index of the item column (default 1)")
     r.add_argument("--rating-col", default="2", help="name or index of the rating column (default 2)")

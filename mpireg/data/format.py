@@ -188,9 +188,9 @@ def _read_header(path) -> dict:
                       extras=_extras(f, path, rows))
         if ratings:
             for name in ("n_users", "n_items"):
-                if int(attrs.get(name, 0)) < 1:
+                if name not in attrs:
                     raise DataError(f"{path}: a ratings shard needs a positive attribute {name!r}")
-                header[name] = int(attrs[name])
+                header[name] = int_attr(path, attrs, name, 1)
         return header
 
 
@@ -226,21 +226,34 @@ def _dense_shape(f, path, attrs) -> tuple:
     return int(X.shape[0]), int(X.shape[1]), X.dtype
 
 
+def int_attr(path, attrs, name: str, minimum: int) -> int:
+    """An integer attribute, named in the error when it is not one (a float, text) or too small."""
+    value = attrs[name]
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)) \
+            or not float(value).is_integer():
+        raise DataError(f"{path}: attribute {name} must be an integer, got {_text(value)!r}")
+    if int(value) < minimum:
+        raise DataError(f"{path}: attribute {name} must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
 def _task_attrs(path, attrs, width: int, y) -> tuple[str, int]:
     for name in ("mpireg_format", "task", "n_features", "n_classes"):
         if name not in attrs:
             raise DataError(f"{path}: missing attribute {name!r}; write shards with "
                             f"`python -m mpireg.data convert`")
-    if int(attrs["mpireg_format"]) > FORMAT_VERSION:
-        raise DataError(f"{path}: attribute mpireg_format is {attrs['mpireg_format']}, "
-                        f"this mpireg reads up to {FORMAT_VERSION}")
+    version = int_attr(path, attrs, "mpireg_format", 1)
+    if version > FORMAT_VERSION:
+        raise DataError(f"{path}: attribute mpireg_format is {version}, this mpireg reads up to {FORMAT_VERSION}")
     task = _text(attrs["task"])
     if task not in TASKS + (RATINGS,):
         raise DataError(f"{path}: attribute task must be one of {TASKS + (RATINGS,)}, got {task!r}")
-    if int(attrs["n_features"]) != width:
-        raise DataError(f"{path}: attribute n_features is {int(attrs['n_features'])} "
-                        f"but X has {width} columns")
-    n_classes = int(attrs["n_classes"])
+    n_features = int_attr(path, attrs, "n_features", 1)
+    if n_features != width:
+        raise DataError(f"{path}: attribute n_features is {n_features} but X has {width} columns")
+    n_classes = int_attr(path, attrs, "n_classes", 0)
     if task not in ("regression", RATINGS):
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{path}: y must hold integer labels for task {task!r}, got {y.dtype}")

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError
-from .format import atomic_shard
+from .format import atomic_shard, int_attr
 
 
 def write_csr_shard(path, X, y, task: str, n_classes: int = 0, synth: dict | None = None) -> None:
@@ -49,7 +49,7 @@ def csr_shape(f: h5py.File, path, attrs) -> tuple[int, int, np.dtype, int]:
                         f"(and of indices: {indices.shape[0]}), got {first}..{last}")
     if "n_features" not in attrs:
         raise DataError(f"{path}: missing attribute 'n_features' (a CSR shard's dimension)")
-    return indptr.shape[0] - 1, int(attrs["n_features"]), data.dtype, last
+    return indptr.shape[0] - 1, int_attr(path, attrs, "n_features", 1), data.dtype, last
 
 
 def read_csr(f: h5py.File, path, lo: int, hi: int, n_features: int, dtype) -> sp.csr_matrix:

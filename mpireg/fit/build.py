@@ -15,7 +15,7 @@ import numpy as np
 from .. import log
 from ..comm import make_reducer
 from ..config import JobConfig
-from ..cores import share_cores
+from ..cores import available_memory, share_cores
 from ..data import MODEL_TASKS, RATINGS, Schema, ShardReader, read_schema, resolve_paths
 from ..data.arrays import LocalArrays, arrays_schema
 from ..data.local import LocalData
@@ -96,6 +96,7 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None, check_schema
     sizes = dict(n_users=schema.n_users, n_items=schema.n_items) if m.kind == "mf" else {}
     model = make_model(m.kind, schema.n_features, schema.n_classes, m.fit_intercept, m.l2, m.l1,
                        xp=xp, task=schema.task, **model_options(m, cfg.seed), **sizes)
+    check_model_fits(cfg, model, dtype, schema)
     partition = agree(comm, lambda: data_partition(cfg.comm.strategy, cfg.comm, comm.rank, comm.size))
     if arrays is None:
         # Deterministic mode: ranks own whole blocks of block_rows rows (some may own none).
@@ -129,6 +130,24 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None, check_schema
     return Parts(cfg, comm, xp, dtype, schema, model, plan, reducer, train, test, params, optimizer)
 
 
+def check_model_fits(cfg: JobConfig, model, dtype, schema: Schema) -> None:
+    """A model whose parameters, gradient and optimizer state cannot fit this machine's memory
+    is an error naming where its size comes from (a shard's n_features of 2^40 would otherwise
+    end in NumPy's allocation traceback)."""
+    copies = 4 + (2 * cfg.optimizer.history if cfg.optimizer.kind == "lbfgs" else 0)
+    need = model.layout.size * np.dtype(dtype).itemsize * copies
+    have = available_memory()
+    if have is not None and need > have:
+        source = (f"{schema.n_users} users x {schema.n_items} items" if schema.n_users else
+                  f"n_features = {schema.n_features}" + (f", n_classes = {schema.n_classes}" if schema.n_classes > 2 else ""))
+        where = schema.files[0] if schema.files else "the arrays"
+        raise CollectiveError(f"{where}: a {model.kind} model of {model.layout.size:,} parameters ({source}) "
+                              f"needs about {need / 2**30:,.1f} GiB for its parameters, gradient and "
+                              f"optimizer state; this machine has {have / 2**30:,.1f} GiB available. "
+                              f"Hash to fewer columns (--hash-bits) or check the shard's attributes",
+                              None, 1)
+
+
 WEIGHTED_KINDS = ("glm", "linear", "logistic", "softmax", "mlp")  # the models that take packed rows
 
 
@@ -149,6 +168,10 @@ def resolve_job(cfg: JobConfig, schema: Schema, check_schema=None) -> JobConfig:
         raise ConfigError(f"model.kind: {schema.files[0]} carries {' and '.join(schema.extras)} (sample "
                           f"weights, offsets), which {', '.join(map(repr, WEIGHTED_KINDS))} take; "
                           f"{m.kind!r} does not")
+    if cfg.comm.strategy in ("sharded", "sharded-async") and not schema.sparse:
+        raise ConfigError(f"comm.strategy: {cfg.comm.strategy!r} exchanges the columns of sparse batches; "
+                          f"{schema.files[0] if schema.files else 'the training data'} is dense (use "
+                          f"'allreduce', or CSR shards)")
     if schema.packed and cfg.optimizer.kind == "adagrad":
         raise ConfigError(f"optimizer.kind: 'adagrad' (the adaptive passes' C loop) reads plain targets, "
                           f"but {schema.files[0]} carries {' and '.join(schema.extras)}; use 'lbfgs', "

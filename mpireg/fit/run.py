@@ -12,6 +12,7 @@ doors (the CLI, the API) read what a fit ends with from the `FitResult` that `ru
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -107,6 +108,7 @@ class Run:
                 self.timeline.write(self.run_dir / "trace.json")
         except CollectiveError:
             self.close()  # every rank is here: the closing collectives meet
+            self._discard_run_dir_it_made()
             raise
         except BaseException:
             if self.comm.size == 1:
@@ -148,6 +150,8 @@ class Run:
         run_dir = self.run_dir
 
         def prepare():
+            absent = [d for d in (run_dir, *run_dir.parents) if not d.exists()]
+            self._made_run_dir = absent[-1] if absent else None  # the topmost folder this run makes
             run_dir.mkdir(parents=True, exist_ok=True)
             config, text = run_dir / "config.toml", dumps_toml(self.cfg.to_dict())
             earlier = [f for f in ("config.toml", "summary.json", "model.h5") if (run_dir / f).exists()]
@@ -163,6 +167,15 @@ class Run:
 
         on_rank_zero(self.comm, prepare)
         self.metrics = log.JsonlLog(run_dir / "metrics.jsonl", append=self.resume)
+
+    def _discard_run_dir_it_made(self) -> None:
+        """A fit that failed before its first checkpoint leaves no half-made run directory
+        behind (only one this run created: an earlier run's directory stays)."""
+        made = getattr(self, "_made_run_dir", None)
+        if self.comm.rank != 0 or made is None:
+            return
+        if not any((self.run_dir / "checkpoints").glob("ckpt-*.h5")):
+            shutil.rmtree(made, ignore_errors=True)
 
     # =================================================================== services
     def waiting(self, phase: str):

@@ -20,7 +20,6 @@ import numpy as np
 
 from .. import log
 from ..data import epoch_plan
-from ..errors import ConfigError
 from .loop import count_steps, finish_epochs, fit_epochs, serve_updates, take_steps
 from .topology import EXTRA_SLOTS, LOSS, ROWS
 from .topology.key_shards import AsyncKeyShards, KeyShards
@@ -29,9 +28,6 @@ from .topology.key_shards import AsyncKeyShards, KeyShards
 def fit(parts, run) -> None:
     cfg, model, comm = parts.cfg, parts.model, parts.comm
     opt = cfg.optimizer
-    if not parts.schema.sparse:
-        raise ConfigError("comm.strategy: 'sharded' exchanges the columns of sparse batches; the "
-                          "training data is dense (use 'allreduce', or CSR shards)")
     steps_per_epoch, updates_per_epoch = count_steps(parts)
     keys = KeyLayout(model)
     start = (comm, keys.values(parts.params), cfg.comm.servers, model.l2, model.l1, keys.penalized())

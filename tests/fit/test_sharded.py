@@ -152,8 +152,10 @@ def test_dense_data_is_one_clear_error_on_every_rank(tmp_path):
     X, y = _rows("logistic", n=60, d=5)
     write_dataset(tmp_path / "dense", X, y, "binary", 2, shards=2)
     result = run_overrides(2, tmp_path / "job.toml", [f"data.train={tmp_path / 'dense'}", "model.kind=logistic",
-                                                      "optimizer.kind=sgd", "comm.strategy=sharded"])
-    assert result.returncode != 0 and "the training data is dense" in result.stderr
+                                                      "optimizer.kind=sgd", "comm.strategy=sharded"], cwd=tmp_path)
+    assert result.returncode != 0 and "is dense (use 'allreduce', or CSR shards)" in result.stderr
+    assert result.stderr.count("error:") == 1, result.stderr
+    assert not (tmp_path / "runs").exists(), "a job that failed before training left its run directory"
 
 
 def test_the_hashed_linear_job_runs_as_a_user_runs_it(tmp_path):
