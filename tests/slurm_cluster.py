@@ -180,3 +180,90 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+class MultiNodeSlurm(OneNodeSlurm):
+    """A Slurm across emulated nodes (tests/emulated_cluster.py): slurmctld in the first node's
+    namespace, one slurmd in each, each daemon with its node's host name (a UTS namespace:
+    slurmctld refuses to run on a host that is not its SlurmctldHost). Started with nsenter, not
+    `ip netns exec`, which mounts a fresh /sys and loses the cgroup mounts slurmd reads; one
+    munged in the host's namespace serves all (its socket is a file)."""
+
+    def __init__(self, root: Path, cluster, cpus: int = 4):
+        super().__init__(root, cpus)
+        self.cluster = cluster
+        self.names = [f"n{i + 1}" for i in range(cluster.n)]
+
+    def _in_node(self, index: int, hostname: str | None, command: list) -> list:
+        inner = " ".join(map(str, command))
+        enter = ["nsenter", f"--net=/var/run/netns/{self.cluster.nodes[index]}"]
+        return [*enter, "unshare", "--uts", "sh", "-c", f"hostname {hostname}; exec {inner}"] if hostname else \
+            [*enter, *command]
+
+    def _start_once(self) -> None:
+        r = self.root
+        for sub in ("state", *(f"spool/{n}" for n in self.names)):
+            (r / sub).mkdir(parents=True, exist_ok=True)
+        if not (r / "munge.key").exists():
+            subprocess.run(["mungekey", "-c", "-k", str(r / "munge.key")], check=True, capture_output=True)
+            os.chmod(r / "munge.key", 0o600)
+        subprocess.run(["munged", "--force", f"--socket={r}/munge.socket", f"--key-file={r}/munge.key",
+                        f"--pid-file={r}/munged.pid", f"--log-file={r}/munged.log",
+                        f"--seed-file={r}/munged.seed"], check=True, capture_output=True)
+        self.conf.write_text(self._config())
+        subprocess.run(self._in_node(0, "ctl", ["slurmctld", "-f", self.conf]), check=True, env=self.env,
+                       capture_output=True)
+        for i, name in enumerate(self.names):
+            subprocess.run(self._in_node(i, name, ["slurmd", "-f", self.conf]), check=True, env=self.env,
+                           capture_output=True)
+        self._wait_idle()
+
+    def _config(self) -> str:
+        one = super()._config()
+        r, first = self.root, self.cluster.addresses[0]
+        lines = [line for line in one.splitlines()
+                 if not line.startswith(("SlurmctldHost", "NodeName", "SlurmdSpoolDir", "SlurmdPidFile",
+                                         "SlurmdLogFile", "SlurmctldPort", "SlurmdPort"))]
+        # fresh namespaces: the default ports are free in each
+        lines += [f"SlurmctldHost=ctl({first})", f"SlurmdSpoolDir={r}/spool/%n",
+                  f"SlurmdPidFile={r}/slurmd-%n.pid", f"SlurmdLogFile={r}/slurmd-%n.log"]
+        lines += [f"NodeName={n} NodeAddr={a} CPUs={self.cpus} State=UNKNOWN"
+                  for n, a in zip(self.names, self.cluster.addresses)]
+        partition = next(line for line in lines if line.startswith("PartitionName"))
+        lines.remove(partition)
+        return "\n".join([*lines, partition]) + "\n"
+
+    def _wait_idle(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.run("sinfo", "-h", "-N", "-o", "%t", cwd=self.root)
+            states = out.stdout.split()
+            if out.returncode == 0 and len(states) == len(self.names) and all(s in ("idle", "mix", "alloc") for s in states):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the nodes never became idle:\n{self.logs()}")
+
+    def submit(self, *args, cwd, env=None) -> int:
+        out = self.run("sbatch", "--parsable", *args, cwd=cwd, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"sbatch failed: {out.stderr}")
+        return int(out.stdout.strip().split(";")[0].split("_")[0])
+
+    def state(self, job: str) -> dict:
+        out = self.run("scontrol", "show", "job", "-o", job, cwd=self.root)
+        return dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
+
+    def run(self, *args, cwd, env=None):
+        """A client command, from the first node (where the controller is reachable)."""
+        return subprocess.run(self._in_node(0, None, [*map(str, args)]), cwd=cwd,
+                              env={**self.cluster.env(), **self.env, **(env or {})}, capture_output=True, text=True)
+
+    def stop(self) -> None:
+        """Each node's slurmd by its PID file, then the controller and munged (the cluster's
+        own teardown kills whatever is left inside the namespaces)."""
+        for path in self.root.glob("slurmd-*.pid"):
+            try:
+                os.kill(int(path.read_text().strip()), signal.SIGTERM)
+            except (ValueError, ProcessLookupError):
+                pass
+        super().stop()

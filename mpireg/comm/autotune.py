@@ -38,18 +38,24 @@ class Fit:
         return buckets * self.alpha + nbytes * self.beta * (1 - hidden)
 
 
-def probe_sizes(nbytes: int) -> list[int]:
-    """Message sizes around the step buffer, the buffer's own size among them (at most 64 MiB)."""
+def probe_sizes(nbytes: int, across_nodes: bool = False) -> list[int]:
+    """Message sizes around the step buffer, the buffer's own size among them (at most 64 MiB).
+    Across nodes the probe's bytes cross the link the training needs: three sizes up to the
+    buffer's own, at most 4 MiB (the five sizes up to 4x the buffer sent 135 MB across a
+    4 Gbit/s link for a 1.6 MB MLP gradient, half an epoch's traffic)."""
+    if across_nodes:
+        top = int(min(nbytes, 4 << 20))
+        return sorted({8, max(top // 8 - top // 8 % 8, 8), max(8, top - top % 8)})
     top = int(min(4 * nbytes, 64 << 20))
     sizes = {8, min(nbytes, 64 << 20), max(top // 16, 8), max(top // 4, 8), top}
     return sorted(max(8, s - s % 8) for s in sizes)
 
 
-def measure(reducer, nbytes: int) -> float:
+def measure(reducer, nbytes: int, repeats: int = REPEATS) -> float:
     """Median seconds of one reduction of a `nbytes` step buffer (the slowest rank's)."""
     buf = reducer.step_buffer(max(1, nbytes // 8), np.float64)  # where a step's buffer lives
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         reducer.comm.Barrier()
         t = time.perf_counter()
         reducer.allreduce(buf)
@@ -82,24 +88,29 @@ class Choice:
     fits: tuple
 
 
-def autotune(settings, comm, nbytes: int, overlaps: bool, make) -> Choice:
+def autotune(settings, comm, nbytes: int, overlaps: bool, make, links=None) -> Choice:
     """The probe's pick among CANDIDATES for a `nbytes` step buffer; `make(name)` builds a
-    candidate reducer (freed here). Collective."""
+    candidate reducer (freed here). `links` (comm/links.py): with one rank a node there is no
+    hierarchy for the node-aware reduction to use, and across nodes the probe is kept small.
+    Collective."""
     fits = []
-    for name in CANDIDATES:
+    across = links is not None and links.nodes > 1
+    candidates = [c for c in CANDIDATES if c != "hierarchical" or links is None or links.hierarchy]
+    for name in candidates:
         candidate = make(name)
-        sizes = probe_sizes(nbytes)
+        sizes = probe_sizes(nbytes, across)
         candidate.allreduce(np.ones(16))  # warm-up: connections, windows
-        fits.append(fit(name, sizes, [measure(candidate, s) for s in sizes]))
+        fits.append(fit(name, sizes, [measure(candidate, s, 3 if across else REPEATS) for s in sizes]))
         candidate.finish()
     best = min(fits, key=lambda f: f.predict(nbytes, best_buckets(f, nbytes, overlaps)))
     buckets = best_buckets(best, nbytes, overlaps)
     fusion = max(8, -(-nbytes // buckets))
     table = ", ".join(f"{f.name} {f.predict(nbytes, best_buckets(f, nbytes, overlaps)) * 1e6:.0f} us "
                       f"(alpha {f.alpha * 1e6:.1f} us, {_bandwidth(f)})" for f in fits)
+    skipped = "" if len(candidates) == len(CANDIDATES) else "; hierarchical not probed: one rank a node"
     reason = (f"comm.strategy = auto: {best.name}, fusion {fusion} bytes ({buckets} bucket"
               f"{'s' if buckets > 1 else ''}) for a {nbytes}-byte step buffer; predicted "
-              f"{best.predict(nbytes, buckets) * 1e6:.0f} us per reduction; probed: {table}")
+              f"{best.predict(nbytes, buckets) * 1e6:.0f} us per reduction; probed: {table}{skipped}")
     return Choice(best.name, int(fusion), reason, tuple(fits))
 
 

@@ -8,6 +8,8 @@ chooses; everything else reads the plan.
                            probe predicts fastest (comm/autotune.py), with its bucket size
         -> reducer         the global sums' reducer (capabilities.STRATEGIES[strategy].reducer)
         -> staged          device buffers through host mirrors (an MPI that is not CUDA-aware)
+        -> links           latency and bandwidth inside a node and between nodes, measured once
+                           (comm/links.py): what "auto" may choose and how much it may probe
         -> why             one line per decision
 
 It is logged on rank 0 and written into summary.json. Config validation (config.py) reads the
@@ -25,6 +27,7 @@ from ..agreement import agree
 from ..capabilities import ASYNC_KEY_SHARDS, ASYNC_SERVER, AUTO, SPARSE_MODELS, STRATEGIES, procedure_name
 from ..comm import make_reducer, packing
 from ..comm.autotune import autotune
+from ..comm.links import measure_links
 from ..data import epoch_plan
 from ..errors import ConfigError
 from .topology import EXTRA_SLOTS
@@ -46,6 +49,7 @@ class Plan:
     compression: str
     staged: bool
     why: tuple
+    links: dict | None = None  # the start-up measurement of the links (comm/links.py)
 
     def settings(self, comm_cfg):
         """The job's comm settings with the plan's choices in them (what reducers read)."""
@@ -85,8 +89,11 @@ def make_plan(cfg, comm, schema, model, train, dtype) -> Plan:
     reduced before anyone decides)."""
     why = []
     strategy, fusion = cfg.comm.strategy, cfg.comm.fusion_bytes
+    links = agree(comm, lambda: measure_links(comm)) if comm.size > 1 and cfg.device == "cpu" else None
+    if links is not None:
+        why.append(f"links: {links.describe()}")
     if strategy == AUTO:
-        strategy, fusion = _choose(cfg, comm, schema, model, train, dtype, why)
+        strategy, fusion = _choose(cfg, comm, schema, model, train, dtype, why, links)
     traits = STRATEGIES[strategy]
     reducer = traits.reducer
     staged = _staged(cfg, traits, why)
@@ -94,7 +101,7 @@ def make_plan(cfg, comm, schema, model, train, dtype) -> Plan:
     why.append(f"procedure {procedure}: optimizer.kind = {cfg.optimizer.kind!r}"
                + (", deterministic" if procedure == "deterministic" else ""))
     plan = Plan(procedure, strategy, reducer, traits.topology, traits.synchronous, int(fusion),
-                cfg.comm.compression, staged, tuple(why))
+                cfg.comm.compression, staged, tuple(why), links.as_dict() if links else None)
     log.info(f"plan: {procedure} over {comm.size} rank(s); strategy {strategy} (reducer {reducer}, "
              f"{traits.topology} steps), compression {plan.compression}, fusion buckets of "
              f"{plan.fusion_bytes} bytes; {packing.describe()}")
@@ -103,7 +110,7 @@ def make_plan(cfg, comm, schema, model, train, dtype) -> Plan:
     return plan
 
 
-def _choose(cfg, comm, schema, model, train, dtype, why) -> tuple[str, int]:
+def _choose(cfg, comm, schema, model, train, dtype, why, links=None) -> tuple[str, int]:
     """comm.strategy = "auto": the sparse exchange first (no probe then), else the probe."""
     if cfg.device != "cpu" or comm.size == 1:
         why.append(f"comm.strategy = auto: allreduce ({'device = gpu' if cfg.device != 'cpu' else 'one rank'})")
@@ -112,7 +119,8 @@ def _choose(cfg, comm, schema, model, train, dtype, why) -> tuple[str, int]:
         return "sharded", cfg.comm.fusion_bytes
     nbytes = max((model.layout.size + EXTRA_SLOTS) * dtype.itemsize, 8)
     choice = agree(comm, lambda: autotune(cfg.comm, comm, nbytes, model.overlaps,
-                                          lambda name: make_reducer(name, comm, replace(cfg.comm, strategy=name))))
+                                          lambda name: make_reducer(name, comm, replace(cfg.comm, strategy=name)),
+                                          links))
     why.append(choice.reason)
     return choice.strategy, choice.fusion_bytes
 
