@@ -25,6 +25,8 @@ from mpi4py import MPI
 
 CANDIDATES = ("allreduce", "ring", "hierarchical")
 REPEATS = 5
+OVERLAP_BUCKET = 256 << 10  # across nodes, a model that reports its gradient layer by layer
+NODE_AWARE_FROM = 1 << 20  # across nodes with several ranks each: the hierarchy, without a probe
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,23 @@ def autotune(settings, comm, nbytes: int, overlaps: bool, make, links=None) -> C
     candidate reducer (freed here). `links` (comm/links.py): with one rank a node there is no
     hierarchy for the node-aware reduction to use, and across nodes the probe is kept small.
     Collective."""
+    if overlaps and links is not None and links.nodes > 1 and not links.hierarchy and nbytes > OVERLAP_BUCKET:
+        return Choice("allreduce", OVERLAP_BUCKET, (
+            f"comm.strategy = auto: allreduce in buckets of {OVERLAP_BUCKET} bytes, reduced while the "
+            f"model computes the rest of its gradient (one rank a node: no hierarchy, and ring and "
+            f"allreduce moved the same bytes within 5 %; across 2 nodes this beat one bucket 1.13x/1.25x "
+            f"against 1.20x/2.01x the larger of computation and link time at 1/4 Gbit/s, "
+            f"benchmarks/bench_multinode_mlp.py); not probed"), ())
+    if links is not None and links.nodes > 1 and links.hierarchy and nbytes >= NODE_AWARE_FROM:
+        return Choice("hierarchical", int(settings.fusion_bytes), (
+            f"comm.strategy = auto: hierarchical for a {nbytes}-byte step buffer: on {links.nodes} nodes "
+            f"of up to {links.ranks_per_node} ranks it reduces inside each node first and crosses the links "
+            f"once per node (on 2 nodes x 2 ranks it beat MPI's Allreduce at every size from 1 MiB, at 1 "
+            f"and 4 Gbit/s and uncapped; the probe, capped at 4 MiB across a link, mispicked at 256 MiB: "
+            f"benchmarks/bench_multinode.py); not probed"), ())
     fits = []
+    candidates, skipped = _candidates(links)
     across = links is not None and links.nodes > 1
-    candidates = [c for c in CANDIDATES if c != "hierarchical" or links is None or links.hierarchy]
     for name in candidates:
         candidate = make(name)
         sizes = probe_sizes(nbytes, across)
@@ -107,11 +123,25 @@ def autotune(settings, comm, nbytes: int, overlaps: bool, make, links=None) -> C
     fusion = max(8, -(-nbytes // buckets))
     table = ", ".join(f"{f.name} {f.predict(nbytes, best_buckets(f, nbytes, overlaps)) * 1e6:.0f} us "
                       f"(alpha {f.alpha * 1e6:.1f} us, {_bandwidth(f)})" for f in fits)
-    skipped = "" if len(candidates) == len(CANDIDATES) else "; hierarchical not probed: one rank a node"
     reason = (f"comm.strategy = auto: {best.name}, fusion {fusion} bytes ({buckets} bucket"
               f"{'s' if buckets > 1 else ''}) for a {nbytes}-byte step buffer; predicted "
               f"{best.predict(nbytes, buckets) * 1e6:.0f} us per reduction; probed: {table}{skipped}")
     return Choice(best.name, int(fusion), reason, tuple(fits))
+
+
+def _candidates(links) -> tuple[list, str]:
+    """The reducers worth probing on these links, and why any is left out. One rank a node: no
+    hierarchy to use. Several of each: a ring over all p ranks placed node by node crosses the
+    node links with N (p - 1) / (p (N - 1)) times the bytes of the node-aware reduction (1.5x on
+    2 nodes x 2 ranks, measured by benchmarks/bench_multinode.py) and lost to it at every size."""
+    if links is None or links.nodes < 2:
+        return list(CANDIDATES), ""
+    if not links.hierarchy:
+        return [c for c in CANDIDATES if c != "hierarchical"], "; hierarchical not probed: one rank a node"
+    p = links.nodes * links.ranks_per_node
+    extra = links.nodes * (p - 1) / (p * (links.nodes - 1))
+    return ([c for c in CANDIDATES if c != "ring"],
+            f"; ring not probed: over all ranks it crosses the node links with {extra:.2f}x the bytes")
 
 
 def _bandwidth(f: Fit) -> str:
