@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sparse", action="store_true",
                    help="CSR shards of hashed-categorical-like rows (2**--hash-bits columns, --nnz a row)")
     s.add_argument("--hash-bits", type=int, default=20, help="--sparse: log2 of the columns")
-    s.add_argument("--nnz", type=int, default=39, help="--sparse: entries drawn per row")
+    s.add_argument("--nnz", type=int, default=39, help="--sparse: columns drawn per row (a column drawn twice holds 2: fewer entries are stored)")
     s.add_argument("--exposure", action="store_true",
                    help="poisson: an offset log(exposure); tweedie: exposure weights (docs/data-format.md)")
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="X's dtype in the shards (default float32)")
@@ -134,7 +134,8 @@ def _synth(args) -> None:
         paths = synthesize_sparse(args.task, args.rows, args.hash_bits, args.nnz, args.out, args.shards,
                                   args.classes, test_rows_of(args), args.noise, args.seed, args.dtype)
         print(f"wrote {_shards(paths)} under {args.out} ({args.rows} rows x 2^{args.hash_bits} "
-              f"columns, {args.nnz} entries a row)")
+              f"columns; {args.nnz} draws a row, {_stored_per_row(paths):.1f} distinct columns a row on "
+              f"average: a column drawn twice holds 2)")
         return
     for name in ("rows", "features", "shards", "classes", "users", "items", "rank"):
         if getattr(args, name) < (2 if name == "classes" else 1):
@@ -154,6 +155,18 @@ def _synth(args) -> None:
                            args.classes, test_rows, args.noise, args.seed, args.dtype)
     print(f"wrote {_shards(paths)} under {args.out} ({args.rows} train rows, "
           f"{test_rows} test rows in {args.out}/test)")
+
+
+def _stored_per_row(paths) -> float:
+    """The non-zeros a row of the training shards holds on average (what was written, not drawn)."""
+    import h5py
+
+    entries = rows = 0
+    for path in (p for p in paths if Path(p).parent.name != "test"):
+        with h5py.File(path, "r") as f:
+            entries += int(f["indptr"][-1])
+            rows += f["indptr"].shape[0] - 1
+    return entries / max(rows, 1)
 
 
 def test_rows_of(args) -> int:

@@ -102,3 +102,19 @@ def test_example_writes_scikit_learns_bundled_data_as_shards(tmp_path, capsys):
         assert 0.0 <= f["X"][()].min() and f["X"][()].max() <= 1.0  # pixels scaled to [0, 1]
     assert data_main(["example", "iris", "--out", str(tmp_path / "x"), "--test-fraction", "1.5"]) != 0
     assert "--test-fraction: expected a value in [0, 1)" in capsys.readouterr().err
+
+
+def test_sparse_synth_says_how_many_entries_a_row_it_stored(tmp_path, capsys):
+    """--nnz counts columns drawn; a column drawn twice is one stored entry of value 2. The
+    tool prints what it stored (the issue's user read "39 entries a row" of rows holding 31.8)."""
+    import h5py
+
+    from mpireg.convert.tool import main
+
+    assert main(["synth", "--task", "logistic", "--sparse", "--rows", "3000", "--hash-bits", "12",
+                 "--nnz", "20", "--out", str(tmp_path / "s")]) == 0
+    said = capsys.readouterr().out
+    with h5py.File(tmp_path / "s" / "part-00000.h5") as f:
+        stored = f["indptr"][-1] / (f["indptr"].shape[0] - 1)
+        assert f["data"][()].sum() == 20 * 3000  # every draw is in the values
+    assert stored < 20 and f"{stored:.1f} distinct columns a row" in said, said
