@@ -30,6 +30,7 @@ SETTINGS = {  # name -> (job overrides, environment)
     "256 KiB buckets": (["comm.fusion_bytes=262144"], {}),
     "256K + progress": (["comm.fusion_bytes=262144"], {"MPIR_CVAR_ASYNC_PROGRESS": "1"}),  # MPICH's thread
     "auto": (["comm.strategy=auto"], {}),
+    "auto, bf16 auto": (["comm.strategy=auto", "comm.compression=auto", "data.dtype=float32"], {}),
 }
 
 

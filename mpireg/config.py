@@ -31,7 +31,7 @@ SYNTH_TASKS = ("linear", "logistic", "softmax", "ratings", "poisson", "gamma", "
 OPTIMIZER_KINDS = tuple(OPTIMIZERS)
 FACTOR_EXCHANGES = ("auto", "allgather", "pull")
 STRATEGIES = (*TRAITS, AUTO)
-COMPRESSIONS = ("none", "fp16", "bf16")
+COMPRESSIONS = ("none", "fp16", "bf16", "auto")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 
 
@@ -140,7 +140,7 @@ class CommConfig:
     # what the user tunes
     strategy: str = _opt("allreduce", choices=STRATEGIES)
     fusion_bytes: int = _opt(64 * 2**20, min=1, doc="gradient buckets on the wire are at most this big")
-    compression: str = _opt("none", choices=COMPRESSIONS, doc="what travels on the wire (float32 jobs)")
+    compression: str = _opt("none", choices=COMPRESSIONS, doc="what travels on the wire (float32 jobs); auto: the plan's choice")
     max_staleness: int = _opt(4, min=0, doc="ps-async, sharded-async: how many steps the fastest worker may lead")
     servers: int = _opt(0, min=0, doc="sharded: ranks that hold a key range of the parameters (0: every rank; "
                                         "sharded-async: the serving ranks, 0 meaning 1)")
@@ -365,7 +365,7 @@ def _check_combinations(config: JobConfig) -> None:
     if comm.strategy == "ps-async" and comm.deterministic:
         raise ConfigError("comm.deterministic: 'ps-async' applies gradients in arrival order, which no "
                           "seed fixes; use 'allreduce', 'ring' or 'ps'")
-    if comm.deterministic and (comm.compression != "none" or not optimizer.deterministic):
+    if comm.deterministic and (comm.compression not in ("none", "auto") or not optimizer.deterministic):
         raise ConfigError("comm.deterministic: works with comm.compression = 'none' and the sgd, adam "
                           "and lbfgs optimizers")
     if strategy is not None and not strategy.full_batch and opt.kind in ("lbfgs", "normal"):
@@ -466,7 +466,7 @@ def _check_sharded(config: JobConfig) -> None:
         raise ConfigError(f"optimizer.kind: the sharded server steps only the keys a batch touches "
                           f"(plain SGD, the penalty applied lazily); not "
                           f"{opt.kind!r}{' with momentum' if opt.kind == 'sgd' else ''}")
-    if (comm.deterministic and not traits.deterministic) or (comm.compression != "none" and not traits.compression):
+    if (comm.deterministic and not traits.deterministic) or (comm.compression not in ("none", "auto") and not traits.compression):
         raise ConfigError("comm.strategy: 'sharded' moves (key, value) pairs; comm.deterministic and "
                           "comm.compression do not apply")
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +48,12 @@ def run_command(cmd, timeout: float = MPI_TIMEOUT, cwd=None):
 
 
 def start_command(cmd, cwd=None) -> subprocess.Popen:
-    """Start `cmd` in its own process group, with this checkout importable."""
+    """Start `cmd` in its own process group, with this checkout importable, in `cwd` or a fresh
+    scratch directory (never the checkout: a job without --run-dir writes runs/ where it runs)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd or ROOT, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+                            cwd=cwd or tempfile.mkdtemp(prefix="mpireg-test-"), env=env, start_new_session=True,
+                            stdin=subprocess.DEVNULL)
 
 
 def load_per_core() -> float:

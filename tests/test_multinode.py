@@ -122,7 +122,8 @@ def test_the_nodes_are_nodes_to_mpi(cluster, tmp_path):
         "from mpi4py import MPI\nimport numpy as np\n"
         "c = MPI.COMM_WORLD\nnode = c.Split_type(MPI.COMM_TYPE_SHARED)\n"
         "a = np.ones(2**20)\nc.Allreduce(MPI.IN_PLACE, a)\n"
-        "print('rank', c.rank, 'node-size', node.size, 'sum', a[0], flush=True)\n")
+        "lines = c.gather(f'rank {c.rank} node-size {node.size} sum {a[0]}')\n"  # one writer: no interleaving
+        "print('\\n'.join(lines) if c.rank == 0 else '', end='', flush=True)\n")
     before = cluster.link_bytes()
     result = cluster.run(4, [sys.executable, script], ranks_per_node=2, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -255,7 +256,25 @@ def test_a_lost_node_ends_the_job_and_the_other_node_resumes(data, tmp_path):
         for pid in c.processes(node=1, matching="mpireg.train"):
             os.kill(pid, signal.SIGKILL)
         err = _ends_within(c, proc, lost, 30)
-        assert "terminated badly" in err or "KILLED" in err, err
+        assert "[mpiexec@" in err or "[proxy:" in err, err  # hydra's lines (their wording varies)
         again = c.run(2, [sys.executable, "-m", "mpireg.train", job, "--run-dir", tmp_path / "run", "--resume",
                           *_sets(overrides)], ranks_per_node=2, cwd=ROOT, timeout=180)
     assert again.returncode == 0 and "resumed from" in again.stdout + again.stderr, again.stderr[-2000:]
+
+
+def test_auto_compression_takes_bf16_across_a_slow_link_and_none_on_one_node(cluster, data, tmp_path):
+    """comm.compression = "auto": 16-bit words where the measured link between nodes is slow
+    against a step's bytes (here ~1-4 Gbit/s, a 115 KB step), none on one node; the compressed
+    model's loss within 1 % of the uncompressed one (as the fixed bf16 setting is tested)."""
+    job = tmp_path / "job.toml"
+    job.write_text("")
+    overrides = [f"data.train={data / 'logistic'}", *SGD, "model.kind=mlp", "model.hidden=[2048]",
+                 "data.dtype=float32", "comm.compression=auto"]
+    here = _train_locally(2, job, tmp_path / "one-node", overrides)
+    result = cluster.run(2, [sys.executable, "-m", "mpireg.train", job, "--run-dir", tmp_path / "nodes",
+                             *_sets(overrides)], ranks_per_node=1, cwd=ROOT, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (json.loads((d / "summary.json").read_text()) for d in (here, tmp_path / "nodes"))
+    assert one["compression"] == "none" and two["compression"] == "bf16", (one["plan"]["why"], two["plan"]["why"])
+    assert any("comm.compression = auto: bf16" in line for line in two["plan"]["why"])
+    assert two["train"]["loss"] == pytest.approx(one["train"]["loss"], rel=0.01)

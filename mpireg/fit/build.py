@@ -116,7 +116,7 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None, check_schema
     log.info(f"data: {schema.n_rows} rows {shape} ({schema.task}, {dtype}) "
              + (f"in {len(schema.files)} shard(s); " if arrays is None else "handed over as arrays; ")
              + f"{'resident' if train.resident else 'streamed'} on each rank")
-    if cfg.comm.compression != "none" and dtype != np.float32:
+    if cfg.comm.compression not in ("none", "auto") and dtype != np.float32:
         raise CollectiveError(f"comm.compression: {cfg.comm.compression!r} compresses float32 "
                               f"gradients; this job computes in {dtype} (set data.dtype = "
                               f"'float32')", None, comm.size)

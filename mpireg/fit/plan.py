@@ -10,6 +10,7 @@ chooses; everything else reads the plan.
         -> staged          device buffers through host mirrors (an MPI that is not CUDA-aware)
         -> links           latency and bandwidth inside a node and between nodes, measured once
                            (comm/links.py): what "auto" may choose and how much it may probe
+        -> compression     the job's, or for "auto": bf16 words across a slow link between nodes
         -> why             one line per decision
 
 It is logged on rank 0 and written into summary.json. Config validation (config.py) reads the
@@ -36,6 +37,10 @@ from .topology import EXTRA_SLOTS
 # the dense allreduce: it makes more, smaller messages (benchmarks/bench_sparse_wire.py, 2 ranks:
 # 13x fewer bytes still lost 0.9x at 2^18 columns; 48x won 3.3x at 2^20).
 SPARSE_MIN_SAVING = 16
+# comm.compression = "auto" takes bf16 across links slower than this (bytes/s), for step buffers of
+# at least MIN_COMPRESSED bytes: packing runs at memory speed, well above such a link.
+SLOW_LINK = 2e9
+MIN_COMPRESSED = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class Plan:
 
     def settings(self, comm_cfg):
         """The job's comm settings with the plan's choices in them (what reducers read)."""
-        return replace(comm_cfg, strategy=self.strategy, fusion_bytes=self.fusion_bytes)
+        return replace(comm_cfg, strategy=self.strategy, fusion_bytes=self.fusion_bytes, compression=self.compression)
 
     def describe(self) -> dict:
         return {**asdict(self), "why": list(self.why)}
@@ -79,7 +84,8 @@ def data_partition(strategy: str, settings, rank: int, size: int):
     if topology == ASYNC_KEY_SHARDS:
         servers = max(settings.servers, 1)
         if size <= servers:
-            return rank, size  # (the fit stops with a clear error: no worker)
+            raise ConfigError(f"comm.servers: {strategy!r} needs a worker rank besides its {servers} server "
+                              f"rank(s); run more ranks or set fewer servers")
         return None if rank < servers else (rank - servers, size - servers)
     return rank, size
 
@@ -96,12 +102,13 @@ def make_plan(cfg, comm, schema, model, train, dtype) -> Plan:
         strategy, fusion = _choose(cfg, comm, schema, model, train, dtype, why, links)
     traits = STRATEGIES[strategy]
     reducer = traits.reducer
-    staged = _staged(cfg, traits, why)
+    compression = _compression(cfg, traits, model, dtype, links, why)
+    staged = _staged(cfg, traits, why, compression)
     procedure = procedure_of(cfg, strategy)
     why.append(f"procedure {procedure}: optimizer.kind = {cfg.optimizer.kind!r}"
                + (", deterministic" if procedure == "deterministic" else ""))
     plan = Plan(procedure, strategy, reducer, traits.topology, traits.synchronous, int(fusion),
-                cfg.comm.compression, staged, tuple(why), links.as_dict() if links else None)
+                compression, staged, tuple(why), links.as_dict() if links else None)
     log.info(f"plan: {procedure} over {comm.size} rank(s); strategy {strategy} (reducer {reducer}, "
              f"{traits.topology} steps), compression {plan.compression}, fusion buckets of "
              f"{plan.fusion_bytes} bytes; {packing.describe()}")
@@ -156,7 +163,29 @@ def _sparse_exchange_pays(cfg, comm, schema, model, train, dtype, why) -> bool:
     return chosen
 
 
-def _staged(cfg, traits, why) -> bool:
+def _compression(cfg, traits, model, dtype, links, why) -> str:
+    """comm.compression = "auto": bf16 words on the wire where the links between nodes are slow
+    against the step buffer (halving the bytes that bound the step there); else none."""
+    asked = cfg.comm.compression
+    if asked != "auto":
+        return asked
+    nbytes = (model.layout.size + EXTRA_SLOTS) * dtype.itemsize
+    if dtype != np.float32 or not traits.compression or cfg.comm.deterministic:
+        why.append("comm.compression = auto: none (16-bit words are for float32 gradients of a "
+                   "non-deterministic collective or parameter-server step)")
+        return "none"
+    if links is None or links.inter is None or links.inter.bandwidth > SLOW_LINK or nbytes < MIN_COMPRESSED:
+        where = "one node" if links is None or links.inter is None else \
+            f"{links.inter.bandwidth * 8 / 1e9:.1f} Gbit/s between nodes, {nbytes} bytes a step"
+        why.append(f"comm.compression = auto: none ({where})")
+        return "none"
+    why.append(f"comm.compression = auto: bf16: the step's {nbytes} bytes take "
+               f"{nbytes / links.inter.bandwidth * 1e3:.2f} ms on the {links.inter.bandwidth * 8 / 1e9:.1f} "
+               f"Gbit/s link between nodes; 16-bit words (float32's range) halve that")
+    return "bf16"
+
+
+def _staged(cfg, traits, why, compression: str = "none") -> bool:
     """On the GPU: device buffers go to a CUDA-aware MPI directly, else through host mirrors."""
     if cfg.device != "gpu" or traits.reducer == "nccl":
         return False
@@ -164,7 +193,7 @@ def _staged(cfg, traits, why) -> bool:
 
     settings = cfg.comm
     aware = settings.cuda_aware == "on" or (settings.cuda_aware == "auto" and mpi_is_cuda_aware())
-    direct = aware and traits.direct_on_device and settings.compression == "none"
+    direct = aware and traits.direct_on_device and compression == "none"
     if direct:
         why.append("device buffers go to CUDA-aware MPI directly")
     else:

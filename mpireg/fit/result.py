@@ -59,7 +59,7 @@ def finish(parts, run, train_seconds: float, wall_seconds: float) -> dict:
         "dtype": str(parts.dtype),
         "time_compute_s": run.meter.totals["compute_s"],
         "time_comm_s": run.meter.totals["comm_s"],
-        "compression": cfg.comm.compression,
+        "compression": parts.plan.compression,
         "plan": parts.plan.describe(),
         "segments": run.segments(train_seconds),
     }

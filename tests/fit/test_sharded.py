@@ -104,8 +104,10 @@ def test_the_asynchronous_server_needs_a_worker(wide, tmp_path):
     from tests.helpers import run_overrides
 
     result = run_overrides(2, tmp_path / "job.toml", [*_job(wide, "logistic", "comm.strategy=sharded-async",
-                                                            "comm.servers=2")])
+                                                            "comm.servers=2")], cwd=tmp_path)
     assert result.returncode != 0 and "'sharded-async' needs a worker rank" in result.stderr
+    assert result.stderr.count("error:") == 1, result.stderr  # one message, not one per rank
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("steps", [40])
@@ -142,7 +144,7 @@ def test_what_the_sharded_server_cannot_train_is_one_clear_error(wide, tmp_path,
     from tests.helpers import run_overrides
 
     result = run_overrides(2, tmp_path / "job.toml", [*_job(wide, "logistic", "comm.strategy=sharded"),
-                                                      *overrides])
+                                                      *overrides], cwd=tmp_path)
     assert result.returncode != 0 and message in result.stderr
 
 

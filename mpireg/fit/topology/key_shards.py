@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from ...errors import ConfigError
 from ...optim.lazy_penalty import LazyPenalty
 from .factor_rows import displacements
 from .staleness import DONE, StalenessGate, serve_loop
@@ -126,9 +125,6 @@ class AsyncKeyShards(KeyShards):
     def __init__(self, comm, values, servers: int, l2: float, l1: float, penalized, max_staleness: int):
         super().__init__(comm, values, servers or 1, l2, l1, penalized)
         self.serves = comm.rank < self.servers
-        if self.servers >= comm.size:
-            raise ConfigError(f"comm.servers: 'sharded-async' needs a worker rank besides its "
-                              f"{self.servers} server rank(s); run more ranks or set fewer servers")
         self.max_staleness = max_staleness
         self.head = np.zeros(3, dtype=np.int64)
         self.clock = 0
