@@ -17,7 +17,6 @@ import itertools
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -150,7 +149,9 @@ exec nsenter --net={NETNS}/$ns /bin/sh -c "$*"
     # ------------------------------------------------------------------ running ranks
     def mpiexec_command(self, n: int, command, ranks_per_node: int = 1, options=()) -> list[str]:
         """`mpiexec` started in the first node, its ranks placed `ranks_per_node` a node."""
-        mpiexec = _mpiexec()
+        from tests.helpers import mpiexec_path
+
+        mpiexec = mpiexec_path()
         nodes = -(-n // ranks_per_node)
         if nodes > self.n:
             raise ValueError(f"{n} ranks at {ranks_per_node} a node need {nodes} nodes; the cluster has {self.n}")
@@ -203,11 +204,3 @@ exec nsenter --net={NETNS}/$ns /bin/sh -c "$*"
     def cut(self, node: int) -> None:
         """Take a node's link down (a cable pulled)."""
         _ip("link", "set", IFACE, "down", ns=self.nodes[node])
-
-
-def _mpiexec() -> str:
-    local = Path(sys.executable).parent / "mpiexec"
-    found = str(local) if local.exists() else shutil.which("mpiexec")
-    if not found:
-        raise RuntimeError("mpiexec not found; install the MPI runtime: pip install -e '.[mpi,test]'")
-    return found

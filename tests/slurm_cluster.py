@@ -72,8 +72,15 @@ class OneNodeSlurm:
                     log.unlink()
 
     def _start_once(self) -> None:
+        self._start_munge(["state", "spool"])
+        for daemon in ("slurmctld", "slurmd"):
+            subprocess.run([daemon, "-f", str(self.conf)], check=True, env=self.env, capture_output=True)
+        self._wait_idle()
+
+    def _start_munge(self, folders) -> None:
+        """The folders under root, munged with a key of its own, and the config written."""
         r = self.root
-        for sub in ("state", "spool"):
+        for sub in folders:
             (r / sub).mkdir(parents=True, exist_ok=True)
         if not (r / "munge.key").exists():
             subprocess.run(["mungekey", "-c", "-k", str(r / "munge.key")], check=True, capture_output=True)
@@ -82,9 +89,6 @@ class OneNodeSlurm:
                         f"--pid-file={r}/munged.pid", f"--log-file={r}/munged.log",
                         f"--seed-file={r}/munged.seed"], check=True, capture_output=True)
         self.conf.write_text(self._config())
-        for daemon in ("slurmctld", "slurmd"):
-            subprocess.run([daemon, "-f", str(self.conf)], check=True, env=self.env, capture_output=True)
-        self._wait_idle()
 
     def _config(self) -> str:
         r = self.root
@@ -201,16 +205,7 @@ class MultiNodeSlurm(OneNodeSlurm):
             [*enter, *command]
 
     def _start_once(self) -> None:
-        r = self.root
-        for sub in ("state", *(f"spool/{n}" for n in self.names)):
-            (r / sub).mkdir(parents=True, exist_ok=True)
-        if not (r / "munge.key").exists():
-            subprocess.run(["mungekey", "-c", "-k", str(r / "munge.key")], check=True, capture_output=True)
-            os.chmod(r / "munge.key", 0o600)
-        subprocess.run(["munged", "--force", f"--socket={r}/munge.socket", f"--key-file={r}/munge.key",
-                        f"--pid-file={r}/munged.pid", f"--log-file={r}/munged.log",
-                        f"--seed-file={r}/munged.seed"], check=True, capture_output=True)
-        self.conf.write_text(self._config())
+        self._start_munge(["state", *(f"spool/{n}" for n in self.names)])
         subprocess.run(self._in_node(0, "ctl", ["slurmctld", "-f", self.conf]), check=True, env=self.env,
                        capture_output=True)
         for i, name in enumerate(self.names):
