@@ -8,6 +8,8 @@ Failures inside the hot loop are not agreed on (that would cost a collective per
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import traceback
 from typing import Callable, TypeVar
@@ -15,6 +17,8 @@ from typing import Callable, TypeVar
 from .errors import CollectiveError, MpiregError
 
 T = TypeVar("T")
+ABORT_GRACE = 5  # seconds MPI_Abort gets before the reaper ends the rank and its proxy
+PROXIES = ("hydra_pmi_proxy",)  # launchers' per-node processes that a cut link leaves waiting
 
 
 def agree(comm, fn: Callable[[], T], name_rank: bool = True) -> T:
@@ -62,16 +66,16 @@ def exit_on_error(comm, main: Callable[[], int]) -> int:
         return 1
     except MpiregError as exc:
         log.error(f"rank {comm.rank}: {exc}" if comm.size > 1 else str(exc))
-        _abort(comm)
+        abort_job(comm)
     except MemoryError as exc:
         log.error(f"rank {comm.rank}: {out_of_memory(exc)}" if comm.size > 1 else out_of_memory(exc))
-        _abort(comm)
+        abort_job(comm)
     except KeyboardInterrupt:
-        _abort(comm, code=130)
+        abort_job(comm, code=130)
     except Exception:  # noqa: BLE001
         sys.stderr.write(f"mpireg: rank {comm.rank} failed:\n{traceback.format_exc()}")
         sys.stderr.flush()
-        _abort(comm)
+        abort_job(comm)
     return 1
 
 
@@ -81,10 +85,33 @@ def out_of_memory(exc: MemoryError) -> str:
             f"stream from disk, use more ranks or nodes, or a smaller model (fewer hashed columns)")
 
 
-def _abort(comm, code: int = 1) -> None:
+def abort_job(comm, code: int = 1) -> None:
+    """End every rank now. MPI_Abort itself can hang (a link to a node cut: hydra's server cannot
+    reach that node's proxy and kills nobody; ranks on both sides sat in MPI_Abort, holding the
+    GIL, 40 s later with mpiexec still running), so a reaper process ends this rank, and the
+    launcher proxy it runs under, ABORT_GRACE seconds later unless MPI did."""
     if comm.size > 1:
+        reap_after(ABORT_GRACE)
         comm.Abort(code)
     sys.exit(code)
+
+
+def reap_after(seconds: float) -> None:
+    """Kill this process, and the launcher proxy it runs under, `seconds` from now unless they
+    have ended (a process of its own: MPI_Abort holds the GIL while it waits)."""
+    targets = [os.getpid()]
+    try:
+        with open(f"/proc/{os.getppid()}/comm") as f:
+            if f.read().strip() in PROXIES:
+                targets.append(os.getppid())
+    except OSError:
+        pass
+    try:
+        subprocess.Popen(["/bin/sh", "-c", f"sleep {seconds}; kill -9 {' '.join(map(str, targets))} 2>/dev/null"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True)
+    except OSError:
+        pass  # no reaper: MPI_Abort alone, as before
 
 
 class StopRequest:

@@ -66,9 +66,9 @@ def load_model(path, xp=np):
             raise DataError(f"{path}: not an mpireg model file (no attribute mpireg_model)")
         try:
             return _read_model(f, path, xp)
-        except (KeyError, ValueError, TypeError, MpiregError) as exc:
-            if isinstance(exc, DataError) and str(exc).startswith(str(path)):
-                raise
+        except DataError:
+            raise  # (each names the file and what is wrong)
+        except (KeyError, ValueError, TypeError, MpiregError) as exc:  # an attribute make_model refuses
             raise DataError(f"{path}: a damaged model file ({exc}); retrain, or restore the file from its "
                             f"source") from None
 

@@ -14,15 +14,12 @@ in case rank 0 is the one that froze. Needs MPI_THREAD_MULTIPLE, which mpi4py as
 
 MPI_Abort itself can hang: with the link to a node cut, hydra's server cannot reach that node's
 proxy, so it never kills anyone, and the ranks on both sides sat in MPI_Abort (holding the GIL)
-40 s later with mpiexec still running. Before aborting, a rank therefore starts a reaper that
-kills it, and the launcher proxy it runs under, ABORT_GRACE seconds later; with every rank and
-proxy gone, mpiexec returns (measured on emulated nodes: 25 s after the cut with
-run.watchdog_seconds = 10).
+40 s later with mpiexec still running. So the watchdog ends the job through agreement.abort_job,
+which first starts a reaper for the rank and its launcher proxy; with every rank and proxy gone,
+mpiexec returns (measured on emulated nodes: 15-25 s after the cut with run.watchdog_seconds = 10).
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -31,9 +28,9 @@ from contextlib import contextmanager
 import numpy as np
 from mpi4py import MPI
 
+from .agreement import abort_job
+
 HEARTBEAT_TAG = 17
-ABORT_GRACE = 5  # seconds MPI_Abort gets before the reaper ends this rank and its proxy
-PROXIES = ("hydra_pmi_proxy",)  # launchers' per-node processes that a cut link leaves waiting
 PHASES = ["none", "step", "allreduce", "broadcast", "checkpoint", "serve", "finish"]
 
 
@@ -109,8 +106,7 @@ class Watchdog:
             message = (f"watchdog (rank {self.rank}): no progress for {waited:.0f} s {where}; rank 0, "
                        f"which names the missing ranks, did not act: it may be the one that stalled")
         print(f"mpireg: error: {message}", file=sys.stderr, flush=True)
-        reap_after(ABORT_GRACE)
-        self.world.Abort(1)
+        abort_job(self.world)
 
     def _missing(self):
         now = time.monotonic()
@@ -127,20 +123,3 @@ class Watchdog:
                     details.append(f"rank {rank}: last heartbeat {now - when:.0f} s ago, at step {step}, {state}")
         return missing, details
 
-
-def reap_after(seconds: float) -> None:
-    """Kill this process, and the launcher proxy it runs under, `seconds` from now unless they
-    have ended (a process of its own: MPI_Abort holds the GIL while it waits)."""
-    targets = [os.getpid()]
-    try:
-        with open(f"/proc/{os.getppid()}/comm") as f:
-            if f.read().strip() in PROXIES:
-                targets.append(os.getppid())
-    except OSError:
-        pass
-    try:
-        subprocess.Popen(["/bin/sh", "-c", f"sleep {seconds}; kill -9 {' '.join(map(str, targets))} 2>/dev/null"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, close_fds=True)
-    except OSError:
-        pass  # no reaper: MPI_Abort alone, as before

@@ -96,7 +96,7 @@ def build_parts(cfg: JobConfig, comm, arrays: Arrays | None = None, check_schema
     sizes = dict(n_users=schema.n_users, n_items=schema.n_items) if m.kind == "mf" else {}
     model = make_model(m.kind, schema.n_features, schema.n_classes, m.fit_intercept, m.l2, m.l1,
                        xp=xp, task=schema.task, **model_options(m, cfg.seed), **sizes)
-    check_model_fits(cfg, model, dtype, schema)
+    agree(comm, lambda: check_model_fits(cfg, model, dtype, schema))  # memory differs by node
     partition = agree(comm, lambda: data_partition(cfg.comm.strategy, cfg.comm, comm.rank, comm.size))
     if arrays is None:
         # Deterministic mode: ranks own whole blocks of block_rows rows (some may own none).
@@ -141,11 +141,10 @@ def check_model_fits(cfg: JobConfig, model, dtype, schema: Schema) -> None:
         source = (f"{schema.n_users} users x {schema.n_items} items" if schema.n_users else
                   f"n_features = {schema.n_features}" + (f", n_classes = {schema.n_classes}" if schema.n_classes > 2 else ""))
         where = schema.files[0] if schema.files else "the arrays"
-        raise CollectiveError(f"{where}: a {model.kind} model of {model.layout.size:,} parameters ({source}) "
-                              f"needs about {need / 2**30:,.1f} GiB for its parameters, gradient and "
-                              f"optimizer state; this machine has {have / 2**30:,.1f} GiB available. "
-                              f"Hash to fewer columns (--hash-bits) or check the shard's attributes",
-                              None, 1)
+        raise DataError(f"{where}: a {model.kind} model of {model.layout.size:,} parameters ({source}) "
+                        f"needs about {need / 2**30:,.1f} GiB for its parameters, gradient and "
+                        f"optimizer state; this machine has {have / 2**30:,.1f} GiB available. "
+                        f"Hash to fewer columns (--hash-bits) or check the shard's attributes")
 
 
 WEIGHTED_KINDS = ("glm", "linear", "logistic", "softmax", "mlp")  # the models that take packed rows

@@ -36,8 +36,9 @@ from .result import FitResult, finish
 from .topology import CHECKPOINT, STOP
 
 
-# Procedures that solve to an optimum: a finished one resumed has nothing left to do.
-SOLVED_ONCE = ("fullbatch", "normal_equations", "irls", "path")
+# Procedures without a step count to resume from (they solve to an optimum, or make whole online
+# passes): a finished one resumed has nothing left to do unless epochs or max_iter were raised.
+SOLVED_ONCE = ("fullbatch", "normal_equations", "irls", "path", "online")
 
 
 class Run:
@@ -69,6 +70,7 @@ class Run:
         self.resumed = False  # restored from a checkpoint
         self.finished_before = None  # ... from a finished fit's last checkpoint: its lengths
         self.segment_start = (0, 0, 0)  # (step, epoch, samples) where this run of the fit began
+        self._made_run_dir = None  # rank 0: the topmost folder of run_dir this run created
 
     # =================================================================== the order of things
     def run(self) -> FitResult:
@@ -124,7 +126,7 @@ class Run:
         procedure, opt, before = self.parts.plan.procedure, self.cfg.optimizer, self.finished_before
         if not before or opt.epochs > before["epochs"] or opt.max_iter > before["max_iter"]:
             return False
-        return procedure in SOLVED_ONCE or procedure == "online"
+        return procedure in SOLVED_ONCE
 
     def _nothing_trained(self) -> bool:
         """Collective: no rank took a step in this run (every rank must agree: the finished
@@ -151,7 +153,7 @@ class Run:
 
         def prepare():
             absent = [d for d in (run_dir, *run_dir.parents) if not d.exists()]
-            self._made_run_dir = absent[-1] if absent else None  # the topmost folder this run makes
+            self._made_run_dir = absent[-1] if absent else None
             run_dir.mkdir(parents=True, exist_ok=True)
             config, text = run_dir / "config.toml", dumps_toml(self.cfg.to_dict())
             earlier = [f for f in ("config.toml", "summary.json", "model.h5") if (run_dir / f).exists()]
@@ -171,10 +173,8 @@ class Run:
     def _discard_run_dir_it_made(self) -> None:
         """A fit that failed before its first checkpoint leaves no half-made run directory
         behind (only one this run created: an earlier run's directory stays)."""
-        made = getattr(self, "_made_run_dir", None)
-        if self.comm.rank != 0 or made is None:
-            return
-        if not any((self.run_dir / "checkpoints").glob("ckpt-*.h5")):
+        made = self._made_run_dir
+        if made is not None and not any((self.run_dir / "checkpoints").glob("ckpt-*.h5")):
             shutil.rmtree(made, ignore_errors=True)
 
     # =================================================================== services
