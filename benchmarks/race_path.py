@@ -15,9 +15,12 @@ geometrically, handed to every contestant. Contestants:
                   "1 path": the same without cross-validation, for its passes
     glum          GeneralizedLinearRegressorCV (each fold's path, then the refit)
     scikit-learn  LogisticRegressionCV (saga, elastic net, scoring neg_log_loss; logistic only)
-    h2o           H2O's GLM, lambda over the grid with nfolds (its JVM start timed)
-Each reports its chosen alpha; `steps` is how many grid steps it lies from mpireg's (the folds
-differ: mpireg's are a hash of the row, the others' their own random or contiguous splits).
+    h2o           H2O's GLM, lambda over the grid, the folds as its fold_column (its JVM start timed)
+    glmnet        python-glmnet's LogitNet (glmnet's Fortran; logistic only), run with
+                  $GLMNET_PYTHON where it is built apart (contestants/path_glmnet.py says how)
+Every contestant holds out the same rows: mpireg's folds (a hash of the row index) are written
+beside the arrays and handed to each as its splits. Each reports its chosen alpha; `steps` is how
+many grid steps it lies from mpireg's.
 """
 from __future__ import annotations
 
@@ -71,11 +74,26 @@ def run_mpireg(task, shards, root, alphas, folds, ranks, timeout):
     return seconds, path["alpha"], f"{path['passes']} passes + {path['refit_passes']}"
 
 
+def interpreter(name: str) -> str | None:
+    """The Python that has the contestant's package: python-glmnet is built in its own venv
+    (numpy < 1.27 for its Fortran build), named by $GLMNET_PYTHON; the rest are importable here."""
+    if name == "glmnet" and os.environ.get("GLMNET_PYTHON"):
+        return os.environ["GLMNET_PYTHON"]
+    return sys.executable if importlib.util.find_spec(name) is not None else None
+
+
+def write_folds(task: str, root: Path, folds: int) -> None:
+    from mpireg.fit.folds import fold_of
+
+    n = len(np.load(root / f"{task}.npy" / "y.npy", mmap_mode="r"))
+    np.save(root / f"{task}.npy" / "folds.npy", fold_of(np.arange(n), folds, seed=0))
+
+
 def run_peer(name, task, root, alphas, folds, timeout):
     np.save(root / "alphas.npy", alphas)
     out = root / f"{task}-{name}.json"
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(HERE / "contestants" / f"path_{name}.py"), str(root / f"{task}.npy"),
+    subprocess.run([interpreter(name), str(HERE / "contestants" / f"path_{name}.py"), str(root / f"{task}.npy"),
                     FAMILY[task], str(root / "alphas.npy"), str(folds), str(out)],
                    check=True, capture_output=True, cwd=HERE / "contestants", timeout=timeout)
     return time.perf_counter() - start, json.loads(out.read_text())["alpha"], ""
@@ -93,19 +111,19 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds a contestant may take")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    peers = [n for n, module in (("glum", "glum"), ("sklearn", "sklearn"), ("h2o", "h2o"))
-             if n not in skip and importlib.util.find_spec(module) is not None]
+    peers = [n for n in ("glum", "sklearn", "h2o", "glmnet") if n not in skip and interpreter(n) is not None]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for task in args.only.split(","):
             shards = make_data(task, args.rows, args.features, root, exposure=task == "poisson")
+            write_folds(task, root, args.folds)
             alphas = grid(task, shards, root, args.alphas, args.ranks)
             print(f"\n{task}: {args.rows:,} rows x {args.features} float32 columns; {args.folds} folds x "
                   f"{args.alphas} penalties, l1_ratio {L1_RATIO}; {os.cpu_count()} cores", flush=True)
             runs = [("mpireg", lambda: run_mpireg(task, shards, root, alphas, args.folds, args.ranks, args.timeout)),
                     ("mpireg, 1 path", lambda: run_mpireg(task, shards, root, alphas, 0, args.ranks, args.timeout))]
             runs += [(n, lambda n=n: run_peer(n, task, root, alphas, args.folds, args.timeout)) for n in peers
-                     if not (n == "sklearn" and task != "logistic")]
+                     if not (n in ("sklearn", "glmnet") and task != "logistic")]
             results = {}
             for name, fn in runs:
                 try:

@@ -1,5 +1,6 @@
 """What the path race's contestants share: `python path_<name>.py DIR FAMILY ALPHAS.npy FOLDS OUT.json`,
-DIR holding X.npy, y.npy, w.npy, offset.npy; ALPHAS the penalty grid (largest first, glum's scale:
+DIR holding X.npy, y.npy, w.npy, offset.npy and folds.npy (each row's fold, mpireg's, so every
+contestant holds out the same rows); ALPHAS the penalty grid (largest first, glum's scale:
 alpha (l1_ratio |coef|_1 + (1 - l1_ratio)/2 |coef|^2) on the weighted mean deviance / 2); OUT gets
 the chosen alpha and the refit's [intercept, coef...]."""
 import json
@@ -17,6 +18,17 @@ def arguments():
 
 def load(directory):
     return tuple(np.load(f"{directory}/{name}.npy") for name in ("X", "y", "w", "offset"))
+
+
+def load_folds(directory):
+    """Each row's fold, mpireg's (a hash of the row index): every contestant holds out the same rows."""
+    return np.load(f"{directory}/folds.npy")
+
+
+def splits(directory):
+    """The folds as scikit-learn's (train, test) index pairs, fold 0 first."""
+    folds = load_folds(directory)
+    return [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(folds.max() + 1)]
 
 
 def save(out, alpha, intercept, coef) -> None:

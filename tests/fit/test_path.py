@@ -129,7 +129,7 @@ class _Quadratic:
         Xt = np.column_stack([X, np.ones(len(y))])
         self.A, self.b, self.rr, self.w = Xt.T @ Xt, Xt.T @ y, float(y @ y), float(len(y))
 
-    def evaluate(self, betas, covered=None):
+    def evaluate(self, betas, covered=None, informed=None):
         return {m: path_module.State(beta, 0.5 * (beta @ self.A @ beta - 2 * self.b @ beta + self.rr), self.w,
                                      self.A @ beta - self.b, self.A, np.zeros(2)) for m, beta in betas.items()}
 
@@ -241,3 +241,20 @@ def test_streamed_rows_give_the_resident_path(claims, tmp_path):
     np.testing.assert_allclose(other["path"]["paths"][0]["fold_deviance"], summary["path"]["paths"][0]["fold_deviance"],
                                rtol=1e-10)
     np.testing.assert_allclose(streamed, resident, rtol=1e-9, atol=1e-12)
+
+
+def test_steps_on_earlier_information_reach_the_same_path_with_fewer_information_sums(monkeypatch):
+    """Most passes of a k-fold path sum no information (a step takes the model's last one): the
+    path, its CV curve and its choice are those of a path that sums it at every pass."""
+    X, y, w, offset = _draw("binomial", n=800)
+    keys = dict(l1_ratio=[0.5], n_alphas=15, cv=4)
+    lazy = _path(X, y, "binomial", w, offset, **keys)
+    always = path_module.DataEvaluator.evaluate
+    monkeypatch.setattr(path_module.DataEvaluator, "evaluate",
+                        lambda self, betas, covered=None, informed=None: always(self, betas, covered, None))
+    eager = _path(X, y, "binomial", w, offset, **keys)
+    assert lazy["model_sums"]["gradient_only"] > 0.3 * sum(lazy["model_sums"].values())
+    assert eager["model_sums"]["gradient_only"] == 0
+    assert lazy["alpha"] == eager["alpha"]
+    np.testing.assert_allclose(lazy["paths"][0]["coef"], eager["paths"][0]["coef"], atol=1e-6)
+    np.testing.assert_allclose(lazy["paths"][0]["cv_deviance"], eager["paths"][0]["cv_deviance"], rtol=1e-8)
