@@ -12,7 +12,8 @@
  *
  * Layers (as cgrad.c):
  *   1. kernels  - the families and links (scalar double code, one switch per row, which the
- *                 branch predictor settles on), newton_block over rows [0, n)
+ *                 branch predictor settles on), newton_block over rows [0, n); the canonical
+ *                 families four rows at a time in SIMD lanes (glm_newton4.h)
  *   2. wrapper  - validates shapes, dtypes, contiguity once, releases the GIL
  *   3. Python   - GLMModel.newton_sums calls it for C-contiguous NumPy rows (float32 or float64),
  *                 the inference pass's log-likelihood included; NumPy otherwise (CSR rows)
@@ -231,6 +232,10 @@ static FAST size_t NAME(const T *X, const double *beta, const double *targets, s
 NEWTON_BLOCK(newton_f32, float)
 NEWTON_BLOCK(newton_f64, double)
 
+#include "glm_newton4.h"  /* the canonical families four rows at a time */
+NEWTON_BLOCK4(newton4_f32, newton_f32, float)
+NEWTON_BLOCK4(newton4_f64, newton_f64, double)
+
 /* ------------------------------------------------------------------ 2. wrapper */
 
 static PyObject *newton_rows(PyObject *self, PyObject *args)
@@ -293,11 +298,14 @@ static PyObject *newton_rows(PyObject *self, PyObject *args)
         goto fail;
     }
     size_t invalid;
+    int four = isnan(scale) && canonical_pass(&g);  /* no log-likelihood asked: the four-row kernel */
     Py_BEGIN_ALLOW_THREADS
     if (xk == 'f')
-        invalid = newton_f32(X->buf, beta->buf, t->buf, n, d, fit, &g, scale, sums->buf, out->buf, cp, m);
+        invalid = four ? newton4_f32(X->buf, beta->buf, t->buf, n, d, fit, &g, sums->buf, out->buf, cp, m)
+                       : newton_f32(X->buf, beta->buf, t->buf, n, d, fit, &g, scale, sums->buf, out->buf, cp, m);
     else
-        invalid = newton_f64(X->buf, beta->buf, t->buf, n, d, fit, &g, scale, sums->buf, out->buf, cp, m);
+        invalid = four ? newton4_f64(X->buf, beta->buf, t->buf, n, d, fit, &g, sums->buf, out->buf, cp, m)
+                       : newton_f64(X->buf, beta->buf, t->buf, n, d, fit, &g, scale, sums->buf, out->buf, cp, m);
     Py_END_ALLOW_THREADS
     buffer_release(views, 6);
     return PyLong_FromSize_t(invalid);

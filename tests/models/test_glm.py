@@ -141,6 +141,54 @@ def test_the_c_pass_equals_numpys(case, dtype, fit_intercept, expected, monkeypa
 
 
 @pytest.mark.skipif(glm._cglm is None, reason="the C extension was not built")
+@pytest.mark.parametrize("family,link", [("binomial", "logit"), ("poisson", "log"), ("gaussian", "identity")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("columns", [None, [1, 4, 5], []], ids=["whole", "subset", "gradient-only"])
+def test_the_four_row_kernel_equals_numpys(family, link, dtype, columns, monkeypatch):
+    """csrc/glm_newton4.h (the canonical families four rows at a time, SIMD exp and log): rows
+    not a multiple of four, binomial proportions, weights and offsets, a column subset and the
+    gradient-only pass, and wide logits, against the NumPy reference."""
+    rng = np.random.default_rng(7)
+    n, d = 1003, 7
+    X = (rng.standard_normal((n, d)) * 0.8).astype(dtype)
+    X[::97] *= 20  # logits out to +-40: expit's tails, e^eta in the thousands
+    y = {"binomial": np.where(rng.random(n) < 0.2, rng.random(n), rng.random(n) < 0.4),
+         "poisson": rng.poisson(2.0, n), "gaussian": rng.standard_normal(n)}[family].astype(float)
+    targets = np.column_stack([y, rng.uniform(0.5, 2.0, n), rng.uniform(-0.3, 0.3, n)])
+    model = make_model("glm", d, family=family, link=link)
+    params = np.r_[rng.uniform(-0.3, 0.3, d), 0.2]
+    columns = None if columns is None else np.array(columns, dtype=np.int64)
+    monkeypatch.setattr(glm, "CHUNK_ROWS", 250)
+    native, reference = NewtonSums(d + 1), NewtonSums(d + 1)
+    model.newton_sums(params, X, targets, native, columns=columns)
+    monkeypatch.setattr(glm, "_cglm", None)
+    model.newton_sums(params, X, targets, reference)
+    np.testing.assert_allclose(native.values[:3], reference.values[:3], rtol=1e-11)
+    np.testing.assert_allclose(native.gradient, reference.gradient, rtol=1e-10, atol=1e-10)
+    keep = np.r_[np.arange(d) if columns is None else columns, d].astype(int)
+    information = native.information()
+    np.testing.assert_allclose(information[np.ix_(keep, keep)], reference.information()[np.ix_(keep, keep)],
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(glm._cglm is None, reason="the C extension was not built")
+@pytest.mark.parametrize("family,link,row", [("poisson", "log", 800.0), ("binomial", "logit", 60.0)])
+def test_the_four_row_kernel_marks_a_mean_outside_the_range(family, link, row):
+    """One row among four whose mu leaves the range (e^800 overflows; expit(60) rounds to 1):
+    the loss is infinite, as in the row-at-a-time pass, wherever the row sits."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((11, 2)) * 0.1
+    targets = np.column_stack([rng.poisson(1.0, 11).astype(float) % 2, np.ones(11), np.zeros(11)])
+    model = make_model("glm", 2, family=family, link=link)
+    for where in (0, 5, 10):  # a four-row group's first, a middle one, the tail
+        shifted = targets.copy()
+        shifted[where, 2] = row
+        sums = NewtonSums(3)
+        model.newton_sums(np.array([0.1, 0.2, 0.0]), X, shifted, sums)
+        assert sums.values[sums.LOSS] == np.inf
+
+
+@pytest.mark.skipif(glm._cglm is None, reason="the C extension was not built")
 def test_the_c_pass_marks_a_mean_outside_the_range():
     """Binomial with the identity link: a step that puts mu outside (0, 1) has an infinite loss."""
     rng = np.random.default_rng(3)
