@@ -13,9 +13,15 @@ Per run (one epoch of 157 steps of 128 rows a rank, the issue's set-up, whole co
              overlap; no-ovl = (that computation + link) / the same max, what no overlap gives
   crossed    bytes that left the nodes over the whole command (start-up measurement and probe
              included) against steps x 2 n (N-1)
+PyTorch DDP (gloo, its defaults: contestants/ddp_mlp_worker.py) trains the same network on the
+same rows across the same nodes where torch is installed (pip install torch==2.13.0); its
+`compute` is its own step loop without DDP, timed in the same process first, and its bound is
+against the larger of that and the link.
 """
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +86,31 @@ def main() -> None:
                     print(f"{rate:>6} {hidden:>4} {name:<16} {s['strategy']:<10} {s['train_s']:8.3f} {compute:8.3f} "
                           f"{link:7.3f} {bound:6.2f} {(whole + link) / max(whole, link):6.2f} "
                           f"{crossed / (steps * 2 * n):8.2f}   ({time.time() - t:.1f} s whole command)", flush=True)
+                if importlib.util.find_spec("torch") is not None:
+                    ddp(cluster, work / "data", hidden, args.steps, rate, cap, n)
+
+
+def ddp(cluster, data, hidden: int, steps: int, rate: str, cap: float, n: int) -> None:
+    """PyTorch DDP's row: one worker a node, entered as hydra's launcher enters them."""
+    from tests.emulated_cluster import IFACE, NETNS
+
+    worker = Path(__file__).resolve().parent / "contestants" / "ddp_mlp_worker.py"
+    before, t = cluster.link_bytes(), time.time()
+    procs = [subprocess.Popen(["nsenter", f"--net={NETNS / node}", sys.executable, str(worker), str(r), "2",
+                               str(data), str(hidden), str(steps), "128", cluster.addresses[0], "29512", IFACE],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=cluster.env({"OMP_NUM_THREADS": "1"}))
+             for r, node in enumerate(cluster.nodes[:2])]
+    outs = [p.communicate(timeout=600) for p in procs]
+    crossed = cluster.link_bytes() - before
+    line = next((x for x in outs[0][0].splitlines() if x.startswith("RESULT")), None)
+    if line is None:
+        raise SystemExit(f"DDP worker failed: {outs[0][1][-2000:]}")
+    train, compute, _ = map(float, line.split()[1:])
+    link = steps * n * 2 * (2 - 1) / 2 / cap
+    print(f"{rate:>6} {hidden:>4} {'PyTorch DDP':<16} {'gloo':<10} {train:8.3f} {compute:8.3f} {link:7.3f} "
+          f"{train / max(compute, link):6.2f} {(compute + link) / max(compute, link):6.2f} "
+          f"{crossed / (steps * 2 * n):8.2f}   ({time.time() - t:.1f} s whole command)", flush=True)
 
 
 if __name__ == "__main__":

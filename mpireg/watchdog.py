@@ -34,6 +34,21 @@ HEARTBEAT_TAG = 17
 PHASES = ["none", "step", "allreduce", "broadcast", "checkpoint", "serve", "finish"]
 
 
+def _rank_nodes(comm):
+    """Rank 0: [(node index, host name)] of every rank, nodes numbered by their lowest rank; the
+    others: None. Collective."""
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        leader = node.bcast(comm.rank, root=0)
+    finally:
+        node.Free()
+    pairs = comm.gather((leader, MPI.Get_processor_name()), root=0)
+    if pairs is None:
+        return None
+    index = {lead: i for i, lead in enumerate(sorted({lead for lead, _ in pairs}))}
+    return [(index[lead], host) for lead, host in pairs]
+
+
 class Watchdog:
     def __init__(self, comm, seconds: float, strategy: str):
         self.seconds = seconds
@@ -46,6 +61,7 @@ class Watchdog:
         if self.enabled:
             self.comm = comm.Dup()  # heartbeats never meet training messages
             self.rank = comm.rank
+            self._nodes = _rank_nodes(comm)  # rank 0: each rank's (node index, host name)
             self._stop = threading.Event()
             self._sends = []
             self._seen = {}  # rank 0: rank -> (step, phase, monotonic time received)
@@ -101,12 +117,27 @@ class Watchdog:
         if self.rank == 0:
             missing, details = self._missing()
             message = (f"watchdog: no progress for {waited:.0f} s {where}; rank(s) {missing} did not "
-                       f"arrive ({'; '.join(details)})")
+                       f"arrive ({'; '.join(details)}){self._lost_nodes(missing)}")
         else:
             message = (f"watchdog (rank {self.rank}): no progress for {waited:.0f} s {where}; rank 0, "
                        f"which names the missing ranks, did not act: it may be the one that stalled")
         print(f"mpireg: error: {message}", file=sys.stderr, flush=True)
         abort_job(self.world)
+
+    def _lost_nodes(self, missing: list) -> str:
+        """'; node N (host H, ranks [..]) lost: ...' for each node none of whose ranks is heard
+        (every rank of a node silent at once is the node, or its link, not the ranks)."""
+        if not self._nodes:
+            return ""
+        now, lost = time.monotonic(), []
+        for node in sorted({n for n, _ in self._nodes}):
+            ranks = [r for r, (n, _) in enumerate(self._nodes) if n == node]
+            silent = [r for r in ranks if r in missing and
+                      (r not in self._seen or now - self._seen[r][2] > self.seconds / 2)]
+            if 0 not in ranks and silent == ranks:
+                lost.append(f"node {node} (host {self._nodes[ranks[0]][1]}, ranks {ranks}) lost: "
+                            f"none of its ranks is heard")
+        return "".join(f"; {line}" for line in lost)
 
     def _missing(self):
         now = time.monotonic()

@@ -278,3 +278,25 @@ def test_auto_compression_takes_bf16_across_a_slow_link_and_none_on_one_node(clu
     assert one["compression"] == "none" and two["compression"] == "bf16", (one["plan"]["why"], two["plan"]["why"])
     assert any("comm.compression = auto: bf16" in line for line in two["plan"]["why"])
     assert two["train"]["loss"] == pytest.approx(one["train"]["loss"], rel=0.01)
+
+
+def test_a_lost_node_is_named_when_hydra_leaves_the_survivors_to_mpireg(data, tmp_path):
+    """`mpiexec -disable-auto-cleanup` (hydra's option, docs/operations.md): hydra does not kill
+    the other node's ranks when a node is lost, so mpireg's watchdog says which node went and
+    ends the job (every rank, mpiexec) within 40 s of the loss."""
+    with EmulatedCluster(nodes=2, rate="1gbit") as c:
+        job = tmp_path / "job.toml"
+        job.write_text("")
+        overrides = [f"data.train={data / 'dense'}", *SGD, "optimizer.epochs=60", "optimizer.lr=0.001",
+                     "run.watchdog_seconds=10"]
+        command = [sys.executable, "-m", "mpireg.train", job, "--run-dir", tmp_path / "run", *_sets(overrides)]
+        proc = c.start_ranks(4, command, ranks_per_node=2, cwd=ROOT, options=["-disable-auto-cleanup"])
+        deadline = time.monotonic() + 60
+        while not any((tmp_path / "run" / "checkpoints").glob("ckpt-*.h5")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the fit ended or stalled before its first checkpoint"
+            time.sleep(0.05)
+        lost = time.monotonic()
+        for pid in c.processes(node=1, matching="mpireg.train"):
+            os.kill(pid, signal.SIGKILL)
+        err = _ends_within(c, proc, lost, 40)
+        assert "node 1 (host" in err and "ranks [2, 3]) lost" in err, err
