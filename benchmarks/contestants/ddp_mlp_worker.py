@@ -4,7 +4,8 @@ process a node, `steps` steps of `batch` rows a rank, plain SGD, one intra-op th
     python ddp_mlp_worker.py RANK SIZE DATA HIDDEN STEPS BATCH MASTER_ADDR PORT IFACE
 
 Prints (rank 0) "RESULT train_s compute_s loss": the DDP step loop's seconds; the same steps
-without DDP (the computation alone, timed first on the same rows); the training loss after.
+without DDP (the computation alone, timed first on the same rows after one untimed round); the
+training loss after.
 DDP's defaults otherwise (25 MB buckets: one bucket for these models, gradients reduced as
 back-propagation hands them over)."""
 import glob
@@ -44,6 +45,7 @@ def loop(model, opt):
 
 
 alone = network()
+loop(alone, torch.optim.SGD(alone.parameters(), lr=0.01))  # warm-up: first-call allocations and kernels
 start = time.perf_counter()
 loop(alone, torch.optim.SGD(alone.parameters(), lr=0.01))
 compute = time.perf_counter() - start
