@@ -8,6 +8,7 @@
 
     ElasticNetCV(l1_ratio=0.5, cv=5)          # scikit-learn's names; mse_path_
     LogisticRegressionCV(Cs=10, cv=5)         # scikit-learn's names; a classifier; Cs_, C_
+                                              # (more than two classes: one-vs-rest, a C each)
 
 The penalty is glum's and glmnet's, alpha (l1_ratio |coef|_1 + (1 - l1_ratio)/2 |coef|^2) on the
 weighted mean deviance / 2. Folds are a seeded hash of the global row index (`seed`), the same
@@ -19,10 +20,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from sklearn.base import clone
 
 from ..errors import ConfigError
 from ..models import make_model
-from .estimator import estimator_init, local_phase
+from .estimator import _is_paths, estimator_init, local_phase
 from .glm import GeneralizedLinearRegressor
 from .job_keys import set_key
 from .linear_models import LinearRegression, LogisticRegression
@@ -171,13 +173,76 @@ class LogisticRegressionCV(_PathCV, LogisticRegression):
         return 1e-3
 
     def fit(self, X=None, y=None, sample_weight=None, offset=None):
-        self._weight_sum = None
+        """Two classes: the binary path. More: one binary path per class against the rest, each
+        choosing its own C (scikit-learn's multi_class="ovr"; `estimators_`). Collective."""
+        self._weight_sum, self.estimators_ = None, None
+        if X is not None and not _is_paths(X) and y is not None:
+            comm = self._comm()
+            local = local_phase(comm, lambda: np.unique(np.asarray(y)))
+            classes = np.unique(np.concatenate(comm.allgather(local)))
+            if len(classes) > 2:
+                return self._fit_one_vs_rest(X, np.asarray(y), classes, sample_weight, offset)
         return super().fit(X, y, sample_weight, offset)
+
+    def _fit_one_vs_rest(self, X, y, classes, sample_weight, offset):
+        offsets = np.asarray(offset) if offset is not None else None
+        self.estimators_ = []
+        for k, label in enumerate(classes):
+            own = None if offsets is None else offsets[:, k] if offsets.ndim == 2 else offsets
+            self.estimators_.append(clone(self).fit(X, (y == label).astype(np.int64), sample_weight, own))
+        first = self.estimators_[0]
+        self.classes_ = classes
+        self.n_features_in_ = first.n_features_in_
+        self.coef_ = np.vstack([m.coef_ for m in self.estimators_])
+        self.intercept_ = np.concatenate([np.ravel(m.intercept_) for m in self.estimators_])
+        self.C_ = np.concatenate([m.C_ for m in self.estimators_])
+        self.Cs_ = first.Cs_
+        self.alpha_ = np.array([m.alpha_ for m in self.estimators_])
+        self.l1_ratio_ = np.array([m.l1_ratio_ for m in self.estimators_])
+        return self
+
+    def _class_offsets(self, offset, k):
+        offsets = None if offset is None else np.asarray(offset)
+        return None if offsets is None else offsets[:, k] if offsets.ndim == 2 else offsets
+
+    def decision_function(self, X, offset=None):
+        if not getattr(self, "estimators_", None):
+            return super().decision_function(X, offset)
+        return np.column_stack([m.decision_function(X, self._class_offsets(offset, k))
+                                for k, m in enumerate(self.estimators_)])
+
+    def predict_proba(self, X, offset=None):
+        """One-vs-rest: each class's probability against the rest, normalised over the classes
+        (scikit-learn's one-vs-rest LogisticRegression)."""
+        if not getattr(self, "estimators_", None):
+            return super().predict_proba(X, offset)
+        p = np.column_stack([m.predict_proba(X, self._class_offsets(offset, k))[:, 1]
+                             for k, m in enumerate(self.estimators_)])
+        return p / p.sum(axis=1, keepdims=True)
+
+    def _predict(self, X, offset=None):
+        if not getattr(self, "estimators_", None):
+            return super()._predict(X, offset)
+        if not X.shape[0]:  # (score under mpiexec: a rank may hold no rows)
+            return self.classes_[:0]
+        return self.classes_[np.argmax(self.decision_function(X, offset), axis=1)]
+
+    def predict(self, X, offset=None):
+        if not getattr(self, "estimators_", None):
+            return super().predict(X, offset)
+        return self._predict(X, offset)
+
+    def save(self, path) -> None:
+        if getattr(self, "estimators_", None):
+            raise ConfigError("save: a one-vs-rest LogisticRegressionCV is one model per class; save each of "
+                              "its estimators_")
+        super().save(path)
 
     @staticmethod
     def _model_kind(task: str, n_classes: int) -> str:
         if task != "binary":
-            raise ConfigError(f"data: LogisticRegressionCV fits two classes for now, not task {task!r}")
+            raise ConfigError(f"data: LogisticRegressionCV on shards fits two classes (task {task!r}); for "
+                              f"more, pass arrays (one path per class against the rest)")
         return "glm"
 
     def _job(self, kind, train, extra=None, penalty=None):
@@ -201,7 +266,8 @@ class LogisticRegressionCV(_PathCV, LogisticRegression):
         super()._fitted(replace(result, model=model), classes)
         self._record_path(result.summary)
         self.Cs_ = self._Cs()
-        self.C_ = np.array([1.0 / (self.alpha_ * self._weight_sum)])
+        chosen = 1.0 / (self.alpha_ * self._weight_sum)  # the grid's own value, not its round trip
+        self.C_ = np.array([self.Cs_[np.argmin(np.abs(np.log(self.Cs_) - np.log(chosen)))]])
 
 
 __all__ = ["ElasticNetCV", "GeneralizedLinearRegressorCV", "LogisticRegressionCV"]

@@ -34,6 +34,7 @@ WEIGHTED = [
     ("softmax_w", lambda: mpireg.SoftmaxRegression(l2=1e-3, tol=1e-10), "softmax"),
     ("mlp_w", lambda: mpireg.MLPRegressor((4,), solver="lbfgs", max_iter=20, alpha=0.1), "linear"),
     ("glm_w", lambda: mpireg.GeneralizedLinearRegressor(alpha=0.01, tol=1e-10), "linear"),
+    ("cv_ovr_w", lambda: mpireg.LogisticRegressionCV(Cs=4, cv=3, tol=1e-10), "softmax"),  # 4 classes: a path each
 ]
 LABELS = np.array(["ant", "bee", "cat", "dog"])  # the softmax data's labels 0..3, as text
 

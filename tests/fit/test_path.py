@@ -258,3 +258,29 @@ def test_steps_on_earlier_information_reach_the_same_path_with_fewer_information
     assert lazy["alpha"] == eager["alpha"]
     np.testing.assert_allclose(lazy["paths"][0]["coef"], eager["paths"][0]["coef"], atol=1e-6)
     np.testing.assert_allclose(lazy["paths"][0]["cv_deviance"], eager["paths"][0]["cv_deviance"], rtol=1e-8)
+
+
+def test_logistic_regression_cv_of_three_classes_is_one_path_per_class_against_the_rest():
+    """More than two classes: one binary path per class (scikit-learn's one-vs-rest), each
+    choosing its own C; each class's model is scikit-learn's LogisticRegression at that C on
+    the class against the rest, and the probabilities are theirs normalised over the classes."""
+    from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((600, 4))
+    y = np.array(["a", "b", "c"])[np.argmax(X[:, :3] * [1.5, 1.0, 0.5] + rng.gumbel(size=(600, 3)), axis=1)]
+    m = mpireg.LogisticRegressionCV(Cs=6, cv=3).fit(X, y)
+    assert list(m.classes_) == ["a", "b", "c"] and m.coef_.shape == (3, 4) and m.C_.shape == (3,)
+    for k, label in enumerate(m.classes_):
+        assert m.C_[k] in m.Cs_
+        theirs = SkLogisticRegression(C=m.C_[k], tol=1e-12, max_iter=10000).fit(X, y == label)
+        np.testing.assert_allclose(m.coef_[k], theirs.coef_[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(m.intercept_[k], theirs.intercept_[0], rtol=1e-4, atol=1e-5)
+    z = X @ m.coef_.T + m.intercept_
+    np.testing.assert_allclose(m.decision_function(X), z, rtol=1e-6, atol=1e-6)
+    p = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(m.predict_proba(X), p / p.sum(axis=1, keepdims=True), rtol=1e-6)
+    np.testing.assert_array_equal(m.predict(X), m.classes_[np.argmax(z, axis=1)])
+    assert m.score(X, y) > 0.55
+    with pytest.raises(ConfigError, match="one model per class"):
+        m.save("unused.h5")
