@@ -90,6 +90,11 @@ SHARDS = {
     "CSR n_features 2^40": (_edit(_csr, _attr("n_features", 2**40)), ["model.kind=logistic"],
                             ["1,099,511,627,777 parameters", "GiB available", "--hash-bits"]),
     "not HDF5 at all": (lambda d: (d / "part-00000.h5").write_bytes(b""), [], ["cannot open as HDF5"]),
+    "CSR 2^20 columns on a k-fold path": (_edit(_csr, _attr("n_features", 2**20)),
+                                          ["model.kind=glm", "model.family=binomial", "optimizer.kind=irls",
+                                           "optimizer.path={n_alphas = 10}", "optimizer.cv=5"],
+                                          ["forms 6 information matrices of 1,048,577 x 1,048,577", "GiB available",
+                                           "optimizer.kind = 'lbfgs'"]),
 }
 
 

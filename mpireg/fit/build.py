@@ -137,10 +137,20 @@ def check_model_fits(cfg: JobConfig, model, dtype, schema: Schema) -> None:
     copies = 4 + (2 * cfg.optimizer.history if cfg.optimizer.kind == "lbfgs" else 0)
     need = model.layout.size * np.dtype(dtype).itemsize * copies
     have = available_memory()
+    source = (f"{schema.n_users} users x {schema.n_items} items" if schema.n_users else
+              f"n_features = {schema.n_features}" + (f", n_classes = {schema.n_classes}" if schema.n_classes > 2 else ""))
+    where = schema.files[0] if schema.files else "the arrays"
+    if cfg.optimizer.kind == "irls":  # k x k information matrices: 3 float64 copies a model summed
+        models = (cfg.optimizer.cv + 1) if cfg.optimizer.path is not None else 1
+        information = 3 * 8 * model.layout.size ** 2 * models
+        if have is not None and information > have:
+            what = (f"{models} information matrices" if models > 1 else "an information matrix")
+            raise DataError(f"{where}: optimizer.kind = 'irls' ({source}): the second-order "
+                            f"{'path' if models > 1 else 'solver'} forms {what} of {model.layout.size:,} x "
+                            f"{model.layout.size:,}, about {information / 2**30:,.1f} GiB; this machine has "
+                            f"{have / 2**30:,.1f} GiB available. Hash to fewer columns, or fit one penalty with "
+                            f"optimizer.kind = 'lbfgs'")
     if have is not None and need > have:
-        source = (f"{schema.n_users} users x {schema.n_items} items" if schema.n_users else
-                  f"n_features = {schema.n_features}" + (f", n_classes = {schema.n_classes}" if schema.n_classes > 2 else ""))
-        where = schema.files[0] if schema.files else "the arrays"
         raise DataError(f"{where}: a {model.kind} model of {model.layout.size:,} parameters ({source}) "
                         f"needs about {need / 2**30:,.1f} GiB for its parameters, gradient and "
                         f"optimizer state; this machine has {have / 2**30:,.1f} GiB available. "
