@@ -185,11 +185,8 @@ class LogisticRegressionCV(_PathCV, LogisticRegression):
         return super().fit(X, y, sample_weight, offset)
 
     def _fit_one_vs_rest(self, X, y, classes, sample_weight, offset):
-        offsets = np.asarray(offset) if offset is not None else None
-        self.estimators_ = []
-        for k, label in enumerate(classes):
-            own = None if offsets is None else offsets[:, k] if offsets.ndim == 2 else offsets
-            self.estimators_.append(clone(self).fit(X, (y == label).astype(np.int64), sample_weight, own))
+        self.estimators_ = [clone(self).fit(X, (y == label).astype(np.int64), sample_weight,
+                                            self._class_offsets(offset, k)) for k, label in enumerate(classes)]
         first = self.estimators_[0]
         self.classes_ = classes
         self.n_features_in_ = first.n_features_in_
@@ -201,7 +198,9 @@ class LogisticRegressionCV(_PathCV, LogisticRegression):
         self.l1_ratio_ = np.array([m.l1_ratio_ for m in self.estimators_])
         return self
 
-    def _class_offsets(self, offset, k):
+    @staticmethod
+    def _class_offsets(offset, k):
+        """Class k's offsets: a column of per-class offsets, or the rows' one offset."""
         offsets = None if offset is None else np.asarray(offset)
         return None if offsets is None else offsets[:, k] if offsets.ndim == 2 else offsets
 
