@@ -55,12 +55,13 @@ def test_the_gaussian_path_equals_scikit_learns_enet_path(ratio):
 
 
 @pytest.mark.parametrize("family", ["poisson", "binomial"])
-def test_a_point_of_the_path_equals_a_plain_fit(family):
+@pytest.mark.parametrize("ratio", [0.5, 0.0])  # elastic net (strong rules, column subsets) and ridge
+def test_a_point_of_the_path_equals_a_plain_fit(family, ratio):
     X, y, w, offset = _draw(family)
-    path = _path(X, y, family, w, offset, l1_ratio=[0.5])["paths"][0]
+    path = _path(X, y, family, w, offset, l1_ratio=[ratio], cv=3)["paths"][0]
     for i in (2, 6, 11):
         alpha = path["alphas"][i]
-        plain = mpireg.GeneralizedLinearRegressor(family=family, alpha=alpha, l1_ratio=0.5, tol=1e-12)
+        plain = mpireg.GeneralizedLinearRegressor(family=family, alpha=alpha, l1_ratio=ratio, tol=1e-12)
         plain.fit(X, y, sample_weight=w, offset=offset)
         np.testing.assert_allclose(path["coef"][i], np.r_[plain.coef_, plain.intercept_], atol=1e-6)
 
