@@ -29,6 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .agreement import abort_job
+from .comm.links import rank_leaders
 
 HEARTBEAT_TAG = 17
 PHASES = ["none", "step", "allreduce", "broadcast", "checkpoint", "serve", "finish"]
@@ -37,16 +38,12 @@ PHASES = ["none", "step", "allreduce", "broadcast", "checkpoint", "serve", "fini
 def _rank_nodes(comm):
     """Rank 0: [(node index, host name)] of every rank, nodes numbered by their lowest rank; the
     others: None. Collective."""
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    try:
-        leader = node.bcast(comm.rank, root=0)
-    finally:
-        node.Free()
-    pairs = comm.gather((leader, MPI.Get_processor_name()), root=0)
-    if pairs is None:
+    leaders = rank_leaders(comm)
+    hosts = comm.gather(MPI.Get_processor_name(), root=0)
+    if hosts is None:
         return None
-    index = {lead: i for i, lead in enumerate(sorted({lead for lead, _ in pairs}))}
-    return [(index[lead], host) for lead, host in pairs]
+    index = {lead: i for i, lead in enumerate(sorted(set(leaders)))}
+    return [(index[lead], host) for lead, host in zip(leaders, hosts)]
 
 
 class Watchdog:

@@ -43,6 +43,16 @@ def run_overrides(n: int, job, overrides, *args, **kw):
     return run_ranks(n, job, *sets, *args, **kw)
 
 
+def assert_one_error(stderr: str, *fragments) -> str:
+    """The single `error:` line of a failed command (printed once, not once per rank), holding
+    every fragment; returned for further checks."""
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, stderr
+    for fragment in fragments:
+        assert fragment in errors[0], stderr
+    return errors[0]
+
+
 def run_command(cmd, timeout: float = MPI_TIMEOUT, cwd=None):
     return finish_command(start_command(cmd, cwd), timeout)
 

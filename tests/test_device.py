@@ -10,7 +10,7 @@ import pytest
 from mpireg.comm import packing
 from mpireg.device import HostStaging, mpi_is_cuda_aware
 from mpireg.models import make_model
-from tests.helpers import run_command, run_ranks
+from tests.helpers import assert_one_error, run_command, run_ranks
 
 
 def _gpu():
@@ -40,8 +40,7 @@ def test_gpu_without_cupy_or_gpu_is_a_clear_error(datasets, tmp_path):
     result = run_ranks(2, _job(tmp_path), "--set", f"data.train={datasets['linear']}", "--set", "device=gpu",
                        "--run-dir", tmp_path / "r")
     assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "device: 'gpu'" in errors[0]
+    assert_one_error(result.stderr, "device: 'gpu'")
 
 
 def test_cpu_jobs_never_import_cupy(datasets, tmp_path):

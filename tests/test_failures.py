@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mpireg.data import write_shard
-from tests.helpers import run_ranks, write_dataset
+from tests.helpers import assert_one_error, run_ranks, write_dataset
 
 
 def _good(directory, rows=40, features=3, task="regression", shards=2):
@@ -28,10 +28,7 @@ def _run(tmp_path, n, overrides, job_text=""):
 
 def _assert_fails_once(result, *fragments):
     assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr  # printed once, not once per rank
-    for fragment in fragments:
-        assert fragment in errors[0], result.stderr
+    assert_one_error(result.stderr, *fragments)  # printed once, not once per rank
 
 
 def _nan_shard(d):

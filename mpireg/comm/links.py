@@ -61,33 +61,28 @@ class Links:
         return asdict(self)
 
 
-def node_layout(comm) -> tuple[list[int], int]:
-    """(the lowest world rank of each node in order, the most ranks on a node). Collective."""
+def rank_leaders(comm) -> list[int]:
+    """Every rank's node, named by the lowest world rank on it (the watchdog's too). Collective."""
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
         leader = node.bcast(comm.rank, root=0)
-        leaders = sorted(set(comm.allgather(leader)))
-        return leaders, comm.allreduce(node.size, op=MPI.MAX)
     finally:
         node.Free()
+    return comm.allgather(leader)
 
 
 def measure_links(comm) -> Links:
     """Collective: every rank returns the same Links."""
     if comm.size == 1:
         return Links(1, 1, None, None)
-    leaders, per_node = node_layout(comm)
-    node_of_zero = [r for r in range(comm.size) if _node_index(comm, leaders, r) == 0]
+    of_rank = rank_leaders(comm)
+    leaders = sorted(set(of_rank))
+    per_node = max(of_rank.count(lead) for lead in leaders)
+    node_of_zero = [r for r, lead in enumerate(of_rank) if lead == leaders[0]]
     intra = _pingpong(comm, 0, node_of_zero[1]) if len(node_of_zero) > 1 else None
     inter = _pingpong(comm, 0, leaders[1]) if len(leaders) > 1 else None
     intra, inter = comm.bcast((intra, inter), root=0)
     return Links(len(leaders), per_node, intra, inter)
-
-
-def _node_index(comm, leaders, rank) -> int:
-    """The node of `rank`: the last leader not above it (ranks of a node are contiguous under
-    hydra's and Slurm's block placement; where they are not, only the probe's pair changes)."""
-    return max(i for i, lead in enumerate(leaders) if lead <= rank)
 
 
 def _pingpong(comm, a: int, b: int) -> Link | None:

@@ -91,7 +91,7 @@ def fit(parts, run) -> None:
 
 def _one_path(evaluator, first: dict, ratio: float, path, opt, penalized, folds: int) -> PathResult:
     full = folds
-    gradient = first[full].gradient / max(first[full].weight, 1e-300)
+    gradient = first[full].loss_gradient()
     alpha_max = float(np.max(np.abs(gradient * penalized), initial=0.0)) / max(ratio, RIDGE_RATIO)
     alphas = (np.array(sorted(path.alphas, reverse=True)) if path.alphas else
               alpha_max * np.geomspace(1.0, path.min_ratio, path.n_alphas) if alpha_max > 0 else
@@ -123,7 +123,7 @@ def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: fl
     l1, l2 = alpha * ratio, alpha * (1 - ratio)
     models = {}
     for m, state in states.items():
-        _, g, _ = state.objective(0.0, 0.0, penalized)
+        g = state.loss_gradient()
         keep = ~penalized.astype(bool) | (state.beta != 0)
         if strong:  # the sequential strong rule: |g_j| < l1_ratio (2 alpha - alpha_prev) stays at 0
             keep |= np.abs(g) >= ratio * (2 * alpha - previous)
@@ -169,7 +169,7 @@ def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: fl
                 informed.add(m)
         if not candidates:
             break
-        covered = {m: _coverage(models[m], ratio, alpha, coming, penalized) for m in candidates} if strong else None
+        covered = {m: _coverage(models[m], ratio, alpha, coming) for m in candidates} if strong else None
         for m, trial in evaluator.evaluate(candidates, covered, informed).items():
             entry = models[m]
             if not trial.informed:  # the last information stands in
@@ -201,14 +201,13 @@ def _wants_information(state: State, gap: float, last_gap: float | None) -> bool
     return gap > CONTRACTION * last_gap
 
 
-def _coverage(entry: dict, ratio: float, alpha: float, coming: float | None, penalized) -> np.ndarray:
+def _coverage(entry: dict, ratio: float, alpha: float, coming: float | None) -> np.ndarray:
     """The features whose block of the information a pass sums: the model's strong set, and the
     one the coming penalty's strong rule will likely ask for (from this point's gradient), so
     that its first step finds them covered instead of re-summing at the same point."""
     cover = entry["keep"].copy()
     if coming is not None:
-        _, g, _ = entry["state"].objective(0.0, 0.0, penalized)
-        cover |= np.abs(g) >= ratio * (2 * coming - alpha) * COVER_MARGIN
+        cover |= np.abs(entry["state"].loss_gradient()) >= ratio * (2 * coming - alpha) * COVER_MARGIN
     return cover
 
 

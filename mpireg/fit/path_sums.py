@@ -34,6 +34,11 @@ class State:
         value = self.loss / w + 0.5 * float(l2v @ (self.beta ** 2)) + l1 * float(penalized @ np.abs(self.beta))
         return value, self.gradient / w + l2v * self.beta, self.information / w + np.diag(l2v)
 
+    def loss_gradient(self) -> np.ndarray:
+        """The unpenalised loss's gradient per weight (the strong rule's), without the k x k
+        information objective() also scales."""
+        return self.gradient / max(self.weight, 1e-300)
+
 
 # ------------------------------------------------------------------------------ evaluators
 class DataEvaluator:
