@@ -3,11 +3,14 @@ on one grid of penalties, every contestant its own process timed from start to e
 
     python benchmarks/race_path.py [--rows 200000] [--features 40] [--alphas 30] [--folds 5]
                                    [--only logistic,poisson] [--skip h2o] [--timeout 900]
+    python benchmarks/race_path.py --sparse --only logistic [--hash-bits 20] [--nnz 39] ...
 
 Problems (`mpireg.data synth`, float32 rows, written as shards for mpireg and as .npy for the
 others, not timed):
     logistic  binary labels from a logistic model (`--task logistic`)
     poisson   claim frequency with offset log(exposure) (`--task poisson --exposure`)
+    --sparse  logistic on hashed CSR rows (`--task logistic --sparse`, Criteo-like), mpireg's
+              first-order path (optimizer.kind = "lbfgs"); the others get the CSR matrix
 The grid: mpireg's alpha_max on the data (a one-penalty run, not timed) down to 1e-3 of it,
 geometrically, handed to every contestant. Contestants:
     mpireg        mpiexec -n 2 python -m mpireg.train, optimizer.path with that grid, optimizer.cv
@@ -44,9 +47,38 @@ FAMILY = {"logistic": "binomial", "poisson": "poisson"}
 L1_RATIO = 0.5
 
 
+SOLVER = "irls"  # the first-order "lbfgs" where the race is sparse (--sparse): nothing d x d
+
+
 def job_text(task: str, shards: Path, path: str, folds: int) -> str:
     return (f'[data]\ntrain = "{shards}"\n[model]\nkind = "glm"\nfamily = "{FAMILY[task]}"\n'
-            f'[optimizer]\nkind = "irls"\ntol = 1e-6\ncv = {folds}\npath = {path}\n[run]\nprogress = false\n')
+            f'[optimizer]\nkind = "{SOLVER}"\ntol = 1e-6\ncv = {folds}\npath = {path}\n[run]\nprogress = false\n')
+
+
+def make_sparse_data(task: str, rows: int, hash_bits: int, nnz: int, root: Path) -> Path:
+    """Hashed sparse rows (`mpireg.data synth --sparse`: power-law column frequencies, one-valued
+    entries) as CSR shards under root/task and, for the others, root/task.npy/X.npz (CSR), y, w, offset."""
+    import h5py
+    from scipy import sparse
+
+    shards = root / task
+    subprocess.run([sys.executable, "-m", "mpireg.data", "synth", "--task", task, "--sparse", "--rows", str(rows),
+                    "--hash-bits", str(hash_bits), "--nnz", str(nnz), "--shards", "4", "--test-rows", "0",
+                    "--out", str(shards)], check=True, cwd=ROOT, capture_output=True)
+    parts = []
+    for p in sorted(shards.glob("*.h5")):
+        with h5py.File(p, "r") as f:
+            n = len(f["y"])
+            parts.append((sparse.csr_matrix((f["data"][:], f["indices"][:], f["indptr"][:]),
+                                            shape=(n, 2 ** hash_bits)), f["y"][:].astype(np.float64)))
+    (root / f"{task}.npy").mkdir(exist_ok=True)
+    sparse.save_npz(root / f"{task}.npy" / "X.npz", sparse.vstack([X for X, _ in parts], format="csr"),
+                    compressed=False)
+    y = np.concatenate([y for _, y in parts])
+    np.save(root / f"{task}.npy" / "y.npy", y)
+    np.save(root / f"{task}.npy" / "w.npy", np.ones(len(y)))
+    np.save(root / f"{task}.npy" / "offset.npy", np.zeros(len(y)))
+    return shards
 
 
 def grid(task: str, shards: Path, root: Path, n_alphas: int, ranks: int) -> np.ndarray:
@@ -109,16 +141,24 @@ def main() -> None:
     p.add_argument("--skip", default="")
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds a contestant may take")
+    p.add_argument("--sparse", action="store_true", help="hashed CSR rows (logistic), mpireg's first-order path")
+    p.add_argument("--hash-bits", type=int, default=20, help="--sparse: 2^bits columns")
+    p.add_argument("--nnz", type=int, default=39, help="--sparse: entries a row")
     args = p.parse_args()
+    global SOLVER
+    SOLVER = "lbfgs" if args.sparse else "irls"
     skip = set(filter(None, args.skip.split(",")))
     peers = [n for n in ("glum", "sklearn", "h2o", "glmnet") if n not in skip and interpreter(n) is not None]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for task in args.only.split(","):
-            shards = make_data(task, args.rows, args.features, root, exposure=task == "poisson")
+            shards = (make_sparse_data(task, args.rows, args.hash_bits, args.nnz, root) if args.sparse else
+                      make_data(task, args.rows, args.features, root, exposure=task == "poisson"))
             write_folds(task, root, args.folds)
             alphas = grid(task, shards, root, args.alphas, args.ranks)
-            print(f"\n{task}: {args.rows:,} rows x {args.features} float32 columns; {args.folds} folds x "
+            shape = (f"2^{args.hash_bits} hashed CSR columns, {args.nnz} a row" if args.sparse else
+                     f"{args.features} float32 columns")
+            print(f"\n{task}: {args.rows:,} rows x {shape}; {args.folds} folds x "
                   f"{args.alphas} penalties, l1_ratio {L1_RATIO}; {os.cpu_count()} cores", flush=True)
             runs = [("mpireg", lambda: run_mpireg(task, shards, root, alphas, args.folds, args.ranks, args.timeout)),
                     ("mpireg, 1 path", lambda: run_mpireg(task, shards, root, alphas, 0, args.ranks, args.timeout))]

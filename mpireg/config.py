@@ -131,8 +131,8 @@ class OptimizerConfig:
     max_iter: int = _opt(500, min=1, doc="lbfgs iterations")
     history: int = _opt(10, min=1, doc="lbfgs memory")
     polish: int = _opt(0, min=0, doc="adagrad: L-BFGS iterations from the averaged model after the passes")
-    path: Optional[PathConfig] = _opt(None, doc="irls: fit a regularisation path ({n_alphas = 100, ...})")
-    cv: int = _opt(0, min=0, doc="irls with a path: folds of cross-validation (0: none; 2 or more)")
+    path: Optional[PathConfig] = _opt(None, doc="irls or lbfgs: fit a regularisation path ({n_alphas = 100, ...})")
+    cv: int = _opt(0, min=0, doc="with a path: folds of cross-validation (0: none; 2 or more)")
 
 
 @dataclass
@@ -442,8 +442,9 @@ def _check_path(config: JobConfig) -> None:
     if model.kind != "glm":
         raise ConfigError(f"optimizer.path: paths are fitted for model.kind = 'glm' (family 'gaussian' is "
                           f"least squares, 'binomial' logistic regression), not {model.kind!r}")
-    if opt.kind != "irls":
-        raise ConfigError(f"optimizer.path: paths are fitted by 'irls', not {opt.kind!r}")
+    if opt.kind not in ("irls", "lbfgs"):
+        raise ConfigError(f"optimizer.path: paths are fitted by 'irls' (Newton steps) or 'lbfgs' (orthant-wise "
+                          f"L-BFGS, for many columns), not {opt.kind!r}")
     if opt.cv == 1:
         raise ConfigError("optimizer.cv: 1 fold leaves nothing to hold out; use 0 (no cross-validation) or >= 2")
     if model.l1 or model.l2:

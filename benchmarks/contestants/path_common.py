@@ -1,5 +1,5 @@
 """What the path race's contestants share: `python path_<name>.py DIR FAMILY ALPHAS.npy FOLDS OUT.json`,
-DIR holding X.npy, y.npy, w.npy, offset.npy and folds.npy (each row's fold, mpireg's, so every
+DIR holding X.npy (or X.npz, CSR), y.npy, w.npy, offset.npy and folds.npy (each row's fold, mpireg's, so every
 contestant holds out the same rows); ALPHAS the penalty grid (largest first, glum's scale:
 alpha (l1_ratio |coef|_1 + (1 - l1_ratio)/2 |coef|^2) on the weighted mean deviance / 2); OUT gets
 the chosen alpha and the refit's [intercept, coef...]."""
@@ -17,7 +17,16 @@ def arguments():
 
 
 def load(directory):
-    return tuple(np.load(f"{directory}/{name}.npy") for name in ("X", "y", "w", "offset"))
+    """X (an ndarray, or a SciPy CSR matrix where the race is sparse: X.npz), y, w, offset."""
+    import os
+
+    if os.path.exists(f"{directory}/X.npz"):
+        from scipy import sparse
+
+        X = sparse.load_npz(f"{directory}/X.npz").tocsr()
+    else:
+        X = np.load(f"{directory}/X.npy")
+    return (X, *(np.load(f"{directory}/{name}.npy") for name in ("y", "w", "offset")))
 
 
 def load_folds(directory):

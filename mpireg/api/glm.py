@@ -36,6 +36,7 @@ class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
     _classifier = False
     _own_parameters = GLM_PARAMETERS
     _exact_solver = "irls"
+    _accept_sparse = True
     _job_kind = "glm"
     _family = None  # the subclasses that fix it (PoissonRegressor, ...)
 
@@ -117,7 +118,8 @@ class GeneralizedLinearRegressor(RegressorMixin, _Estimator):
         """The mean response mu = g^-1(X coef + intercept + offset)."""
         X = self._validate_predict(X)
         model, params = self._engine_model()
-        return model.predict(params, np.asarray(X, dtype=np.float64), offsets(offset, X.shape[0]))
+        X = X.astype(np.float64) if hasattr(X, "tocsr") else np.asarray(X, dtype=np.float64)
+        return model.predict(params, X, offsets(offset, X.shape[0]))
 
     def score(self, X, y=None, sample_weight=None, offset=None):
         """D^2, the fraction of deviance explained (scikit-learn's score of its GLMs), over every

@@ -46,17 +46,26 @@ class _Estimator(MpiregEstimator):
         return clone
 
     # ------------------------------------------------------------------ input
+    _accept_sparse = False  # SciPy CSR X (the GLM and the path estimators): scikit-learn's input tag too
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = self._accept_sparse
+        return tags
+
     def _validate_fit(self, X, y):
         if on_device(X):
             return X, y
         return validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=0,
-                             y_numeric=not self._classifier, reset=True)
+                             y_numeric=not self._classifier, reset=True,
+                             accept_sparse="csr" if self._accept_sparse else False)
 
     def _validate_predict(self, X, min_rows: int = 1):
         check_is_fitted(self)
         if on_device(X):
             return X
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_min_samples=min_rows)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_min_samples=min_rows,
+                             accept_sparse="csr" if self._accept_sparse else False)
 
     # ------------------------------------------------------------------ fitted state
     def _record_fit(self, job: dict, model, schema: dict) -> None:

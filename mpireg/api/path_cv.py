@@ -10,6 +10,10 @@
     LogisticRegressionCV(Cs=10, cv=5)         # scikit-learn's names; a classifier; Cs_, C_
                                               # (more than two classes: one-vs-rest, a C each)
 
+solver: "irls" (Newton steps on every model's information), "lbfgs" (orthant-wise L-BFGS: nothing
+d x d, for wide or hashed sparse X), or "auto": "irls" up to FIRST_ORDER_WIDTH features, "lbfgs"
+past them. X may be a SciPy CSR matrix.
+
 The penalty is glum's and glmnet's, alpha (l1_ratio |coef|_1 + (1 - l1_ratio)/2 |coef|^2) on the
 weighted mean deviance / 2. Folds are a seeded hash of the global row index (`seed`), the same
 on any number of ranks. The choice: least mean held-out deviance (select="min"), or the largest
@@ -20,20 +24,27 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import clone
 
 from ..errors import ConfigError
+from ..fit.path import coef_path
 from ..models import make_model
 from .estimator import _is_paths, estimator_init, local_phase
 from .glm import GeneralizedLinearRegressor
 from .job_keys import set_key
 from .linear_models import LinearRegression, LogisticRegression
 
+# past this many features "auto" takes the first-order path: the Newton path's (cv + 1) information
+# matrices of 2049^2 are 0.6 GB on a 5-fold path, and their sums cost d^2 a row
+FIRST_ORDER_WIDTH = 2048
 PATH_PARAMETERS = {"n_alphas": "optimizer.path.n_alphas", "cv": "optimizer.cv", "select": "optimizer.path.select"}
 
 
 class _PathCV:
     """What the CV estimators share: the path's job keys and its fitted attributes."""
+
+    _accept_sparse = True
 
     def _path_keys(self) -> dict:
         ratios = np.atleast_1d(np.asarray(self._l1_ratios(), dtype=float)).tolist()
@@ -42,9 +53,14 @@ class _PathCV:
             raise ConfigError(f"cv: expected a number of folds, 2 or more (each row's fold is a hash of its "
                               f"index, the same on any number of ranks), got {self.cv!r}")
         keys = {"optimizer.path.l1_ratio": ratios, "optimizer.path.alphas": alphas,
-                "optimizer.path.min_ratio": float(self._min_ratio()), "optimizer.kind": "irls",
+                "optimizer.path.min_ratio": float(self._min_ratio()), "optimizer.kind": self._path_solver(),
                 "model.l1": 0.0, "model.l2": 0.0}
         return keys
+
+    def _path_solver(self) -> str:
+        if self.solver != "auto":
+            return self.solver  # irls, lbfgs; the job's check names any other
+        return "lbfgs" if getattr(self, "n_features_in_", 0) > FIRST_ORDER_WIDTH else "irls"
 
     def _penalty(self) -> dict:
         return {"model.l2": 0.0}
@@ -57,9 +73,13 @@ class _PathCV:
         squeeze = (lambda a: a[0]) if len(paths) == 1 else (lambda a: a)
         d = self.n_features_in_
         self.alphas_ = squeeze(np.array([p["alphas"] for p in paths]))
-        self.coef_path_ = squeeze(np.array([np.array(p["coef"])[:, :d] for p in paths]))
-        self.intercept_path_ = squeeze(np.array([np.array(p["coef"])[:, d] if np.shape(p["coef"])[1] > d
-                                                 else np.zeros(len(p["alphas"])) for p in paths]))
+        coefs = [coef_path(p["coef"]) for p in paths]  # (alphas, k) each; CSR where wide
+        wide = sparse.issparse(coefs[0])
+        self.coef_path_ = (squeeze([c[:, :d] for c in coefs]) if wide else
+                           squeeze(np.array([c[:, :d] for c in coefs])))
+        self.intercept_path_ = squeeze(np.array([
+            (np.asarray(c[:, d].toarray()).ravel() if wide else c[:, d]) if c.shape[1] > d
+            else np.zeros(c.shape[0]) for c in coefs]))
         if path["folds"]:
             self.deviance_path_ = squeeze(np.array([p["fold_deviance"] for p in paths]))  # (folds, alphas)
             self.cv_deviance_ = squeeze(np.array([p["cv_deviance"] for p in paths]))

@@ -8,6 +8,7 @@ both ranks rather than a hang in the first reduction (STYLE.md, habit 4).
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from ..device import to_host
 from ..errors import CollectiveError, DataError
@@ -56,18 +57,21 @@ def arrays_schema(comm, X, y, task: str, n_classes: int) -> tuple[Schema, int]:
     if task == RATINGS:
         return _ratings_schema(comm, X, y)
     agree(comm, lambda: _check_local(X, y, task, n_classes))
-    everyone = comm.allgather((int(X.shape[1]), str(X.dtype), int(X.shape[0])))
-    features, dtype, _ = everyone[0]
-    for rank, (theirs, their_dtype, _) in enumerate(everyone):  # the same verdict on every rank
+    everyone = comm.allgather((int(X.shape[1]), str(X.dtype), int(X.shape[0]), sparse.issparse(X)))
+    features, dtype, _, csr = everyone[0]
+    for rank, (theirs, their_dtype, _, their_csr) in enumerate(everyone):  # the same verdict on every rank
+        if their_csr != csr:
+            raise CollectiveError(f"X: rank {rank} holds a {'sparse' if their_csr else 'dense'} matrix, rank 0 a "
+                                  f"{'sparse' if csr else 'dense'} one; pass the same kind on every rank", None, 1)
         if theirs != features:
             raise CollectiveError(f"X: rank {rank} has {theirs} features, rank 0 has {features}", None, 1)
         if their_dtype != dtype:
             raise CollectiveError(f"X: rank {rank} holds {their_dtype}, rank 0 holds {dtype}", None, 1)
-    rows = [count for _, _, count in everyone]
+    rows = [count for _, _, count, _ in everyone]
     if sum(rows) == 0:
         raise CollectiveError("X: no rows on any rank", None, comm.size)
     schema = Schema(task=task, n_features=features, n_classes=n_classes, dtype=dtype,
-                    files=[SOURCE], rows=[sum(rows)], extras=EXTRAS if _packed(y) else ())
+                    files=[SOURCE], rows=[sum(rows)], extras=EXTRAS if _packed(y) else (), sparse=csr)
     return schema, sum(rows[:comm.rank])
 
 
@@ -77,12 +81,16 @@ def _check_local(X, y, task: str, n_classes: int) -> None:
                         f"{'shape ' + str(X.shape) if hasattr(X, 'shape') else type(X).__name__}")
     if X.dtype not in (np.float32, np.float64):
         raise DataError(f"X: expected float32 or float64 values, got {X.dtype}")
+    if sparse.issparse(X) and X.format != "csr":
+        raise DataError(f"X: a sparse matrix is taken in CSR form (rows), got {X.format.upper()}; pass X.tocsr()")
     packed = _packed(y)
     if not (getattr(y, "ndim", None) == 1 or packed) or y.shape[0] != X.shape[0]:
         raise DataError(f"y: expected a 1-D array with one entry per row of X ({X.shape[0]}), "
                         f"got shape {getattr(y, 'shape', None)}")
-    schema = Schema(task=task, n_features=X.shape[1], n_classes=n_classes, dtype=str(X.dtype))
-    check_rows(SOURCE, to_host(X), to_host(y[:, 0] if packed else y), schema, first_row=0)
+    schema = Schema(task=task, n_features=X.shape[1], n_classes=n_classes, dtype=str(X.dtype),
+                    sparse=sparse.issparse(X))
+    check_rows(SOURCE, X if sparse.issparse(X) else to_host(X), to_host(y[:, 0] if packed else y), schema,
+               first_row=0)
 
 
 def _packed(y) -> bool:

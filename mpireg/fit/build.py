@@ -135,6 +135,8 @@ def check_model_fits(cfg: JobConfig, model, dtype, schema: Schema) -> None:
     is an error naming where its size comes from (a shard's n_features of 2^40 would otherwise
     end in NumPy's allocation traceback)."""
     copies = 4 + (2 * cfg.optimizer.history if cfg.optimizer.kind == "lbfgs" else 0)
+    if cfg.optimizer.kind == "lbfgs" and cfg.optimizer.path is not None:  # every fold's model, and the full one
+        copies *= cfg.optimizer.cv + 1
     need = model.layout.size * np.dtype(dtype).itemsize * copies
     have = available_memory()
     source = (f"{schema.n_users} users x {schema.n_items} items" if schema.n_users else
@@ -148,8 +150,8 @@ def check_model_fits(cfg: JobConfig, model, dtype, schema: Schema) -> None:
             raise DataError(f"{where}: optimizer.kind = 'irls' ({source}): the second-order "
                             f"{'path' if models > 1 else 'solver'} forms {what} of {model.layout.size:,} x "
                             f"{model.layout.size:,}, about {information / 2**30:,.1f} GiB; this machine has "
-                            f"{have / 2**30:,.1f} GiB available. Hash to fewer columns, or fit one penalty with "
-                            f"optimizer.kind = 'lbfgs'")
+                            f"{have / 2**30:,.1f} GiB available. Hash to fewer columns, or fit with "
+                            f"optimizer.kind = 'lbfgs' (first-order, no information matrix)")
     if have is not None and need > have:
         raise DataError(f"{where}: a {model.kind} model of {model.layout.size:,} parameters ({source}) "
                         f"needs about {need / 2**30:,.1f} GiB for its parameters, gradient and "
@@ -266,5 +268,6 @@ def _hand_over(cfg, arrays: Arrays, first_row: int, partition, model, dtype) -> 
         y = y.astype(dtype, copy=False)
     else:
         X = X.astype(dtype, copy=False)
-    return LocalArrays(X if X.flags.c_contiguous else model.xp.ascontiguousarray(X),
-                       model.prepare_targets(y), first_row)
+    if not (hasattr(X, "tocsr") or X.flags.c_contiguous):
+        X = model.xp.ascontiguousarray(X)
+    return LocalArrays(X, model.prepare_targets(y), first_row)

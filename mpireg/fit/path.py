@@ -33,17 +33,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import sparse
 
 from .. import log
 from ..device import to_host
 from ..optim.newton import MIN_STEP, accept, newton_direction, optimality
 from . import irls
+from .path_first_order import FirstOrderSolver, GradientEvaluator
 from .path_sums import DataEvaluator, GramEvaluator, State
 
 RIDGE_RATIO = 1e-3  # alpha_max of a ridge path: glmnet's, as if l1_ratio were this
 KKT_SLACK = 1e-9    # a set-aside feature re-enters when its |gradient| passes l1 by more than this
 COVER_MARGIN = 0.9  # a pass covers the coming penalty's strong set to 0.9 of its threshold
 CONTRACTION = 0.1   # a step on an earlier point's information must cut the gap 10x, else re-sum it
+INFERENCE_LIMIT = 4096  # parameters up to which a first-order path's answer gets standard errors
+DENSE_COEF_LIMIT = 4096  # parameters up to which the path's coefficients are kept (and written) dense
 
 
 # ------------------------------------------------------------------------------ the path
@@ -51,7 +55,7 @@ CONTRACTION = 0.1   # a step on an earlier point's information must cut the gap 
 class PathResult:
     l1_ratio: float
     alphas: np.ndarray
-    coef: np.ndarray      # (n_alphas, k): the full model's parameters
+    coef: object          # (n_alphas, k): the full model's parameters (ndarray, or CSR when wide)
     deviance: np.ndarray  # (n_alphas,): the full model's training deviance
     held: np.ndarray      # (folds, n_alphas, 2): held-out [sum w d, sum w]
     kkt_readmitted: int   # features the strong rule set aside that the KKT check brought back
@@ -61,15 +65,19 @@ def fit(parts, run) -> None:
     model, cfg = parts.model, parts.cfg
     opt, path = cfg.optimizer, cfg.optimizer.path
     folds = opt.cv
+    first_order = opt.kind == "lbfgs"  # OWL-QN steps, nothing d x d (fit/path_first_order.py)
     penalized = np.asarray(to_host(model.mask(np.float64)))
     null = irls.null_model(parts, run)
     start = np.zeros(model.layout.size)
     if model.fit_intercept:
         start[-1] = null["intercept"]
     gaussian = model.family.name == "gaussian" and model.link.name == "identity"
-    evaluator = (GramEvaluator if gaussian else DataEvaluator)(parts, run, folds, cfg.seed)
+    kind = GradientEvaluator if first_order else GramEvaluator if gaussian else DataEvaluator
+    evaluator = kind(parts, run, folds, cfg.seed)
     first = evaluator.evaluate({m: start for m in range(folds + 1)})
-    results = [_one_path(evaluator, first, ratio, path, opt, penalized, folds) for ratio in path.l1_ratio]
+    results = [_one_path(evaluator, first, ratio, path, opt, penalized, folds,
+                         FirstOrderSolver(opt, folds + 1) if first_order else _solve_all)
+               for ratio in path.l1_ratio]
     choice = _choose(results, folds, path.select)
     chosen = results[choice["l1_ratio_index"]]
     a = choice["alpha_index"]
@@ -81,15 +89,32 @@ def fit(parts, run) -> None:
     log.info(f"path: {len(results)} x {len(chosen.alphas)} penalties, {folds} folds, {path_passes} passes "
              f"({informed} model sums with the information, {gradient_only} gradient-only); "
              f"chosen alpha {alpha:.4g}, l1_ratio {ratio:g}")
-    beta = chosen.coef[a].copy()
-    point, converged, message = irls.solve(parts, run, irls.evaluate(parts, run, beta, penalized), penalized)
-    parts.params[...] = parts.xp.asarray(point.beta.astype(parts.dtype))
-    run.inference = irls.infer(parts, run, point, null, converged)
+    beta = _row(chosen.coef, a)
+    if first_order:
+        _finish_first_order(parts, run, beta, penalized, null)
+    else:
+        point, converged, message = irls.solve(parts, run, irls.evaluate(parts, run, beta, penalized), penalized)
+        parts.params[...] = parts.xp.asarray(point.beta.astype(parts.dtype))
+        run.inference = irls.infer(parts, run, point, null, converged)
     run.path = _describe(results, choice, folds, path_passes, run.progress.epoch - path_passes)
     run.path["model_sums"] = {"with_information": informed, "gradient_only": gradient_only}
 
 
-def _one_path(evaluator, first: dict, ratio: float, path, opt, penalized, folds: int) -> PathResult:
+def _finish_first_order(parts, run, beta, penalized, null) -> None:
+    """The first-order path's answer is its full model at the chosen penalty (solved to tol
+    there already); standard errors where the information matrix is affordable (one pass)."""
+    parts.params[...] = parts.xp.asarray(beta.astype(parts.dtype))
+    if parts.model.layout.size > INFERENCE_LIMIT:
+        log.info(f"path: no standard errors ({parts.model.layout.size:,} parameters: the information matrix "
+                 f"is formed up to {INFERENCE_LIMIT:,})")
+        run.inference = None
+        return
+    run.inference = irls.infer(parts, run, irls.evaluate(parts, run, beta, penalized), null, True)
+
+
+def _one_path(evaluator, first: dict, ratio: float, path, opt, penalized, folds: int, solve) -> PathResult:
+    """One l1_ratio's path; `solve` takes every model to its optimum at a penalty (`_solve_all`'s
+    Newton steps, or a FirstOrderSolver's)."""
     full = folds
     gradient = first[full].loss_gradient()
     alpha_max = float(np.max(np.abs(gradient * penalized), initial=0.0)) / max(ratio, RIDGE_RATIO)
@@ -97,18 +122,27 @@ def _one_path(evaluator, first: dict, ratio: float, path, opt, penalized, folds:
               alpha_max * np.geomspace(1.0, path.min_ratio, path.n_alphas) if alpha_max > 0 else
               np.full(path.n_alphas, 1e-12))
     states = dict(first)
-    coef, deviance = np.zeros((len(alphas), len(penalized))), np.zeros(len(alphas))
+    coef, deviance = [], np.zeros(len(alphas))
     held = np.zeros((folds, len(alphas), 2))
     previous, readmitted = alphas[0], 0
     for i, alpha in enumerate(alphas):
-        states, extra = _solve_all(evaluator, states, alpha, ratio, previous, penalized, opt,
+        states, extra = solve(evaluator, states, alpha, ratio, previous, penalized, opt,
                                    path.strong_rules and ratio > 0, alphas[i + 1] if i + 1 < len(alphas) else None)
         readmitted += extra
-        coef[i], deviance[i] = states[full].beta, 2 * states[full].loss
+        coef.append(states[full].beta.copy())
+        deviance[i] = 2 * states[full].loss
         for f in range(folds):
             held[f, i] = states[f].held
         previous = alpha
-    return PathResult(ratio, alphas, coef, deviance, held, readmitted)
+    return PathResult(ratio, alphas, _stack(coef), deviance, held, readmitted)
+
+
+def _stack(coef: list):
+    """The path's coefficients, (n_alphas, k): dense, or past DENSE_COEF_LIMIT parameters a
+    CSR matrix of the non-zero ones (a 2^20-column path of 100 penalties would be 800 MB)."""
+    if len(coef[0]) <= DENSE_COEF_LIMIT:
+        return np.array(coef)
+    return sparse.vstack([sparse.csr_matrix(c) for c in coef], format="csr")
 
 
 def _solve_all(evaluator, states: dict, alpha: float, ratio: float, previous: float, penalized, opt,
@@ -244,7 +278,7 @@ def _describe(results: list, choice: dict, folds: int, path_passes: int, refit_p
     out = {"folds": folds, "alpha": float(chosen.alphas[choice["alpha_index"]]),
            "l1_ratio": chosen.l1_ratio, "passes": path_passes, "refit_passes": refit_passes, "paths": []}
     for r in results:
-        entry = {"l1_ratio": r.l1_ratio, "alphas": r.alphas.tolist(), "coef": r.coef.tolist(),
+        entry = {"l1_ratio": r.l1_ratio, "alphas": r.alphas.tolist(), "coef": _coef_record(r.coef),
                  "deviance": r.deviance.tolist(), "kkt_readmitted": r.kkt_readmitted}
         if folds:
             mean, se = _cv_curve(r)
@@ -252,3 +286,22 @@ def _describe(results: list, choice: dict, folds: int, path_passes: int, refit_p
                          fold_deviance=(r.held[:, :, 0] / np.maximum(r.held[:, :, 1], 1e-300)).tolist())
         out["paths"].append(entry)
     return out
+
+
+def _row(coef, a: int) -> np.ndarray:
+    return np.asarray(coef[a].toarray()).ravel() if sparse.issparse(coef) else coef[a].copy()
+
+
+def _coef_record(coef):
+    """summary.json's form of the path's coefficients: rows of lists, or the CSR arrays."""
+    if not sparse.issparse(coef):
+        return coef.tolist()
+    return {"format": "csr", "shape": list(coef.shape), "indptr": coef.indptr.tolist(),
+            "indices": coef.indices.tolist(), "data": coef.data.tolist()}
+
+
+def coef_path(record) -> object:
+    """A path's coefficients from summary.json's record: (n_alphas, k) ndarray or CSR matrix."""
+    if isinstance(record, dict):
+        return sparse.csr_matrix((record["data"], record["indices"], record["indptr"]), shape=tuple(record["shape"]))
+    return np.array(record, dtype=np.float64)

@@ -138,7 +138,8 @@ class GramEvaluator:
                         continue
                     r, w = t[:, Y] - t[:, OFFSET], t[:, W]
                     A, b = moments[f, :k * k].reshape(k, k), moments[f, k * k:k * k + k]
-                    gram_sums(to_host(X[rows]), r, model.fit_intercept, A, b, w)
+                    block = X[rows]
+                    gram_sums(block if hasattr(block, "tocsr") else to_host(block), r, model.fit_intercept, A, b, w)
                     moments[f, -2:] += (float(w @ (r * r)), float(w.sum()))
         with run.clock("comm"):
             run.allreduce(moments)

@@ -67,7 +67,7 @@ class Plan:
 def procedure_of(cfg, strategy: str | None = None) -> str:
     """The fitting procedure (a key of fit.PROCEDURES) a job runs under `strategy` (the job's own
     unless "auto" chose another)."""
-    if cfg.optimizer.kind == "irls" and cfg.optimizer.path is not None:
+    if cfg.optimizer.kind in ("irls", "lbfgs") and cfg.optimizer.path is not None:
         return "path"  # the regularisation path (and its cross-validation) of fit/path.py
     return procedure_name(cfg.optimizer.kind, strategy or cfg.comm.strategy, cfg.comm.deterministic)
 

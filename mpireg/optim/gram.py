@@ -16,11 +16,12 @@ def gram_sums(X, y, fit_intercept: bool, out_A, out_b, w=None) -> None:
     rows' weights (a gaussian GLM's), or 1."""
     d = X.shape[1]
     Xd = X.astype(np.float64, copy=False)
-    Xw = Xd if w is None else Xd * w[:, None]
-    out_A[:d, :d] += Xw.T @ Xd
+    Xw = Xd if w is None else (Xd.multiply(w[:, None]).tocsr() if hasattr(Xd, "tocsr") else Xd * w[:, None])
+    product = Xw.T @ Xd
+    out_A[:d, :d] += product.toarray() if hasattr(product, "toarray") else product
     out_b[:d] += Xw.T @ y
     if fit_intercept:
-        col = Xw.sum(axis=0)
+        col = np.asarray(Xw.sum(axis=0)).ravel()
         out_A[:d, d] += col
         out_A[d, :d] += col
         out_A[d, d] += X.shape[0] if w is None else w.sum()

@@ -80,7 +80,8 @@ def test_scikit_learn_check_estimator(estimator):
 # The CV estimators' folds are a hash of the global row (the same on any number of ranks), so a
 # row repeated k times is not a row of weight k in the same fold: scikit-learn's weight
 # equivalence check hands them fold splits (cv=list) the hash cannot take.
-HASHED_FOLDS = {"check_sample_weight_equivalence_on_dense_data": "folds are a hash of the row index"}
+HASHED_FOLDS = {"check_sample_weight_equivalence_on_dense_data": "folds are a hash of the row index",
+                "check_sample_weight_equivalence_on_sparse_data": "folds are a hash of the row index"}
 
 
 @pytest.mark.parametrize("estimator", [mpireg.ElasticNetCV(n_alphas=10), mpireg.GeneralizedLinearRegressorCV(n_alphas=10)],

@@ -187,7 +187,7 @@ def test_folds_are_a_hash_of_the_global_row():
 
 @pytest.mark.parametrize("keys,message", [
     ({"optimizer": {"kind": "irls", "cv": 5}}, "optimizer.cv: cross-validation chooses a penalty from a path"),
-    ({"optimizer": {"kind": "lbfgs", "path": {}}}, "optimizer.path: paths are fitted by 'irls'"),
+    ({"optimizer": {"kind": "sgd", "path": {}}}, "optimizer.path: paths are fitted by 'irls'"),
     ({"optimizer": {"kind": "irls", "path": {}, "cv": 1}}, "optimizer.cv: 1 fold leaves nothing to hold out"),
     ({"optimizer": {"kind": "irls", "path": {"l1_ratio": [1.5]}}}, "optimizer.path.l1_ratio: expected values in [0, 1]"),
 ])

@@ -1,0 +1,250 @@
+"""The first-order path (optimizer.kind = "lbfgs" with optimizer.path): the models of a k-fold
+path (fit/path.py) each take proximal quasi-Newton steps (optim/proximal_lbfgs.py: coordinate descent on
+an L-BFGS model, L1 exact) instead of Newton's, so that nothing costs d^2: a 2^20-column hashed
+CSR path holds per model its coefficients, its gradient and L-BFGS pairs over its working set,
+never an information matrix.
+
+A pass (`GradientEvaluator`) evaluates every model's trial point at once: one read of each of
+the rank's rows gives every model's loss and gradient sums and its fold's held-out deviance
+(csrc/cpath.c over CSR rows for the canonical families; SciPy's products otherwise, the
+reference), and one allreduce carries all of them. The models advance together (`solve_all`),
+a round of steps a pass, so a penalty costs the passes of its slowest model's L-BFGS
+iterations, not k + 1 times them.
+
+Along the grid: warm starts (point and L-BFGS pairs: the pairs hold the loss's curvature only,
+so a new penalty reuses them exactly), and under L1 the sequential strong rule's working set,
+with the KKT check on every feature, from the pass's full gradient, before a model stops.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..models.glm import OFFSET, W, Y
+from ..optim.newton import accept
+from ..optim.proximal_lbfgs import LimitedMemory, proximal_step
+from .folds import fold_of
+from .path_sums import State
+
+try:
+    from .. import _cpath
+except ImportError:
+    _cpath = None
+
+KERNEL_FAMILIES = {("gaussian", "identity"): 0, ("binomial", "logit"): 1, ("poisson", "log"): 2}
+KKT_SLACK = 1e-9
+STRONG_FLOOR = 0.5
+UNSEEN = 1e-14     # a predicted decrease below this (relative to the objective) is lost in its sums
+                   # rounding: such a step is judged by the pseudo-gradient instead (Armijo cannot)
+MIN_STEP = 2.0 ** -30
+UNSEEN_MIN_STEP = 2.0 ** -4  # halvings judged by the pseudo-gradient before a model stops
+LANES = 8          # csrc/cpath.c's models per cache line of coefficients
+
+
+class GradientEvaluator:
+    """Every requested model's loss, gradient and held-out deviance from one pass and one
+    allreduce. Coefficients and gradients are (d + 1, S) float64, feature-major (a CSR entry's
+    coefficients in every model are one cache line); S = the models rounded up to 8."""
+
+    def __init__(self, parts, run, folds: int, seed: int):
+        self.parts, self.run, self.folds, self.seed = parts, run, folds, seed
+        model = parts.model
+        self.d, self.k = model.n_features, model.layout.size
+        self.models = folds + 1
+        self.S = -(-self.models // LANES) * LANES
+        self.B = np.zeros((self.d + 1, self.S))
+        self.buffer = np.zeros((self.d + 1) * self.S + 4 * self.S)  # G, then the (S, 4) sums
+        self.G = self.buffer[:(self.d + 1) * self.S].reshape(self.d + 1, self.S)
+        self.sums = self.buffer[(self.d + 1) * self.S:].reshape(self.S, 4)
+        pair = (model.family.name, model.link.name)
+        self.family = KERNEL_FAMILIES.get(pair) if _cpath is not None else None
+        self._blocks = None  # resident rows with their folds, checked once
+        self.evaluations = [0, 0]  # (with the information, gradient-only), as path_sums' evaluators
+
+    def _row_blocks(self):
+        """(X, targets, folds as int8; -1: held out of no model) of this rank's rows."""
+        if self._blocks is not None:
+            return self._blocks
+        blocks = self._read()
+        if self.parts.train.resident:
+            self._blocks = list(blocks)
+            return self._blocks
+        return blocks
+
+    def _read(self):
+        start = self.parts.train.first_row
+        for X, targets in self.parts.train.blocks():
+            n = X.shape[0]
+            folds = (fold_of(np.arange(start, start + n), self.folds, self.seed).astype(np.int8) if self.folds
+                     else np.full(n, -1, dtype=np.int8))
+            start += n
+            if hasattr(X, "tocsr") and self.family is not None:
+                X = X.tocsr()
+                _cpath.check_indices(X.indices, self.d)
+            yield X, np.ascontiguousarray(targets, dtype=np.float64), folds
+
+    def evaluate(self, betas: dict, covered=None, informed=None) -> dict:
+        """{model: State} at each model's beta (no information: `State.information` is None)."""
+        fit = self.k > self.d
+        for m, beta in betas.items():
+            self.B[:self.d, m] = beta[:self.d]
+            self.B[self.d, m] = beta[self.d] if fit else 0.0
+        self.buffer[:] = 0.0
+        self.evaluations[1] += len(betas)
+        invalid = 0
+        with self.run.clock("compute"):
+            for X, targets, folds in self._row_blocks():
+                if hasattr(X, "tocsr") and self.family is not None:
+                    invalid += _cpath.fold_gradients(X.indptr.astype(np.int64, copy=False), X.indices, X.data,
+                                                     targets, folds, self.B, self.G, self.sums, self.family,
+                                                     self.models, fit)
+                else:
+                    invalid += self._numpy_pass(X, targets, folds)
+        if invalid:
+            self.sums[:, 0] = np.inf  # a mean outside the family's range: the line search steps back
+        with self.run.clock("comm"):
+            self.run.allreduce(self.buffer)
+        self.run.progress.epoch += 1
+        out = {}
+        for m, beta in betas.items():
+            gradient = self.G[:self.d, m].copy()
+            if fit:
+                gradient = np.r_[gradient, self.G[self.d, m]]
+            loss, weight, held, held_weight = self.sums[m]
+            out[m] = State(beta, float(loss), float(weight), gradient, None, np.array([held, held_weight]))
+        return out
+
+    def _numpy_pass(self, X, targets, folds) -> int:
+        """The same sums with SciPy's products and the family's own functions (any family and
+        link, dense rows; csrc/cpath.c's reference)."""
+        model, M = self.parts.model, self.models
+        eta = np.asarray(X @ self.B[:self.d, :M]) + targets[:, OFFSET, None]
+        if self.k > self.d:
+            eta += self.B[self.d, :M]
+        mu = model.link.inverse(eta)
+        y, w = targets[:, Y, None], targets[:, W, None]
+        with np.errstate(all="ignore"):
+            deviance = model.family.unit_deviance(y, mu)
+            r = w * (mu - y) * model.link.derivative(eta, mu) / model.family.variance(mu)
+        invalid = int((~np.isfinite(deviance)).any() or (~model.family.valid_mu(mu)).any())
+        held = folds[:, None] == np.arange(M)[None, :]
+        wd = w * np.where(np.isfinite(deviance), deviance, np.inf)
+        self.sums[:M, 0] += 0.5 * np.where(held, 0.0, wd).sum(axis=0)
+        self.sums[:M, 1] += np.where(held, 0.0, w).sum(axis=0)
+        self.sums[:M, 2] += np.where(held, wd, 0.0).sum(axis=0)
+        self.sums[:M, 3] += np.where(held, w, 0.0).sum(axis=0)
+        r = np.where(held | ~np.isfinite(r), 0.0, r)
+        self.G[:self.d, :M] += np.asarray(X.T @ r)
+        self.G[self.d, :M] += r.sum(axis=0)
+        return invalid
+
+
+class FirstOrderSolver:
+    """`solve_all` of one path (fit/path.py's `_one_path` calls it at each penalty), with each
+    model's L-BFGS memory carried from penalty to penalty."""
+
+    def __init__(self, opt, models: int):
+        self.opt = opt
+        self.memory = {m: LimitedMemory(opt.history) for m in range(models)}
+
+    def __call__(self, evaluator, states: dict, alpha: float, ratio: float, previous: float, penalized,
+                 opt, strong: bool, coming=None):
+        return solve_all(evaluator, states, self.memory, alpha, ratio, previous, penalized, opt, strong)
+
+
+def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float, previous: float, penalized,
+              opt, strong: bool):
+    """Every model to its optimum at alpha by proximal quasi-Newton steps, all advancing
+    together (one pass a round); (the states, the features the KKT check brought back)."""
+    l1, l2 = alpha * ratio, alpha * (1 - ratio)
+    l1v, l2v = l1 * penalized, l2 * penalized
+    entries, readmitted = {}, 0
+    for m, state in states.items():
+        keep = ~penalized.astype(bool) | (state.beta != 0)
+        if strong:  # the sequential strong rule: |g_j| < l1_ratio (2 alpha - alpha_prev) stays at 0;
+            # on a coarse grid (alpha < alpha_prev / 2) it would keep every feature: then those
+            # within STRONG_FLOOR of the new l1, and the KKT check brings back any that belong
+            keep |= np.abs(state.loss_gradient()) >= ratio * max(2 * alpha - previous, STRONG_FLOOR * alpha)
+        else:
+            keep[:] = True
+        memory[m].widen(np.union1d(memory[m].support, np.flatnonzero(keep)))  # never narrower: the pairs'
+        entries[m] = {"state": state, "step": None}
+    active = set(entries)
+    for _ in range(opt.max_iter):
+        candidates = {}
+        for m in sorted(active):
+            entry = entries[m]
+            if entry["step"] is None:
+                found = _step(entry, memory[m], l1v, l2v, opt.tol)
+                if found is None:
+                    active.discard(m)
+                    continue
+                readmitted += found
+            candidates[m] = _trial(entry, memory[m])
+        if not candidates:
+            break
+        for m, trial in evaluator.evaluate(candidates).items():
+            entry, mem = entries[m], memory[m]
+            value = _objective(trial, l1v, l2v)
+            unseen = -entry["decrease"] <= UNSEEN * max(1.0, abs(entry["objective"]))
+            if unseen:  # below what the objective's sums resolve: judged by the gap instead
+                ok = bool(np.isfinite(value) and _gap(trial, mem.support, l1v, l2v) < entry["gap"])
+            else:
+                ok = accept(entry["objective"], value, entry["t"], entry["decrease"])
+            if not ok:
+                entry["t"] *= 0.5
+                if entry["t"] < (UNSEEN_MIN_STEP if unseen else MIN_STEP):
+                    if unseen or not mem.pairs:
+                        active.discard(m)  # unseen: at the optimum as far as float64 sums can tell
+                    else:  # the pairs' model misled the step (near-singular): again without them
+                        mem.pairs.clear()
+                        entry["step"] = None
+                continue
+            at, state = mem.support, entry["state"]
+            mem.remember(trial.beta[at] - state.beta[at], trial.loss_gradient()[at] - state.loss_gradient()[at])
+            entry.update(state=trial, step=None)
+    return {m: entry["state"] for m, entry in entries.items()}, readmitted
+
+
+def _step(entry: dict, mem: LimitedMemory, l1v, l2v, tol: float):
+    """Set the entry's step (over its working set) from its state; None when the model is at
+    its optimum (KKT checked outside the working set), else the features the check readmitted."""
+    state = entry["state"]
+    g = state.loss_gradient() + l2v * state.beta
+    readmitted = 0
+    while True:
+        at = mem.support
+        gap = _gap(state, at, l1v, l2v)
+        if gap > tol:
+            break
+        outside = np.abs(g) > l1v + KKT_SLACK
+        outside[at] = False
+        if not outside.any():
+            return None
+        readmitted += int(outside.sum())
+        mem.widen(np.union1d(at, np.flatnonzero(outside)))
+    scale = max(float(np.linalg.norm(g[at])), 1e-12)
+    step, decrease = proximal_step(g[at], state.beta[at], l1v[at], l2v[at], mem, scale)
+    if not decrease < 0:  # the pairs' model lost its positive curvature to rounding: start it again
+        mem.pairs.clear()
+        step, decrease = proximal_step(g[at], state.beta[at], l1v[at], l2v[at], mem, scale)
+    entry.update(step=step, decrease=decrease, t=1.0, objective=_objective(state, l1v, l2v), gap=gap)
+    return readmitted
+
+
+def _trial(entry: dict, mem: LimitedMemory) -> np.ndarray:
+    beta = entry["state"].beta.copy()
+    beta[mem.support] += entry["t"] * entry["step"]
+    return beta
+
+
+def _gap(state: State, at, l1v, l2v) -> float:
+    """The largest entry of the minimum-norm subgradient over the working set: 0 at the optimum."""
+    beta, l1 = state.beta[at], l1v[at]
+    g = state.loss_gradient()[at] + l2v[at] * beta
+    sub = np.where(beta != 0, g + l1 * np.sign(beta), np.sign(g) * np.maximum(np.abs(g) - l1, 0.0))
+    return float(np.max(np.abs(sub), initial=0.0))
+
+
+def _objective(state: State, l1v, l2v) -> float:
+    beta = state.beta
+    return state.loss / max(state.weight, 1e-300) + 0.5 * float(l2v @ (beta * beta)) + float(l1v @ np.abs(beta))
