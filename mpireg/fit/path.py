@@ -47,6 +47,7 @@ KKT_SLACK = 1e-9    # a set-aside feature re-enters when its |gradient| passes l
 COVER_MARGIN = 0.9  # a pass covers the coming penalty's strong set to 0.9 of its threshold
 CONTRACTION = 0.1   # a step on an earlier point's information must cut the gap 10x, else re-sum it
 INFERENCE_LIMIT = 4096  # parameters up to which a first-order path's answer gets standard errors
+PROGRESS_EVERY = 10  # penalties between the path's progress lines
 DENSE_COEF_LIMIT = 4096  # parameters up to which the path's coefficients are kept (and written) dense
 
 
@@ -134,6 +135,9 @@ def _one_path(evaluator, first: dict, ratio: float, path, opt, penalized, folds:
         for f in range(folds):
             held[f, i] = states[f].held
         previous = alpha
+        if (i + 1) % PROGRESS_EVERY == 0 and i + 1 < len(alphas):
+            log.info(f"path: {i + 1}/{len(alphas)} penalties (l1_ratio {ratio:g}), alpha {alpha:.4g}, "
+                     f"{evaluator.run.progress.epoch} passes so far")
     return PathResult(ratio, alphas, _stack(coef), deviance, held, readmitted)
 
 

@@ -40,6 +40,21 @@ UNSEEN_MIN_STEP = 2.0 ** -4  # halvings judged by the pseudo-gradient before a m
 LANES = 8          # csrc/cpath.c's models per cache line of coefficients
 
 
+def huge_zeros(n: int) -> np.ndarray:
+    """n float64 zeros in memory the kernel asks to back with 2 MiB pages: B and G are read at
+    random (a hashed column a CSR entry), and with 4 KiB pages each access also missed the TLB:
+    the pass over 100,000 rows of 2^20 hashed columns took 35 ns an entry, 13 with huge pages
+    (this host's transparent huge pages are "always", defrag "madvise": NumPy's zeros got none)."""
+    try:
+        import mmap
+
+        area = mmap.mmap(-1, max(n, 1) * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        area.madvise(mmap.MADV_HUGEPAGE)
+        return np.frombuffer(area, dtype=np.float64, count=n)
+    except (AttributeError, OSError, ValueError):  # no madvise here (not Linux): 4 KiB pages
+        return np.zeros(n)
+
+
 class GradientEvaluator:
     """Every requested model's loss, gradient and held-out deviance from one pass and one
     allreduce. Coefficients and gradients are (d + 1, S) float64, feature-major (a CSR entry's
@@ -51,13 +66,14 @@ class GradientEvaluator:
         self.d, self.k = model.n_features, model.layout.size
         self.models = folds + 1
         self.S = -(-self.models // LANES) * LANES
-        self.B = np.zeros((self.d + 1, self.S))
-        self.buffer = np.zeros((self.d + 1) * self.S + 4 * self.S)  # G, then the (S, 4) sums
+        self.B = huge_zeros((self.d + 1) * self.S).reshape(self.d + 1, self.S)
+        self.buffer = huge_zeros((self.d + 1) * self.S + 4 * self.S)  # G, then the (S, 4) sums
         self.G = self.buffer[:(self.d + 1) * self.S].reshape(self.d + 1, self.S)
         self.sums = self.buffer[(self.d + 1) * self.S:].reshape(self.S, 4)
         pair = (model.family.name, model.link.name)
         self.family = KERNEL_FAMILIES.get(pair) if _cpath is not None else None
         self._blocks = None  # resident rows with their folds, checked once
+        self._written = {}  # per model: the coefficients its lane of B was last given (None: all)
         self.evaluations = [0, 0]  # (with the information, gradient-only), as path_sums' evaluators
 
     def _row_blocks(self):
@@ -77,26 +93,27 @@ class GradientEvaluator:
             folds = (fold_of(np.arange(start, start + n), self.folds, self.seed).astype(np.int8) if self.folds
                      else np.full(n, -1, dtype=np.int8))
             start += n
+            indptr = None
             if hasattr(X, "tocsr") and self.family is not None:
                 X = X.tocsr()
                 _cpath.check_indices(X.indices, self.d)
-            yield X, np.ascontiguousarray(targets, dtype=np.float64), folds
+                indptr = X.indptr.astype(np.int64)  # once: SciPy's is int32 (a copy a pass otherwise)
+            yield X, indptr, np.ascontiguousarray(targets, dtype=np.float64), folds
 
     def evaluate(self, betas: dict, covered=None, informed=None) -> dict:
-        """{model: State} at each model's beta (no information: `State.information` is None)."""
-        fit = self.k > self.d
-        for m, beta in betas.items():
-            self.B[:self.d, m] = beta[:self.d]
-            self.B[self.d, m] = beta[self.d] if fit else 0.0
-        self.buffer[:] = 0.0
+        """{model: State} at each model's beta (no information: `State.information` is None).
+        `covered`: per model, the coefficients that may be non-zero (its working set; the others
+        are 0), so that only they are written into the interleaved coefficients."""
+        self._write(betas, covered or {})
+        self.sums[:] = 0.0  # (G is zero: take_lanes left it so, or it is new)
         self.evaluations[1] += len(betas)
         invalid = 0
+        fit = self.k > self.d
         with self.run.clock("compute"):
-            for X, targets, folds in self._row_blocks():
-                if hasattr(X, "tocsr") and self.family is not None:
-                    invalid += _cpath.fold_gradients(X.indptr.astype(np.int64, copy=False), X.indices, X.data,
-                                                     targets, folds, self.B, self.G, self.sums, self.family,
-                                                     self.models, fit)
+            for X, indptr, targets, folds in self._row_blocks():
+                if indptr is not None:
+                    invalid += _cpath.fold_gradients(indptr, X.indices, X.data, targets, folds, self.B, self.G,
+                                                     self.sums, self.family, self.models, fit)
                 else:
                     invalid += self._numpy_pass(X, targets, folds)
         if invalid:
@@ -104,14 +121,32 @@ class GradientEvaluator:
         with self.run.clock("comm"):
             self.run.allreduce(self.buffer)
         self.run.progress.epoch += 1
+        gradients = np.empty((self.models, self.d + 1))  # model-major: [coef..., intercept]
+        if _cpath is not None:
+            _cpath.take_lanes(self.G, gradients, self.models)
+        else:
+            gradients[:] = self.G[:, :self.models].T
+            self.G[:] = 0.0
         out = {}
         for m, beta in betas.items():
-            gradient = self.G[:self.d, m].copy()
-            if fit:
-                gradient = np.r_[gradient, self.G[self.d, m]]
             loss, weight, held, held_weight = self.sums[m]
-            out[m] = State(beta, float(loss), float(weight), gradient, None, np.array([held, held_weight]))
+            out[m] = State(beta, float(loss), float(weight), gradients[m, :self.k], None, np.array([held, held_weight]))
         return out
+
+    def _write(self, betas: dict, covered: dict) -> None:
+        """Each model's coefficients into its lane of B: where `covered` names its working set,
+        only there (and 0 where the last write put values outside it)."""
+        d = self.d
+        for m, beta in betas.items():
+            at = covered.get(m)
+            written = self._written.get(m)
+            if at is None or written is None:
+                self.B[:d, m] = beta[:d]
+            else:
+                self.B[written, m] = 0.0
+                self.B[at[at < d], m] = beta[at[at < d]]
+            self._written[m] = None if at is None else at[at < d]
+            self.B[d, m] = beta[d] if self.k > d else 0.0
 
     def _numpy_pass(self, X, targets, folds) -> int:
         """The same sums with SciPy's products and the family's own functions (any family and
@@ -182,9 +217,9 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
             candidates[m] = _trial(entry, memory[m])
         if not candidates:
             break
-        for m, trial in evaluator.evaluate(candidates).items():
+        for m, trial in evaluator.evaluate(candidates, {m: memory[m].support for m in candidates}).items():
             entry, mem = entries[m], memory[m]
-            value = _objective(trial, l1v, l2v)
+            value = _objective(trial, l1v, l2v, mem.support)
             unseen = -entry["decrease"] <= UNSEEN * max(1.0, abs(entry["objective"]))
             if unseen:  # below what the objective's sums resolve: judged by the gap instead
                 ok = bool(np.isfinite(value) and _gap(trial, mem.support, l1v, l2v) < entry["gap"])
@@ -209,25 +244,25 @@ def _step(entry: dict, mem: LimitedMemory, l1v, l2v, tol: float):
     """Set the entry's step (over its working set) from its state; None when the model is at
     its optimum (KKT checked outside the working set), else the features the check readmitted."""
     state = entry["state"]
-    g = state.loss_gradient() + l2v * state.beta
     readmitted = 0
     while True:
         at = mem.support
         gap = _gap(state, at, l1v, l2v)
         if gap > tol:
             break
-        outside = np.abs(g) > l1v + KKT_SLACK
+        outside = np.abs(state.loss_gradient() + l2v * state.beta) > l1v + KKT_SLACK  # every feature
         outside[at] = False
         if not outside.any():
             return None
         readmitted += int(outside.sum())
         mem.widen(np.union1d(at, np.flatnonzero(outside)))
-    scale = max(float(np.linalg.norm(g[at])), 1e-12)
-    step, decrease = proximal_step(g[at], state.beta[at], l1v[at], l2v[at], mem, scale)
+    g = state.loss_gradient()[at] + l2v[at] * state.beta[at]
+    scale = max(float(np.linalg.norm(g)), 1e-12)
+    step, decrease = proximal_step(g, state.beta[at], l1v[at], l2v[at], mem, scale)
     if not decrease < 0:  # the pairs' model lost its positive curvature to rounding: start it again
         mem.pairs.clear()
-        step, decrease = proximal_step(g[at], state.beta[at], l1v[at], l2v[at], mem, scale)
-    entry.update(step=step, decrease=decrease, t=1.0, objective=_objective(state, l1v, l2v), gap=gap)
+        step, decrease = proximal_step(g, state.beta[at], l1v[at], l2v[at], mem, scale)
+    entry.update(step=step, decrease=decrease, t=1.0, objective=_objective(state, l1v, l2v, at), gap=gap)
     return readmitted
 
 
@@ -245,6 +280,7 @@ def _gap(state: State, at, l1v, l2v) -> float:
     return float(np.max(np.abs(sub), initial=0.0))
 
 
-def _objective(state: State, l1v, l2v) -> float:
-    beta = state.beta
-    return state.loss / max(state.weight, 1e-300) + 0.5 * float(l2v @ (beta * beta)) + float(l1v @ np.abs(beta))
+def _objective(state: State, l1v, l2v, at) -> float:
+    """The penalised objective; beta is 0 outside the working set `at`."""
+    beta, l1, l2 = state.beta[at], l1v[at], l2v[at]
+    return state.loss / max(state.weight, 1e-300) + 0.5 * float(l2 @ (beta * beta)) + float(l1 @ np.abs(beta))

@@ -4,7 +4,7 @@ the Gaussian family with the identity link, from each fold's moments summed once
 (`GramEvaluator`, no pass at all)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +26,7 @@ class State:
     held: np.ndarray      # [sum w d, sum w] over the held-out fold (zeros for the full model)
     covered: np.ndarray | None = None  # where the information was summed (None: everywhere)
     informed: bool = True  # False: a gradient-only pass; `information` is an earlier point's
+    _per_weight: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def objective(self, l1, l2, penalized) -> tuple[float, np.ndarray, np.ndarray]:
         """(penalised objective, its smooth part's gradient, information) per weight."""
@@ -37,7 +38,9 @@ class State:
     def loss_gradient(self) -> np.ndarray:
         """The unpenalised loss's gradient per weight (the strong rule's), without the k x k
         information objective() also scales."""
-        return self.gradient / max(self.weight, 1e-300)
+        if self._per_weight is None:  # asked for several times a round along a first-order path
+            self._per_weight = self.gradient / max(self.weight, 1e-300)
+        return self._per_weight
 
 
 # ------------------------------------------------------------------------------ evaluators
@@ -123,7 +126,7 @@ class GramEvaluator:
 
     def __init__(self, parts, run, folds: int, seed: int):
         model = parts.model
-        self.k, self.folds = model.layout.size, folds
+        self.k, self.folds, self.run = model.layout.size, folds, run
         parts_count = max(folds, 1)
         k = self.k
         moments = np.zeros((parts_count, k * k + k + 2))  # per fold: A, b, sum w r^2, sum w

@@ -159,11 +159,13 @@ def test_a_wide_hashed_path_keeps_its_coefficients_sparse():
     """2^16 hashed columns: nothing d x d is formed (the Newton path would need 6 matrices of
     65,537^2), the path's coefficients are kept as CSR, and the estimator's coef_path_ too."""
     rng = np.random.default_rng(0)
-    n, d = 3000, 2 ** 16
-    X = sp.random(n, d, density=20 / d, format="csr", random_state=1)
-    X.data[:] = 1.0
-    hot = np.unique(X.indices)[:20]
-    y = (rng.random(n) < 1 / (1 + np.exp(-(X[:, hot] @ (3 * rng.standard_normal(20)))))).astype(float)
+    n, d, per_row = 3000, 2 ** 16, 10
+    seen = rng.choice(d, 400, replace=False)  # 400 features hashed into 2^16 columns
+    cols = np.sort(seen[rng.integers(0, 400, size=(n, per_row))], axis=1)
+    X = sp.csr_matrix((np.ones(n * per_row), cols.ravel(), np.arange(0, n * per_row + 1, per_row)), shape=(n, d))
+    X.sum_duplicates()
+    hot = seen[:20]
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X[:, hot] @ rng.standard_normal(20))))).astype(float)
     m = mpireg.GeneralizedLinearRegressorCV(family="binomial", l1_ratio=1.0, n_alphas=6, min_alpha_ratio=0.1, cv=3,
                                             solver="lbfgs").fit(X, y)
     assert sp.issparse(m.coef_path_) and m.coef_path_.shape == (6, d)
