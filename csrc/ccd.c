@@ -14,9 +14,9 @@
  * The same descent on a limited-memory quasi-Newton model (the first-order path's step,
  * fit/path_first_order.py), whose matrix is never formed:
  *
- *     H = gamma I - W M W^T,   W (k x 2m) = [gamma S, Y],  P = W M   (Byrd, Nocedal, Schnabel 1994)
+ *     H = D - W M W^T,   W (k x 2m) = [D S, Y],  P = W M   (Byrd, Nocedal, Schnabel 1994; D diagonal)
  *
- * keeps u = W^T z, so a coordinate's (H z)_j = gamma z_j - P_j . u and its change updates u in
+ * keeps u = W^T z, so a coordinate's (H z)_j = D_j z_j - P_j . u and its change updates u in
  * O(m): a sweep costs k m, not k^2.
  *
  * Layers: 1. the kernel (plain C, no validation), 2. the wrapper (checks shapes once, releases the
@@ -88,7 +88,7 @@ static FAST size_t descend(const double *c, const double *H, double *z, const do
     return sweeps;
 }
 
-/* The low-rank model: W and P are k x q (q = 2m) row-major; hjj[j] = gamma - P_j . W_j. */
+/* The low-rank model: W and P are k x q (q = 2m) row-major; hjj[j] = D_j - P_j . W_j. */
 INLINE double dot(const double *a, const double *b, size_t q)
 {
     double s = 0.0;
@@ -96,14 +96,14 @@ INLINE double dot(const double *a, const double *b, size_t q)
     return s;
 }
 
-INLINE double lowrank_sweep(const double *c, double gamma, const double *W, const double *P, const double *hjj,
+INLINE double lowrank_sweep(const double *c, const double *D, const double *W, const double *P, const double *hjj,
                             double *z, double *u, const double *l1, const size_t *idx, size_t m, size_t q)
 {
     double largest = 0.0;
     for (size_t t = 0; t < m; t++) {
         size_t j = idx[t];
         if (hjj[j] <= 0.0) continue;
-        double old = z[j], r = c[j] + gamma * old - dot(P + j * q, u, q);
+        double old = z[j], r = c[j] + D[j] * old - dot(P + j * q, u, q);
         double v = old - r / hjj[j], shrink = fabs(v) - l1[j] / hjj[j];
         double new = shrink > 0.0 ? copysign(shrink, v) : 0.0;
         if (new == old) continue;
@@ -116,26 +116,26 @@ INLINE double lowrank_sweep(const double *c, double gamma, const double *W, cons
     return largest;
 }
 
-static size_t lowrank_descend(const double *c, double gamma, const double *W, const double *P, double *z,
+static size_t lowrank_descend(const double *c, const double *D, const double *W, const double *P, double *z,
                               const double *l1, size_t k, size_t q, double tol, size_t max_sweeps, double *u,
                               double *hjj, size_t *all, size_t *active)
 {
     for (size_t i = 0; i < q; i++) u[i] = 0.0;
     for (size_t j = 0; j < k; j++) {
-        hjj[j] = gamma - dot(P + j * q, W + j * q, q);
+        hjj[j] = D[j] - dot(P + j * q, W + j * q, q);
         for (size_t i = 0; i < q; i++) u[i] += W[j * q + i] * z[j];
         all[j] = j;
     }
     size_t sweeps = 0;
     while (sweeps < max_sweeps) {
-        double largest = lowrank_sweep(c, gamma, W, P, hjj, z, u, l1, all, k, q);
+        double largest = lowrank_sweep(c, D, W, P, hjj, z, u, l1, all, k, q);
         sweeps++;
         if (largest <= tol * scale_of(z, k)) break;
         size_t m = 0;
         for (size_t j = 0; j < k; j++)
             if (z[j] != 0.0 || l1[j] == 0.0) active[m++] = j;
         while (sweeps < max_sweeps) {
-            largest = lowrank_sweep(c, gamma, W, P, hjj, z, u, l1, active, m, q);
+            largest = lowrank_sweep(c, D, W, P, hjj, z, u, l1, active, m, q);
             sweeps++;
             if (largest <= tol * scale_of(z, k)) break;
         }
@@ -187,21 +187,21 @@ fail:
 static PyObject *lowrank_coordinate_descent(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *co, *Wo, *Po, *zo, *lo;
-    double gamma, tol;
+    PyObject *co, *Do, *Wo, *Po, *zo, *lo;
+    double tol;
     Py_ssize_t max_sweeps;
-    if (!PyArg_ParseTuple(args, "OdOOOOdn", &co, &gamma, &Wo, &Po, &zo, &lo, &tol, &max_sweeps)) return NULL;
-    Py_buffer views[5] = {{0}};
-    if (buffer_acquire(co, &views[0], 0, "c") < 0 || buffer_acquire(Wo, &views[1], 0, "W") < 0 ||
-        buffer_acquire(Po, &views[2], 0, "P") < 0 || buffer_acquire(zo, &views[3], 1, "z") < 0 ||
-        buffer_acquire(lo, &views[4], 0, "l1") < 0)
+    if (!PyArg_ParseTuple(args, "OOOOOOdn", &co, &Do, &Wo, &Po, &zo, &lo, &tol, &max_sweeps)) return NULL;
+    Py_buffer views[6] = {{0}};
+    if (buffer_acquire(co, &views[0], 0, "c") < 0 || buffer_acquire(Do, &views[1], 0, "D") < 0 ||
+        buffer_acquire(Wo, &views[2], 0, "W") < 0 || buffer_acquire(Po, &views[3], 0, "P") < 0 ||
+        buffer_acquire(zo, &views[4], 1, "z") < 0 || buffer_acquire(lo, &views[5], 0, "l1") < 0)
         goto fail;
-    size_t k = (size_t)(views[3].len / 8), q = k ? (size_t)(views[1].len / 8) / k : 0;
+    size_t k = (size_t)(views[4].len / 8), q = k ? (size_t)(views[2].len / 8) / k : 0;
     int ok = 1;
-    for (int a = 0; a < 5; a++) ok &= buffer_kind(&views[a]) == 'd';
-    if (!ok || (size_t)(views[0].len / 8) != k || (size_t)(views[4].len / 8) != k || views[1].len != views[2].len ||
-        (size_t)(views[1].len / 8) != k * q) {
-        PyErr_Format(PyExc_ValueError, "c, z, l1: %zu float64 values each; W and P: %zu x q float64", k, k);
+    for (int a = 0; a < 6; a++) ok &= buffer_kind(&views[a]) == 'd';
+    if (!ok || (size_t)(views[0].len / 8) != k || (size_t)(views[1].len / 8) != k || (size_t)(views[5].len / 8) != k ||
+        views[2].len != views[3].len || (size_t)(views[2].len / 8) != k * q) {
+        PyErr_Format(PyExc_ValueError, "c, D, z, l1: %zu float64 values each; W and P: %zu x q float64", k, k);
         goto fail;
     }
     double *u = PyMem_Malloc((q + k + 1) * sizeof(double));
@@ -214,22 +214,22 @@ static PyObject *lowrank_coordinate_descent(PyObject *self, PyObject *args)
     }
     size_t sweeps;
     Py_BEGIN_ALLOW_THREADS
-    sweeps = lowrank_descend(views[0].buf, gamma, views[1].buf, views[2].buf, views[3].buf, views[4].buf, k, q,
-                             tol, (size_t)max_sweeps, u, u + q, idx, idx + k);
+    sweeps = lowrank_descend(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf, k,
+                             q, tol, (size_t)max_sweeps, u, u + q, idx, idx + k);
     Py_END_ALLOW_THREADS
     PyMem_Free(u);
     PyMem_Free(idx);
-    buffer_release(views, 5);
+    buffer_release(views, 6);
     return PyLong_FromSize_t(sweeps);
 fail:
-    buffer_release(views, 5);
+    buffer_release(views, 6);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"lowrank_coordinate_descent", lowrank_coordinate_descent, METH_VARARGS,
-     "lowrank_coordinate_descent(c, gamma, W, P, z, l1, tol, max_sweeps) -> sweeps. Minimises c.z + z.H.z/2 +"
-     " sum_j l1_j |z_j| from z, in place, H = gamma I - W P^T (W, P: k x q, C-contiguous float64)."},
+     "lowrank_coordinate_descent(c, D, W, P, z, l1, tol, max_sweeps) -> sweeps. Minimises c.z + z.H.z/2 +"
+     " sum_j l1_j |z_j| from z, in place, H = diag(D) - W P^T (W, P: k x q, C-contiguous float64)."},
     {"coordinate_descent", coordinate_descent, METH_VARARGS,
      "coordinate_descent(c, H, z, l1, tol, max_sweeps) -> sweeps. Minimises c.z + z.H.z/2 +"
      " sum_j l1_j |z_j| from z, in place (H: k x k, symmetric, C-contiguous float64)."},

@@ -1,7 +1,7 @@
 /*
  * mpireg._cpath: the first-order regularisation path's pass over CSR rows (fit/path_first_order.py).
  *
- *   fold_gradients(indptr, indices, data, targets, folds, B, G, sums, family, models, fit_intercept)
+ *   fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, models, fit_intercept)
  *       -> rows whose mean left the family's range
  *
  * Every model of a k-fold path at once: B holds the models' coefficients interleaved, row j of
@@ -13,6 +13,7 @@
  *     model m != f (m < models):  loss_m += w l(y, eta_m),  weight_m += w,  r_m = w (mu_m - y)
  *     model f (its fold's model): held_m += w 2 l(y, eta_m), held_weight_m += w, r_m = 0
  *     G[j_p, m] += r_m x_p,  G[d, m] += r_m
+ *     D[j_p, m] += v_m x_p^2, D[d, m] += v_m        (v_m = w mu'^2 / V: the information's diagonal)
  *
  * l is half the unit deviance of a canonical family (0 Gaussian-identity, 1 binomial-logit,
  * 2 Poisson-log), whose gradient in eta is w (mu - y). sums is (S, 4): [loss, weight, held
@@ -36,12 +37,18 @@
 
 #define BLOCK 64
 #define LANES 8     /* one cache line of float64 coefficients */
-#define MAX_S 64    /* up to 63 folds and the full model */
+#define MAX_S 32    /* up to 31 folds and the full model */
 #ifndef PREFETCH
 #define PREFETCH 64 /* entries ahead */
 #endif
 
 enum { GAUSSIAN, BINOMIAL, POISSON };
+
+/* the information weight mu'(eta)^2 / V(mu) of a canonical family */
+static inline double info_weight(int family, double mu)
+{
+    return family == BINOMIAL ? mu * (1.0 - mu) : family == POISSON ? mu : 1.0;
+}
 
 /* half the unit deviance at eta, and mu */
 static inline double half_deviance(int family, double y, double eta, double ylogy, double *mu)
@@ -74,10 +81,10 @@ static inline double y_log_y(int family, double y)
 #define DEFINE_FOLDS(TD, TI, SUFFIX)                                                                 \
 static size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data,              \
                              const double *targets, const int8_t *folds, Py_ssize_t rows,           \
-                             const double *B, double *G, double *sums, Py_ssize_t d, Py_ssize_t S,  \
-                             int family, int models, int fit)                                        \
+                             const double *B, double *G, double *D, double *sums, Py_ssize_t d,     \
+                             Py_ssize_t S, int family, int models, int fit)                          \
 {                                                                                                    \
-    double eta[BLOCK * MAX_S]; /* 32 KiB */                                                     \
+    double eta[BLOCK * MAX_S], v[BLOCK * MAX_S]; /* 64 KiB */                                   \
     size_t invalid = 0;                                                                              \
     for (Py_ssize_t i0 = 0; i0 < rows; i0 += BLOCK) {                                                \
         Py_ssize_t n = rows - i0 < BLOCK ? rows - i0 : BLOCK;                                        \
@@ -93,7 +100,7 @@ static size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, const TD 
             }                                                                                        \
         }                                                                                            \
         for (Py_ssize_t k = 0; k < n; k++) {                                                         \
-            double *e = eta + k * S;                                                                 \
+            double *e = eta + k * S, *vk = v + k * S;                                                \
             const double *t = targets + 3 * (i0 + k);                                                \
             double y = t[0], w = t[1], c = y_log_y(family, y);                                       \
             int own = folds[i0 + k];                                                                 \
@@ -104,24 +111,36 @@ static size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, const TD 
                     sums[4 * m + 2] += w * 2.0 * l;                                                  \
                     sums[4 * m + 3] += w;                                                            \
                     e[m] = 0.0;                                                                      \
+                    vk[m] = 0.0;                                                                     \
                 } else {                                                                             \
                     sums[4 * m] += w * l;                                                            \
                     sums[4 * m + 1] += w;                                                            \
                     e[m] = w * (mu - y);                                                             \
+                    vk[m] = w * info_weight(family, mu);                                             \
                 }                                                                                    \
             }                                                                                        \
-            for (Py_ssize_t m = models; m < S; m++) e[m] = 0.0;                                      \
+            for (Py_ssize_t m = models; m < S; m++) e[m] = vk[m] = 0.0;                              \
         }                                                                                            \
         for (Py_ssize_t k = 0; k < n; k++) {                                                         \
-            const double *r = eta + k * S;                                                           \
+            const double *r = eta + k * S, *vk = v + k * S;                                          \
             for (int64_t p = indptr[i0 + k]; p < indptr[i0 + k + 1]; p++) {                          \
-                if (p + PREFETCH < end) __builtin_prefetch(&G[(size_t)indices[p + PREFETCH] * S], 1, 1); \
-                double *g = G + (size_t)indices[p] * S, x = (double)data[p];                         \
+                if (p + PREFETCH < end) {                                                            \
+                    __builtin_prefetch(&G[(size_t)indices[p + PREFETCH] * S], 1, 1);                 \
+                    __builtin_prefetch(&D[(size_t)indices[p + PREFETCH] * S], 1, 1);                 \
+                }                                                                                    \
+                size_t j = (size_t)indices[p] * S;                                                   \
+                double *g = G + j, *h = D + j, x = (double)data[p], xx = x * x;                      \
                 for (Py_ssize_t l0 = 0; l0 < S; l0 += LANES)                                         \
-                    _Pragma("GCC unroll 8") for (int l = 0; l < LANES; l++) g[l0 + l] += r[l0 + l] * x; \
+                    _Pragma("GCC unroll 8") for (int l = 0; l < LANES; l++) {                        \
+                        g[l0 + l] += r[l0 + l] * x;                                                  \
+                        h[l0 + l] += vk[l0 + l] * xx;                                                \
+                    }                                                                                \
             }                                                                                        \
             if (fit)                                                                                 \
-                for (Py_ssize_t m = 0; m < S; m++) G[d * S + m] += r[m];                             \
+                for (Py_ssize_t m = 0; m < S; m++) {                                                 \
+                    G[d * S + m] += r[m];                                                            \
+                    D[d * S + m] += vk[m];                                                           \
+                }                                                                                    \
         }                                                                                            \
     }                                                                                                \
     return invalid;                                                                                  \
@@ -135,14 +154,14 @@ DEFINE_FOLDS(double, int64_t, f64_i64)
 static PyObject *fold_gradients(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *o[8];
+    PyObject *o[9];
     int family, models, fit;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOiip", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &family,
-                          &models, &fit))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOiip", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &family, &models, &fit))
         return NULL;
-    static const char *names[8] = {"indptr", "indices", "data", "targets", "folds", "B", "G", "sums"};
-    Py_buffer v[8] = {{0}};
-    for (int a = 0; a < 8; a++)
+    static const char *names[9] = {"indptr", "indices", "data", "targets", "folds", "B", "G", "D", "sums"};
+    Py_buffer v[9] = {{0}};
+    for (int a = 0; a < 9; a++)
         if (buffer_acquire(o[a], &v[a], a >= 6, names[a]) < 0) goto fail;
     char ki = buffer_kind(&v[1]), kd = buffer_kind(&v[2]);
     Py_ssize_t rows = v[0].len / 8 - 1, nnz = v[1].len / (v[1].itemsize ? v[1].itemsize : 1);
@@ -156,7 +175,7 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "indptr must run from 0 to the number of entries");
         goto fail;
     }
-    Py_ssize_t S = v[7].len / 8 / 4;
+    Py_ssize_t S = v[8].len / 8 / 4;
     if (S <= 0 || S % LANES || S > MAX_S || models < 1 || models > S || family < GAUSSIAN || family > POISSON) {
         PyErr_SetString(PyExc_ValueError, "sums must be (S, 4) float64, S a multiple of 8 up to 64, models <= S, "
                                           "family 0, 1 or 2");
@@ -164,8 +183,9 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
     }
     Py_ssize_t d = v[5].len / 8 / S - 1;
     if (buffer_kind(&v[3]) != 'd' || v[3].len / 8 != 3 * rows || v[4].len != rows || v[4].itemsize != 1 ||
-        buffer_kind(&v[5]) != 'd' || buffer_kind(&v[6]) != 'd' || d < 0 || v[6].len != v[5].len) {
-        PyErr_SetString(PyExc_ValueError, "targets (rows, 3) float64, folds int8 per row, B and G (d + 1, S) float64");
+        buffer_kind(&v[5]) != 'd' || buffer_kind(&v[6]) != 'd' || buffer_kind(&v[7]) != 'd' || d < 0 ||
+        v[6].len != v[5].len || v[7].len != v[5].len || buffer_kind(&v[8]) != 'd') {
+        PyErr_SetString(PyExc_ValueError, "targets (rows, 3) float64, folds int8 per row, B, G and D (d + 1, S) float64");
         goto fail;
     }
     size_t invalid = 0;
@@ -173,18 +193,18 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
     const void *ix = v[1].buf, *x = v[2].buf;
     const double *t = v[3].buf, *B = v[5].buf;
     const int8_t *f = v[4].buf;
-    double *G = v[6].buf, *s = v[7].buf;
+    double *G = v[6].buf, *H = v[7].buf, *s = v[8].buf;
     if (kd == 'f')
-        invalid = ki == 'i' ? folds_f32_i32(indptr, ix, x, t, f, rows, B, G, s, d, S, family, models, fit)
-                            : folds_f32_i64(indptr, ix, x, t, f, rows, B, G, s, d, S, family, models, fit);
+        invalid = ki == 'i' ? folds_f32_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, family, models, fit)
+                            : folds_f32_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, family, models, fit);
     else
-        invalid = ki == 'i' ? folds_f64_i32(indptr, ix, x, t, f, rows, B, G, s, d, S, family, models, fit)
-                            : folds_f64_i64(indptr, ix, x, t, f, rows, B, G, s, d, S, family, models, fit);
+        invalid = ki == 'i' ? folds_f64_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, family, models, fit)
+                            : folds_f64_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, family, models, fit);
     Py_END_ALLOW_THREADS
-    buffer_release(v, 8);
+    buffer_release(v, 9);
     return PyLong_FromSize_t(invalid);
 fail:
-    buffer_release(v, 8);
+    buffer_release(v, 9);
     return NULL;
 }
 
@@ -249,8 +269,8 @@ static PyObject *check_indices(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"fold_gradients", fold_gradients, METH_VARARGS,
-     "fold_gradients(indptr, indices, data, targets, folds, B, G, sums, family, models, fit_intercept) -> rows"
-     " whose mean left the family's range. Adds every model's loss, weight and gradient, and each fold's"
+     "fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, models, fit_intercept) -> rows"
+     " whose mean left the family's range. Adds every model's loss, weight, gradient and information diagonal, and each fold's"
      " held-out deviance, over the CSR rows (indices must have passed check_indices)."},
     {"take_lanes", take_lanes, METH_VARARGS,
      "take_lanes(G, out, models): out[m, j] = G[j, m] for m < models; G zeroed."},

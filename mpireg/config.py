@@ -432,6 +432,9 @@ def _check_glm(config: JobConfig) -> None:
         raise ConfigError("device: model.kind = 'glm' trains on the CPU for now; set device = 'cpu'")
 
 
+FIRST_ORDER_FOLDS = 31  # csrc/cpath.c's MAX_S lanes less the full model
+
+
 def _check_path(config: JobConfig) -> None:
     opt, model = config.optimizer, config.model
     if opt.cv and opt.path is None:
@@ -447,6 +450,9 @@ def _check_path(config: JobConfig) -> None:
                           f"L-BFGS, for many columns), not {opt.kind!r}")
     if opt.cv == 1:
         raise ConfigError("optimizer.cv: 1 fold leaves nothing to hold out; use 0 (no cross-validation) or >= 2")
+    if opt.kind == "lbfgs" and opt.cv > FIRST_ORDER_FOLDS:
+        raise ConfigError(f"optimizer.cv: the first-order path takes up to {FIRST_ORDER_FOLDS} folds (its pass keeps "
+                          f"every model's coefficients of a column in 4 cache lines), got {opt.cv}")
     if model.l1 or model.l2:
         raise ConfigError("model.l1, model.l2: a path sets the penalty itself (optimizer.path.l1_ratio and "
                           "its alphas); leave them 0")

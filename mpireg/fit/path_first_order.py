@@ -66,10 +66,12 @@ class GradientEvaluator:
         self.d, self.k = model.n_features, model.layout.size
         self.models = folds + 1
         self.S = -(-self.models // LANES) * LANES
-        self.B = huge_zeros((self.d + 1) * self.S).reshape(self.d + 1, self.S)
-        self.buffer = huge_zeros((self.d + 1) * self.S + 4 * self.S)  # G, then the (S, 4) sums
-        self.G = self.buffer[:(self.d + 1) * self.S].reshape(self.d + 1, self.S)
-        self.sums = self.buffer[(self.d + 1) * self.S:].reshape(self.S, 4)
+        lane = (self.d + 1) * self.S
+        self.B = huge_zeros(lane).reshape(self.d + 1, self.S)
+        self.buffer = huge_zeros(2 * lane + 4 * self.S)  # G, D (the information's diagonal), the (S, 4) sums
+        self.G = self.buffer[:lane].reshape(self.d + 1, self.S)
+        self.D = self.buffer[lane:2 * lane].reshape(self.d + 1, self.S)
+        self.sums = self.buffer[2 * lane:].reshape(self.S, 4)
         pair = (model.family.name, model.link.name)
         self.family = KERNEL_FAMILIES.get(pair) if _cpath is not None else None
         self._blocks = None  # resident rows with their folds, checked once
@@ -113,7 +115,7 @@ class GradientEvaluator:
             for X, indptr, targets, folds in self._row_blocks():
                 if indptr is not None:
                     invalid += _cpath.fold_gradients(indptr, X.indices, X.data, targets, folds, self.B, self.G,
-                                                     self.sums, self.family, self.models, fit)
+                                                     self.D, self.sums, self.family, self.models, fit)
                 else:
                     invalid += self._numpy_pass(X, targets, folds)
         if invalid:
@@ -121,16 +123,22 @@ class GradientEvaluator:
         with self.run.clock("comm"):
             self.run.allreduce(self.buffer)
         self.run.progress.epoch += 1
-        gradients = np.empty((self.models, self.d + 1))  # model-major: [coef..., intercept]
-        if _cpath is not None:
-            _cpath.take_lanes(self.G, gradients, self.models)
-        else:
-            gradients[:] = self.G[:, :self.models].T
-            self.G[:] = 0.0
+        gradients, diagonals = self._lanes(self.G), self._lanes(self.D)  # model-major: [coef..., intercept]
         out = {}
         for m, beta in betas.items():
             loss, weight, held, held_weight = self.sums[m]
-            out[m] = State(beta, float(loss), float(weight), gradients[m, :self.k], None, np.array([held, held_weight]))
+            out[m] = State(beta, float(loss), float(weight), gradients[m, :self.k], None, np.array([held, held_weight]),
+                           curvature=diagonals[m, :self.k])
+        return out
+
+    def _lanes(self, interleaved) -> np.ndarray:
+        """(models, d + 1) from the (d + 1, S) lanes, which are left zero for the next pass."""
+        out = np.empty((self.models, self.d + 1))
+        if _cpath is not None:
+            _cpath.take_lanes(interleaved, out, self.models)
+        else:
+            out[:] = interleaved[:, :self.models].T
+            interleaved[:] = 0.0
         return out
 
     def _write(self, betas: dict, covered: dict) -> None:
@@ -170,6 +178,13 @@ class GradientEvaluator:
         r = np.where(held | ~np.isfinite(r), 0.0, r)
         self.G[:self.d, :M] += np.asarray(X.T @ r)
         self.G[self.d, :M] += r.sum(axis=0)
+        with np.errstate(all="ignore"):
+            v = w * model.link.derivative(eta, mu) ** 2 / model.family.variance(mu)
+        v = np.where(held | ~np.isfinite(v), 0.0, v)
+        X64 = X.astype(np.float64)  # squared in float32 the diagonal would carry its rounding
+        squares = X64.multiply(X64) if hasattr(X64, "multiply") else X64 * X64
+        self.D[:self.d, :M] += np.asarray(squares.T @ v)
+        self.D[self.d, :M] += v.sum(axis=0)
         return invalid
 
 
@@ -178,7 +193,6 @@ class FirstOrderSolver:
     model's L-BFGS memory carried from penalty to penalty."""
 
     def __init__(self, opt, models: int):
-        self.opt = opt
         self.memory = {m: LimitedMemory(opt.history) for m in range(models)}
 
     def __call__(self, evaluator, states: dict, alpha: float, ratio: float, previous: float, penalized,
@@ -257,11 +271,11 @@ def _step(entry: dict, mem: LimitedMemory, l1v, l2v, tol: float):
         readmitted += int(outside.sum())
         mem.widen(np.union1d(at, np.flatnonzero(outside)))
     g = state.loss_gradient()[at] + l2v[at] * state.beta[at]
-    scale = max(float(np.linalg.norm(g)), 1e-12)
-    step, decrease = proximal_step(g, state.beta[at], l1v[at], l2v[at], mem, scale)
+    diagonal = state.curvature[at] / max(state.weight, 1e-300)  # the information's, per weight
+    step, decrease = proximal_step(g, state.beta[at], l1v[at], l2v[at], mem, diagonal)
     if not decrease < 0:  # the pairs' model lost its positive curvature to rounding: start it again
         mem.pairs.clear()
-        step, decrease = proximal_step(g, state.beta[at], l1v[at], l2v[at], mem, scale)
+        step, decrease = proximal_step(g, state.beta[at], l1v[at], l2v[at], mem, diagonal)
     entry.update(step=step, decrease=decrease, t=1.0, objective=_objective(state, l1v, l2v, at), gap=gap)
     return readmitted
 

@@ -26,6 +26,7 @@ class State:
     held: np.ndarray      # [sum w d, sum w] over the held-out fold (zeros for the full model)
     covered: np.ndarray | None = None  # where the information was summed (None: everywhere)
     informed: bool = True  # False: a gradient-only pass; `information` is an earlier point's
+    curvature: np.ndarray | None = None  # the information's diagonal (sums), the first-order path's
     _per_weight: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def objective(self, l1, l2, penalized) -> tuple[float, np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ except ImportError:
     _ccd = None
 
 CURVATURE_FLOOR = 1e-10  # a pair with s.y below this (relative to |s| |y|) carries no curvature
+DIAGONAL_FLOOR = 1e-12   # a column no row touches has no curvature: this fraction of the largest
 
 
 class LimitedMemory:
@@ -61,50 +62,52 @@ class LimitedMemory:
         self.pairs.append((s, y))
         del self.pairs[:-self.history]
 
-    def model(self, l2: np.ndarray, scale: float):
-        """(gamma, W, P) of H = gamma I - W P^T over the support; with no pairs, scale I."""
+    def model(self, l2: np.ndarray, diagonal: np.ndarray):
+        """(D, W, P) of H = diag(D) - W P^T over the support: the L-BFGS update of the diagonal
+        D = `diagonal` + l2 (the information's diagonal at the point: hashed columns' curvatures
+        differ by the columns' frequencies, orders of magnitude, where gamma I treats them alike)."""
+        D = np.ascontiguousarray(np.maximum(diagonal + l2, DIAGONAL_FLOOR * max(float(np.max(diagonal + l2, initial=0)), 1e-300)))
         pairs = [(s, y + l2 * s) for s, y in self.pairs]
         pairs = [(s, y) for s, y in pairs if s @ y > CURVATURE_FLOOR * np.linalg.norm(s) * np.linalg.norm(y)]
         if not pairs:
-            return scale, np.zeros((len(self.support), 0)), np.zeros((len(self.support), 0))
+            return D, np.zeros((len(self.support), 0)), np.zeros((len(self.support), 0))
         S, Y = np.column_stack([s for s, _ in pairs]), np.column_stack([y for _, y in pairs])
-        gamma = float(Y[:, -1] @ Y[:, -1]) / float(S[:, -1] @ Y[:, -1])
+        DS = D[:, None] * S
         SY = S.T @ Y
         L = np.tril(SY, -1)
-        middle = np.block([[gamma * (S.T @ S), L], [L.T, -np.diag(np.diag(SY))]])
-        W = np.hstack([gamma * S, Y])
+        middle = np.block([[S.T @ DS, L], [L.T, -np.diag(np.diag(SY))]])
+        W = np.hstack([DS, Y])
         P = W @ np.linalg.pinv(middle)
-        return gamma, np.ascontiguousarray(W), np.ascontiguousarray(P)
+        return D, np.ascontiguousarray(W), np.ascontiguousarray(P)
 
 
-def proximal_step(g, beta, l1, l2, memory: LimitedMemory, scale: float):
+def proximal_step(g, beta, l1, l2, memory: LimitedMemory, diagonal):
     """The step d minimising g.d + d.H.d / 2 + sum l1_j |beta_j + d_j| (H: the memory's model),
     and the objective's first-order change along it, g.d + sum l1_j (|beta_j + d_j| - |beta_j|):
     negative where H is positive definite (Tseng and Yun's line search takes it)."""
-    gamma, W, P = memory.model(l2, scale)
-    Hbeta = gamma * beta - P @ (W.T @ beta)
+    D, W, P = memory.model(l2, diagonal)
+    Hbeta = D * beta - P @ (W.T @ beta)
     z = beta.copy()
     c = np.ascontiguousarray(g - Hbeta)
     if _ccd is not None:
-        _ccd.lowrank_coordinate_descent(c, gamma, W, P, z, np.ascontiguousarray(l1, dtype=np.float64), CD_TOL,
-                                        SWEEPS)
+        _ccd.lowrank_coordinate_descent(c, D, W, P, z, np.ascontiguousarray(l1, dtype=np.float64), CD_TOL, SWEEPS)
     else:
-        _lowrank_descent(c, gamma, W, P, z, l1)
+        _lowrank_descent(c, D, W, P, z, l1)
     d = z - beta
     return d, float(g @ d + l1 @ (np.abs(z) - np.abs(beta)))
 
 
-def _lowrank_descent(c, gamma, W, P, z, l1) -> None:
+def _lowrank_descent(c, D, W, P, z, l1) -> None:
     """csrc/ccd.c's lowrank_coordinate_descent, its reference: full sweeps until no coordinate moves."""
     u = W.T @ z
-    hjj = gamma - np.einsum("ij,ij->i", P, W)
+    hjj = D - np.einsum("ij,ij->i", P, W)
     for _ in range(SWEEPS):
         largest = 0.0
         for j in range(len(z)):
             if hjj[j] <= 0:
                 continue
             old = z[j]
-            v = old - (c[j] + gamma * old - P[j] @ u) / hjj[j]
+            v = old - (c[j] + D[j] * old - P[j] @ u) / hjj[j]
             new = np.sign(v) * max(abs(v) - l1[j] / hjj[j], 0.0)
             if new != old:
                 u += W[j] * (new - old)

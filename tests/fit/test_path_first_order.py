@@ -85,7 +85,38 @@ def test_the_c_pass_equals_scipys_products(family, link, folds, fit_intercept, d
         np.testing.assert_allclose([c.loss, c.weight], [ref.loss, ref.weight], rtol=1e-10)
         np.testing.assert_allclose(c.held, ref.held, rtol=1e-10)
         np.testing.assert_allclose(c.gradient, ref.gradient, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(c.curvature, ref.curvature, rtol=1e-9, atol=1e-9)
     assert (sums[True][0].held[1] > 0) == bool(folds)
+
+
+def test_the_low_rank_descent_equals_its_reference_and_the_formed_matrix():
+    """csrc/ccd.c's coordinate descent on diag(D) - W P^T equals its NumPy loop, and both the
+    minimiser of the model with the matrix formed (KKT of the lasso subproblem)."""
+    from mpireg.optim import proximal_lbfgs as plb
+
+    rng = np.random.default_rng(2)
+    k = 40
+    memory = plb.LimitedMemory(5)
+    memory.widen(np.arange(k))
+    A = rng.standard_normal((k, k))
+    H = A @ A.T / k + np.diag(rng.uniform(0.5, 3.0, k))
+    for _ in range(5):
+        s = rng.standard_normal(k)
+        memory.remember(s, H @ s)
+    D, W, P = memory.model(np.zeros(k), np.diag(H).copy())
+    c, l1 = rng.standard_normal(k), np.full(k, 0.3)
+    ours, reference = np.zeros(k), np.zeros(k)
+    plb._ccd.lowrank_coordinate_descent(c, D, W, P, ours, l1, 1e-14, 100000)
+    saved, plb.SWEEPS = plb.SWEEPS, 100000
+    try:
+        plb._lowrank_descent(c, D, W, P, reference, l1)
+    finally:
+        plb.SWEEPS = saved
+    np.testing.assert_allclose(ours, reference, atol=1e-9)
+    model = np.diag(D) - W @ P.T
+    r = c + model @ ours  # the subgradient conditions of c.z + z.M.z/2 + l1 |z|
+    assert np.all(np.abs(r[ours == 0]) <= l1[ours == 0] + 1e-8)
+    np.testing.assert_allclose(r[ours != 0], -l1[ours != 0] * np.sign(ours[ours != 0]), atol=1e-8)
 
 
 def test_a_mean_outside_the_familys_range_is_an_infinite_loss():
