@@ -24,8 +24,8 @@
  *   take_lanes(G, out, models): out[m, j] = G[j, m] for m < models, and G zeroed for the next pass
  *       (one read of G: NumPy's transposed copy and a separate zeroing took 3x as long)
  *
- *   check_indices(indices, d) -> None; IndexError naming the first index outside 0..d-1.
- * fold_gradients trusts its indices (it runs every pass): its caller checks each block once.
+ * fold_gradients trusts its indices (it runs every pass): the data read path has checked every
+ * row's columns against n_features (data/sparse.py's check_csr_rows, on shards and on arrays).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -241,41 +241,13 @@ static PyObject *take_lanes(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *check_indices(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *io;
-    Py_ssize_t d;
-    if (!PyArg_ParseTuple(args, "On", &io, &d)) return NULL;
-    Py_buffer v = {0};
-    if (buffer_acquire(io, &v, 0, "indices") < 0) return NULL;
-    char ki = buffer_kind(&v);
-    Py_ssize_t nnz = v.len / (v.itemsize ? v.itemsize : 1);
-    for (Py_ssize_t p = 0; p < nnz && (ki == 'i' || ki == 'q'); p++) {
-        long long j = ki == 'i' ? ((const int32_t *)v.buf)[p] : ((const int64_t *)v.buf)[p];
-        if (j < 0 || j >= d) {
-            PyBuffer_Release(&v);
-            PyErr_Format(PyExc_IndexError, "indices[%zd] = %lld is outside the %zd features", p, j, d);
-            return NULL;
-        }
-    }
-    PyBuffer_Release(&v);
-    if (ki != 'i' && ki != 'q') {
-        PyErr_SetString(PyExc_TypeError, "indices must be int32 or int64");
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef methods[] = {
     {"fold_gradients", fold_gradients, METH_VARARGS,
      "fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, models, fit_intercept) -> rows"
      " whose mean left the family's range. Adds every model's loss, weight, gradient and information diagonal, and each fold's"
-     " held-out deviance, over the CSR rows (indices must have passed check_indices)."},
+     " held-out deviance, over the CSR rows (their columns already checked by the data read path)."},
     {"take_lanes", take_lanes, METH_VARARGS,
      "take_lanes(G, out, models): out[m, j] = G[j, m] for m < models; G zeroed."},
-    {"check_indices", check_indices, METH_VARARGS,
-     "check_indices(indices, d): IndexError naming the first index outside 0..d-1."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cpath",

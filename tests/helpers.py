@@ -114,6 +114,22 @@ def train_job(n, run_dir, overrides, *args):
     return load_model(run_dir / "model.h5")[1], summary, result
 
 
+def assert_same_path_on_1_2_and_3_ranks(job, tmp_path, n_alphas: int, fold_rtol: float, **param_tol):
+    """A path job (fit/path.py) on 1, 2 and 3 ranks: the same choice, fold deviances and parameters."""
+    import pytest
+
+    results = {n: train_job(n, tmp_path / f"r{n}", job) for n in (1, 2, 3)}
+    params, summary, _ = results[1]
+    path = summary["path"]
+    assert path["folds"] == 3 and len(path["paths"][0]["cv_deviance"]) == n_alphas
+    for n in (2, 3):
+        other_params, other, _ = results[n]
+        assert other["path"]["alpha"] == pytest.approx(path["alpha"], rel=1e-12)
+        np.testing.assert_allclose(other["path"]["paths"][0]["fold_deviance"], path["paths"][0]["fold_deviance"],
+                                   rtol=fold_rtol)
+        np.testing.assert_allclose(other_params, params, **param_tol)
+
+
 def sgd_job(datasets, task, *extra):
     """The overrides of a short SGD fit of `task` on the conftest data set."""
     return [f"data.train={datasets[task]}", f"model.kind={task}", "optimizer.kind=sgd", "optimizer.lr=0.1",

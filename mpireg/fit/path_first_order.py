@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..models.glm import OFFSET, W, Y
-from ..optim.newton import accept
+from ..optim.newton import accept, optimality
 from ..optim.proximal_lbfgs import LimitedMemory, proximal_step
-from .folds import fold_of
+from .folds import block_folds
 from .path_sums import State
 
 try:
@@ -74,7 +74,7 @@ class GradientEvaluator:
         self.sums = self.buffer[2 * lane:].reshape(self.S, 4)
         pair = (model.family.name, model.link.name)
         self.family = KERNEL_FAMILIES.get(pair) if _cpath is not None else None
-        self._blocks = None  # resident rows with their folds, checked once
+        self._blocks = None  # resident rows with their folds, gathered once
         self._written = {}  # per model: the coefficients its lane of B was last given (None: all)
         self.evaluations = [0, 0]  # (with the information, gradient-only), as path_sums' evaluators
 
@@ -89,18 +89,14 @@ class GradientEvaluator:
         return blocks
 
     def _read(self):
-        start = self.parts.train.first_row
-        for X, targets in self.parts.train.blocks():
-            n = X.shape[0]
-            folds = (fold_of(np.arange(start, start + n), self.folds, self.seed).astype(np.int8) if self.folds
-                     else np.full(n, -1, dtype=np.int8))
-            start += n
+        blocks = (block_folds(self.parts.train, self.folds, self.seed) if self.folds else
+                  ((X, t, np.full(X.shape[0], -1)) for X, t in self.parts.train.blocks()))
+        for X, targets, folds in blocks:
             indptr = None
-            if hasattr(X, "tocsr") and self.family is not None:
+            if hasattr(X, "tocsr") and self.family is not None:  # columns checked when the rows were read
                 X = X.tocsr()
-                _cpath.check_indices(X.indices, self.d)
                 indptr = X.indptr.astype(np.int64)  # once: SciPy's is int32 (a copy a pass otherwise)
-            yield X, indptr, np.ascontiguousarray(targets, dtype=np.float64), folds
+            yield X, indptr, np.ascontiguousarray(targets, dtype=np.float64), folds.astype(np.int8)
 
     def evaluate(self, betas: dict, covered=None, informed=None) -> dict:
         """{model: State} at each model's beta (no information: `State.information` is None).
@@ -188,6 +184,14 @@ class GradientEvaluator:
         return invalid
 
 
+class Penalty:
+    """One point's penalty: l1 and l2, and per coefficient (0 where unpenalized, the intercept)."""
+
+    def __init__(self, l1: float, l2: float, penalized: np.ndarray):
+        self.l1, self.penalized = l1, penalized
+        self.l1v, self.l2v = l1 * penalized, l2 * penalized
+
+
 class FirstOrderSolver:
     """`solve_all` of one path (fit/path.py's `_one_path` calls it at each penalty), with each
     model's L-BFGS memory carried from penalty to penalty."""
@@ -204,8 +208,7 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
               opt, strong: bool):
     """Every model to its optimum at alpha by proximal quasi-Newton steps, all advancing
     together (one pass a round); (the states, the features the KKT check brought back)."""
-    l1, l2 = alpha * ratio, alpha * (1 - ratio)
-    l1v, l2v = l1 * penalized, l2 * penalized
+    pen = Penalty(alpha * ratio, alpha * (1 - ratio), penalized)
     entries, readmitted = {}, 0
     for m, state in states.items():
         keep = ~penalized.astype(bool) | (state.beta != 0)
@@ -223,7 +226,7 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
         for m in sorted(active):
             entry = entries[m]
             if entry["step"] is None:
-                found = _step(entry, memory[m], l1v, l2v, opt.tol)
+                found = _step(entry, memory[m], pen, opt.tol)
                 if found is None:
                     active.discard(m)
                     continue
@@ -233,10 +236,10 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
             break
         for m, trial in evaluator.evaluate(candidates, {m: memory[m].support for m in candidates}).items():
             entry, mem = entries[m], memory[m]
-            value = _objective(trial, l1v, l2v, mem.support)
+            value = _objective(trial, pen, mem.support)
             unseen = -entry["decrease"] <= UNSEEN * max(1.0, abs(entry["objective"]))
             if unseen:  # below what the objective's sums resolve: judged by the gap instead
-                ok = bool(np.isfinite(value) and _gap(trial, mem.support, l1v, l2v) < entry["gap"])
+                ok = bool(np.isfinite(value) and _gap(trial, mem.support, pen) < entry["gap"])
             else:
                 ok = accept(entry["objective"], value, entry["t"], entry["decrease"])
             if not ok:
@@ -254,29 +257,29 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
     return {m: entry["state"] for m, entry in entries.items()}, readmitted
 
 
-def _step(entry: dict, mem: LimitedMemory, l1v, l2v, tol: float):
+def _step(entry: dict, mem: LimitedMemory, pen: Penalty, tol: float):
     """Set the entry's step (over its working set) from its state; None when the model is at
     its optimum (KKT checked outside the working set), else the features the check readmitted."""
     state = entry["state"]
     readmitted = 0
     while True:
         at = mem.support
-        gap = _gap(state, at, l1v, l2v)
+        gap = _gap(state, at, pen)
         if gap > tol:
             break
-        outside = np.abs(state.loss_gradient() + l2v * state.beta) > l1v + KKT_SLACK  # every feature
+        outside = np.abs(state.loss_gradient() + pen.l2v * state.beta) > pen.l1v + KKT_SLACK  # every feature
         outside[at] = False
         if not outside.any():
             return None
         readmitted += int(outside.sum())
         mem.widen(np.union1d(at, np.flatnonzero(outside)))
-    g = state.loss_gradient()[at] + l2v[at] * state.beta[at]
+    g = state.loss_gradient()[at] + pen.l2v[at] * state.beta[at]
     diagonal = state.curvature[at] / max(state.weight, 1e-300)  # the information's, per weight
-    step, decrease = proximal_step(g, state.beta[at], l1v[at], l2v[at], mem, diagonal)
+    step, decrease = proximal_step(g, state.beta[at], pen.l1v[at], pen.l2v[at], mem, diagonal)
     if not decrease < 0:  # the pairs' model lost its positive curvature to rounding: start it again
         mem.pairs.clear()
-        step, decrease = proximal_step(g, state.beta[at], l1v[at], l2v[at], mem, diagonal)
-    entry.update(step=step, decrease=decrease, t=1.0, objective=_objective(state, l1v, l2v, at), gap=gap)
+        step, decrease = proximal_step(g, state.beta[at], pen.l1v[at], pen.l2v[at], mem, diagonal)
+    entry.update(step=step, decrease=decrease, t=1.0, objective=_objective(state, pen, at), gap=gap)
     return readmitted
 
 
@@ -286,15 +289,13 @@ def _trial(entry: dict, mem: LimitedMemory) -> np.ndarray:
     return beta
 
 
-def _gap(state: State, at, l1v, l2v) -> float:
-    """The largest entry of the minimum-norm subgradient over the working set: 0 at the optimum."""
-    beta, l1 = state.beta[at], l1v[at]
-    g = state.loss_gradient()[at] + l2v[at] * beta
-    sub = np.where(beta != 0, g + l1 * np.sign(beta), np.sign(g) * np.maximum(np.abs(g) - l1, 0.0))
-    return float(np.max(np.abs(sub), initial=0.0))
+def _gap(state: State, at, pen: Penalty) -> float:
+    """optim/newton.py's optimality over the working set: 0 at the optimum."""
+    beta = state.beta[at]
+    return optimality(state.loss_gradient()[at] + pen.l2v[at] * beta, beta, pen.l1, pen.penalized[at])
 
 
-def _objective(state: State, l1v, l2v, at) -> float:
+def _objective(state: State, pen: Penalty, at) -> float:
     """The penalised objective; beta is 0 outside the working set `at`."""
-    beta, l1, l2 = state.beta[at], l1v[at], l2v[at]
+    beta, l1, l2 = state.beta[at], pen.l1v[at], pen.l2v[at]
     return state.loss / max(state.weight, 1e-300) + 0.5 * float(l2 @ (beta * beta)) + float(l1 @ np.abs(beta))

@@ -17,7 +17,7 @@ from mpireg.fit import Arrays, Run
 from mpireg.fit import path as path_module
 from mpireg.fit.folds import fold_of
 from mpireg.models.families import make_family
-from tests.helpers import train_job
+from tests.helpers import assert_same_path_on_1_2_and_3_ranks, train_job
 
 
 def _draw(family, n=400, d=6, seed=0):
@@ -208,16 +208,7 @@ def claims(tmp_path_factory):
 def test_the_same_folds_and_path_on_1_2_and_3_ranks(claims, tmp_path):
     job = [f"data.train={claims}", "model.kind=glm", "model.family=poisson", "optimizer.kind=irls",
            "optimizer.tol=1e-10", "optimizer.path={n_alphas = 8, l1_ratio = [0.5]}", "optimizer.cv=3"]
-    results = {n: train_job(n, tmp_path / f"r{n}", job) for n in (1, 2, 3)}
-    params, summary, _ = results[1]
-    path = summary["path"]
-    assert path["folds"] == 3 and len(path["paths"][0]["cv_deviance"]) == 8
-    for n in (2, 3):
-        other_params, other, _ = results[n]
-        assert other["path"]["alpha"] == pytest.approx(path["alpha"], rel=1e-12)
-        np.testing.assert_allclose(other["path"]["paths"][0]["fold_deviance"], path["paths"][0]["fold_deviance"],
-                                   rtol=1e-8)
-        np.testing.assert_allclose(other_params, params, rtol=1e-7, atol=1e-10)
+    assert_same_path_on_1_2_and_3_ranks(job, tmp_path, 8, 1e-8, rtol=1e-7, atol=1e-10)
 
 
 def test_the_report_draws_the_cv_curve(claims, tmp_path):

@@ -15,7 +15,7 @@ from mpireg.agreement import default_comm
 from mpireg.config import config_from_dict
 from mpireg.fit import Arrays, Run
 from mpireg.fit import path_first_order as first_order
-from tests.helpers import ROOT, train_job
+from tests.helpers import ROOT, assert_same_path_on_1_2_and_3_ranks
 
 
 def _draw(family, n=500, d=40, density=0.2, seed=0):
@@ -218,13 +218,4 @@ def test_the_same_first_order_path_on_1_2_and_3_ranks(clicks, tmp_path):
     job = [f"data.train={clicks}", "model.kind=glm", "model.family=binomial", "optimizer.kind=lbfgs",
            "optimizer.tol=1e-9", "optimizer.path={n_alphas = 8, min_ratio = 0.02, l1_ratio = [0.5]}",
            "optimizer.cv=3"]
-    results = {n: train_job(n, tmp_path / f"r{n}", job) for n in (1, 2, 3)}
-    params, summary, _ = results[1]
-    path = summary["path"]
-    assert path["folds"] == 3 and len(path["paths"][0]["cv_deviance"]) == 8
-    for n in (2, 3):
-        other_params, other, _ = results[n]
-        assert other["path"]["alpha"] == pytest.approx(path["alpha"], rel=1e-12)
-        np.testing.assert_allclose(other["path"]["paths"][0]["fold_deviance"], path["paths"][0]["fold_deviance"],
-                                   rtol=1e-7)
-        np.testing.assert_allclose(other_params, params, atol=2e-6)  # float32 parameters (the rows' dtype)
+    assert_same_path_on_1_2_and_3_ranks(job, tmp_path, 8, 1e-7, atol=2e-6)  # float32 parameters (the rows' dtype)
