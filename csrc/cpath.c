@@ -2,7 +2,7 @@
  * mpireg._cpath: the first-order regularisation path's pass over CSR rows (fit/path_first_order.py).
  *
  *   fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, models, fit_intercept)
- *       -> rows whose mean left the family's range
+ *       -> non-zero where some model's mean left the family's range (its loss is then inf or nan)
  *
  * Every model of a k-fold path at once: B holds the models' coefficients interleaved, row j of
  * B (S float64, S a multiple of 8) is feature j's coefficient in each model, so that a row's
@@ -19,10 +19,18 @@
  * 2 Poisson-log), whose gradient in eta is w (mu - y). sums is (S, 4): [loss, weight, held
  * deviance, held weight] per model. folds[i] = -1 holds the row out of no model (a path
  * without cross-validation). Rows go in blocks of BLOCK: the block's gathers (independent, many
- * in flight, B's rows asked for PREFETCH entries ahead), then its residuals, then its scatters.
+ * in flight, B's rows asked for PREFETCH entries ahead), then its residuals, then its scatters;
+ * a row's 8 models are one v8f64 (the AVX2+FMA clone where the CPU has it: the baseline build
+ * ran the lanes two at a time, without FMA, at 7.7 ns a cached entry).
  *
  *   take_lanes(G, out, models): out[m, j] = G[j, m] for m < models, and G zeroed for the next pass
  *       (one read of G: NumPy's transposed copy and a separate zeroing took 3x as long)
+ *
+ *   keep_columns(indptr, indices, data, position, out_indptr, out_indices, out_data) -> entries
+ *       the rows' entries in the columns of a working set, renumbered: position[j] is column j's
+ *       place in the set or -1; out_indices int32, out_data data's type, both as long as indices
+ *       (the working-set passes' rows: their coefficients fit in cache, and no pass reads the
+ *       entries of columns that are 0 in every model)
  *
  * fold_gradients trusts its indices (it runs every pass): the data read path has checked every
  * row's columns against n_features (data/sparse.py's check_csr_rows, on shards and on arrays).
@@ -34,9 +42,10 @@
 #include <string.h>
 
 #include "buffers.h"
+#include "vmath.h"  /* FAST (the AVX2+FMA clone), v8f64 and its exp and log1p */
 
 #define BLOCK 64
-#define LANES 8     /* one cache line of float64 coefficients */
+#define LANES 8     /* one cache line of float64 coefficients: one v8f64 */
 #define MAX_S 32    /* up to 31 folds and the full model */
 #ifndef PREFETCH
 #define PREFETCH 64 /* entries ahead */
@@ -44,13 +53,9 @@
 
 enum { GAUSSIAN, BINOMIAL, POISSON };
 
-/* the information weight mu'(eta)^2 / V(mu) of a canonical family */
-static inline double info_weight(int family, double mu)
-{
-    return family == BINOMIAL ? mu * (1.0 - mu) : family == POISSON ? mu : 1.0;
-}
+INLINE void store_v4f64(double *p, v4f64 v) { memcpy(p, &v, sizeof v); }
 
-/* half the unit deviance at eta, and mu */
+/* half the unit deviance of a canonical family at eta (scalar: Poisson's exp of any sign) */
 static inline double half_deviance(int family, double y, double eta, double ylogy, double *mu)
 {
     switch (family) {
@@ -68,6 +73,52 @@ static inline double half_deviance(int family, double y, double eta, double ylog
     }
 }
 
+/* the same for 4 models' etas at once: the binomial's and the Gaussian's in SIMD lanes (vmath.h's
+ * exp and log1p, a few ulp: libm's scalar calls were half of a working-set pass, 134 of 280 ns
+ * a row of 6 models at 31 entries), the Poisson's lane by lane. (On v8f64, two AVX2 registers
+ * a value, GCC kept log1p's series on the stack: 470 ns a row.) */
+INLINE v4f64 half_deviance_v4(int family, double y, v4f64 eta, double ylogy, v4f64 *mu)
+{
+    const v4f64 zero = {0}, one = zero + 1.0;
+    if (family == BINOMIAL) {
+        v4f64 e = vexp_neg_v4f64(select_v4f64(eta < zero, eta, -eta));
+        *mu = select_v4f64(eta >= zero, one, e) / (one + e);
+        return select_v4f64(eta > zero, eta, zero) + vlog1p_unit_v4f64(e) - y * eta + ylogy;
+    }
+    if (family == GAUSSIAN) {
+        *mu = eta;
+        return 0.5 * (y - eta) * (y - eta);
+    }
+    double e[4], m[4], l[4];
+    memcpy(e, &eta, sizeof e);
+    for (int i = 0; i < 4; i++) l[i] = half_deviance(POISSON, y, e[i], ylogy, &m[i]);
+    memcpy(mu, m, sizeof m);
+    return load_v4f64(l);
+}
+
+/* the information weight mu'(eta)^2 / V(mu) of a canonical family */
+INLINE v4f64 info_weight_v4(int family, v4f64 mu)
+{
+    return family == BINOMIAL ? mu * (1.0 - mu) : family == POISSON ? mu : (v4f64){0} + 1.0;
+}
+
+/* One row's residuals r = w (mu - y) and information weights for 4 models (ids `id`), into
+ * r and v; its loss and held-out sums added to the models' (s: loss, weight, held, held weight) */
+INLINE void residuals_v4(int family, double y, double w, double yly, double own, v4f64 id, double models,
+                         double *r, double *v, v4f64 s[4], v4f64_mask *bad)
+{
+    const v4f64 zero = {0};
+    v4f64 mu, l = half_deviance_v4(family, y, load_v4f64(r), yly, &mu);
+    v4f64_mask used = id < models, mine = used & (id == own), trains = used & ~mine;
+    *bad |= used & ~((l - l) == zero); /* l inf or nan */
+    s[0] += select_v4f64(trains, w * l, zero);
+    s[1] += select_v4f64(trains, zero + w, zero);
+    s[2] += select_v4f64(mine, w * 2.0 * l, zero);
+    s[3] += select_v4f64(mine, zero + w, zero);
+    store_v4f64(r, select_v4f64(trains, w * (mu - y), zero));
+    store_v4f64(v, select_v4f64(trains, w * info_weight_v4(family, mu), zero));
+}
+
 /* y log y (+ (1 - y) log(1 - y) for the binomial): the deviance's constant, 0 at y in {0, 1} */
 static inline double y_log_y(int family, double y)
 {
@@ -78,72 +129,75 @@ static inline double y_log_y(int family, double y)
     return 0.0;
 }
 
+/* The pass for 8 models, lanes c * 8.. of B, G and D (row stride S), the sums of models
+ * c * 8.. : where S > 8 (8 folds and more) the rows are read once for each 8. The models go as
+ * two v4f64 (AVX2's width), each row's etas and the sums in registers; the sums are added in
+ * the rows' order, as a lane-by-lane loop adds them. */
 #define DEFINE_FOLDS(TD, TI, SUFFIX)                                                                 \
-static size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data,              \
-                             const double *targets, const int8_t *folds, Py_ssize_t rows,           \
-                             const double *B, double *G, double *D, double *sums, Py_ssize_t d,     \
-                             Py_ssize_t S, int family, int models, int fit)                          \
+static FAST size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data,         \
+                                  const double *targets, const int8_t *folds, Py_ssize_t rows,      \
+                                  const double *B, double *G, double *D, double *sums, Py_ssize_t d, \
+                                  Py_ssize_t S, int c, int family, int models, int fit)              \
 {                                                                                                    \
-    double eta[BLOCK * MAX_S], v[BLOCK * MAX_S]; /* 64 KiB */                                   \
-    size_t invalid = 0;                                                                              \
+    double eta[BLOCK * LANES], v[BLOCK * LANES]; /* 8 KiB: then the residuals */                  \
+    const v4f64 zero = {0}, lo = (v4f64){0, 1, 2, 3} + (double)(c * LANES), hi = lo + 4.0;           \
+    double t[4][LANES];                                                                              \
+    for (int l = 0; l < LANES; l++)                                                                  \
+        for (int q = 0; q < 4; q++) t[q][l] = sums[4 * (c * LANES + l) + q];                         \
+    v4f64 s_lo[4], s_hi[4];                                                                          \
+    for (int q = 0; q < 4; q++) s_lo[q] = load_v4f64(t[q]), s_hi[q] = load_v4f64(t[q] + 4);          \
+    v4f64_mask bad = {0};                                                                            \
+    B += c * LANES, G += c * LANES, D += c * LANES;                                                  \
     for (Py_ssize_t i0 = 0; i0 < rows; i0 += BLOCK) {                                                \
         Py_ssize_t n = rows - i0 < BLOCK ? rows - i0 : BLOCK;                                        \
         const int64_t end = indptr[i0 + n];                                                          \
         for (Py_ssize_t k = 0; k < n; k++) {                                                         \
-            double *e = eta + k * S, offset = targets[3 * (i0 + k) + 2];                             \
-            for (Py_ssize_t m = 0; m < S; m++) e[m] = offset + (fit ? B[d * S + m] : 0.0);           \
+            double offset = targets[3 * (i0 + k) + 2];                                               \
+            v4f64 e0 = offset + (fit ? load_v4f64(B + d * S) : zero);                                \
+            v4f64 e1 = offset + (fit ? load_v4f64(B + d * S + 4) : zero);                            \
             for (int64_t p = indptr[i0 + k]; p < indptr[i0 + k + 1]; p++) {                          \
                 if (p + PREFETCH < end) __builtin_prefetch(&B[(size_t)indices[p + PREFETCH] * S], 0, 1); \
                 const double *b = B + (size_t)indices[p] * S, x = (double)data[p];                   \
-                for (Py_ssize_t l0 = 0; l0 < S; l0 += LANES)                                         \
-                    _Pragma("GCC unroll 8") for (int l = 0; l < LANES; l++) e[l0 + l] += b[l0 + l] * x; \
+                e0 += load_v4f64(b) * x;                                                             \
+                e1 += load_v4f64(b + 4) * x;                                                         \
             }                                                                                        \
+            store_v4f64(eta + k * LANES, e0);                                                        \
+            store_v4f64(eta + k * LANES + 4, e1);                                                    \
         }                                                                                            \
         for (Py_ssize_t k = 0; k < n; k++) {                                                         \
-            double *e = eta + k * S, *vk = v + k * S;                                                \
             const double *t = targets + 3 * (i0 + k);                                                \
-            double y = t[0], w = t[1], c = y_log_y(family, y);                                       \
-            int own = folds[i0 + k];                                                                 \
-            for (int m = 0; m < models; m++) {                                                       \
-                double mu, l = half_deviance(family, y, e[m], c, &mu);                               \
-                if (!isfinite(l)) invalid++;                                                         \
-                if (m == own) {                                                                      \
-                    sums[4 * m + 2] += w * 2.0 * l;                                                  \
-                    sums[4 * m + 3] += w;                                                            \
-                    e[m] = 0.0;                                                                      \
-                    vk[m] = 0.0;                                                                     \
-                } else {                                                                             \
-                    sums[4 * m] += w * l;                                                            \
-                    sums[4 * m + 1] += w;                                                            \
-                    e[m] = w * (mu - y);                                                             \
-                    vk[m] = w * info_weight(family, mu);                                             \
-                }                                                                                    \
-            }                                                                                        \
-            for (Py_ssize_t m = models; m < S; m++) e[m] = vk[m] = 0.0;                              \
+            double y = t[0], w = t[1], yly = y_log_y(family, y), own = (double)folds[i0 + k];        \
+            residuals_v4(family, y, w, yly, own, lo, models, eta + k * LANES, v + k * LANES, s_lo, &bad); \
+            residuals_v4(family, y, w, yly, own, hi, models, eta + k * LANES + 4, v + k * LANES + 4, s_hi, &bad); \
         }                                                                                            \
         for (Py_ssize_t k = 0; k < n; k++) {                                                         \
-            const double *r = eta + k * S, *vk = v + k * S;                                          \
+            v4f64 r0 = load_v4f64(eta + k * LANES), r1 = load_v4f64(eta + k * LANES + 4);            \
+            v4f64 v0 = load_v4f64(v + k * LANES), v1 = load_v4f64(v + k * LANES + 4);                \
             for (int64_t p = indptr[i0 + k]; p < indptr[i0 + k + 1]; p++) {                          \
                 if (p + PREFETCH < end) {                                                            \
                     __builtin_prefetch(&G[(size_t)indices[p + PREFETCH] * S], 1, 1);                 \
                     __builtin_prefetch(&D[(size_t)indices[p + PREFETCH] * S], 1, 1);                 \
                 }                                                                                    \
-                size_t j = (size_t)indices[p] * S;                                                   \
-                double *g = G + j, *h = D + j, x = (double)data[p], xx = x * x;                      \
-                for (Py_ssize_t l0 = 0; l0 < S; l0 += LANES)                                         \
-                    _Pragma("GCC unroll 8") for (int l = 0; l < LANES; l++) {                        \
-                        g[l0 + l] += r[l0 + l] * x;                                                  \
-                        h[l0 + l] += vk[l0 + l] * xx;                                                \
-                    }                                                                                \
+                double *g = G + (size_t)indices[p] * S, *h = D + (size_t)indices[p] * S;             \
+                double x = (double)data[p], xx = x * x;                                              \
+                store_v4f64(g, load_v4f64(g) + r0 * x);                                              \
+                store_v4f64(g + 4, load_v4f64(g + 4) + r1 * x);                                      \
+                store_v4f64(h, load_v4f64(h) + v0 * xx);                                             \
+                store_v4f64(h + 4, load_v4f64(h + 4) + v1 * xx);                                     \
             }                                                                                        \
-            if (fit)                                                                                 \
-                for (Py_ssize_t m = 0; m < S; m++) {                                                 \
-                    G[d * S + m] += r[m];                                                            \
-                    D[d * S + m] += vk[m];                                                           \
-                }                                                                                    \
+            if (fit) {                                                                               \
+                double *g = G + d * S, *h = D + d * S;                                               \
+                store_v4f64(g, load_v4f64(g) + r0), store_v4f64(g + 4, load_v4f64(g + 4) + r1);      \
+                store_v4f64(h, load_v4f64(h) + v0), store_v4f64(h + 4, load_v4f64(h + 4) + v1);      \
+            }                                                                                        \
         }                                                                                            \
     }                                                                                                \
-    return invalid;                                                                                  \
+    for (int q = 0; q < 4; q++) store_v4f64(t[q], s_lo[q]), store_v4f64(t[q] + 4, s_hi[q]);          \
+    for (int l = 0; l < LANES; l++)                                                                  \
+        for (int q = 0; q < 4; q++) sums[4 * (c * LANES + l) + q] = t[q][l];                         \
+    int64_t counts[4];                                                                               \
+    memcpy(counts, &bad, sizeof counts);                                                             \
+    return (size_t)(counts[0] != 0) + (counts[1] != 0) + (counts[2] != 0) + (counts[3] != 0);        \
 }
 
 DEFINE_FOLDS(float, int32_t, f32_i32)
@@ -194,12 +248,14 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
     const double *t = v[3].buf, *B = v[5].buf;
     const int8_t *f = v[4].buf;
     double *G = v[6].buf, *H = v[7].buf, *s = v[8].buf;
-    if (kd == 'f')
-        invalid = ki == 'i' ? folds_f32_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, family, models, fit)
-                            : folds_f32_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, family, models, fit);
-    else
-        invalid = ki == 'i' ? folds_f64_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, family, models, fit)
-                            : folds_f64_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, family, models, fit);
+    for (int c = 0; c < S / LANES && c * LANES < models; c++) {
+        if (kd == 'f')
+            invalid += ki == 'i' ? folds_f32_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit)
+                                 : folds_f32_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit);
+        else
+            invalid += ki == 'i' ? folds_f64_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit)
+                                 : folds_f64_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit);
+    }
     Py_END_ALLOW_THREADS
     buffer_release(v, 9);
     return PyLong_FromSize_t(invalid);
@@ -241,13 +297,87 @@ static PyObject *take_lanes(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+#define DEFINE_KEEP(TD, TI, SUFFIX)                                                                  \
+static int64_t keep_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data, Py_ssize_t rows, \
+                             const int32_t *position, int64_t *out_indptr, int32_t *out_indices,    \
+                             TD *out_data)                                                           \
+{                                                                                                    \
+    int64_t q = 0;                                                                                   \
+    out_indptr[0] = 0;                                                                               \
+    for (Py_ssize_t i = 0; i < rows; i++) {                                                          \
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; p++) {                                        \
+            int32_t at = position[indices[p]];                                                       \
+            if (at >= 0) {                                                                           \
+                out_indices[q] = at;                                                                 \
+                out_data[q++] = data[p];                                                             \
+            }                                                                                        \
+        }                                                                                            \
+        out_indptr[i + 1] = q;                                                                       \
+    }                                                                                                \
+    return q;                                                                                        \
+}
+
+DEFINE_KEEP(float, int32_t, f32_i32)
+DEFINE_KEEP(float, int64_t, f32_i64)
+DEFINE_KEEP(double, int32_t, f64_i32)
+DEFINE_KEEP(double, int64_t, f64_i64)
+
+static PyObject *keep_columns(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o[7];
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6])) return NULL;
+    static const char *names[7] = {"indptr", "indices", "data", "position", "out_indptr", "out_indices", "out_data"};
+    Py_buffer v[7] = {{0}};
+    for (int a = 0; a < 7; a++)
+        if (buffer_acquire(o[a], &v[a], a >= 4, names[a]) < 0) goto fail;
+    char ki = buffer_kind(&v[1]), kd = buffer_kind(&v[2]);
+    Py_ssize_t rows = v[0].len / 8 - 1, nnz = v[1].len / (v[1].itemsize ? v[1].itemsize : 1);
+    if (buffer_kind(&v[0]) != 'q' || rows < 0 || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd') ||
+        v[2].len / v[2].itemsize != nnz || buffer_kind(&v[3]) != 'i' || buffer_kind(&v[4]) != 'q' ||
+        v[4].len / 8 != rows + 1 || buffer_kind(&v[5]) != 'i' || v[5].len / 4 < nnz || buffer_kind(&v[6]) != kd ||
+        v[6].len / v[6].itemsize < nnz) {
+        PyErr_SetString(PyExc_ValueError, "indptr int64, indices int32/int64, data float32/float64, position int32, "
+                                          "out_indptr int64 (rows + 1), out_indices int32 and out_data of data's "
+                                          "type, each at least as long as indices");
+        goto fail;
+    }
+    const int64_t *indptr = v[0].buf;
+    if (rows > 0 && (indptr[0] != 0 || indptr[rows] != nnz)) {
+        PyErr_SetString(PyExc_ValueError, "indptr must run from 0 to the number of entries");
+        goto fail;
+    }
+    int64_t kept;
+    Py_BEGIN_ALLOW_THREADS
+    const void *ix = v[1].buf, *x = v[2].buf;
+    const int32_t *pos = v[3].buf;
+    int64_t *oi = v[4].buf;
+    int32_t *oj = v[5].buf;
+    if (kd == 'f')
+        kept = ki == 'i' ? keep_f32_i32(indptr, ix, x, rows, pos, oi, oj, v[6].buf)
+                         : keep_f32_i64(indptr, ix, x, rows, pos, oi, oj, v[6].buf);
+    else
+        kept = ki == 'i' ? keep_f64_i32(indptr, ix, x, rows, pos, oi, oj, v[6].buf)
+                         : keep_f64_i64(indptr, ix, x, rows, pos, oi, oj, v[6].buf);
+    Py_END_ALLOW_THREADS
+    buffer_release(v, 7);
+    return PyLong_FromLongLong(kept);
+fail:
+    buffer_release(v, 7);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"fold_gradients", fold_gradients, METH_VARARGS,
-     "fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, models, fit_intercept) -> rows"
-     " whose mean left the family's range. Adds every model's loss, weight, gradient and information diagonal, and each fold's"
+     "fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, models, fit_intercept) -> non-zero"
+     " where some model's mean left the family's range. Adds every model's loss, weight, gradient and information diagonal, and each fold's"
      " held-out deviance, over the CSR rows (their columns already checked by the data read path)."},
     {"take_lanes", take_lanes, METH_VARARGS,
      "take_lanes(G, out, models): out[m, j] = G[j, m] for m < models; G zeroed."},
+    {"keep_columns", keep_columns, METH_VARARGS,
+     "keep_columns(indptr, indices, data, position, out_indptr, out_indices, out_data) -> entries kept: the"
+     " entries of the columns with position >= 0, renumbered to their positions (position: the column's check"
+     " is the caller's: every index < len(position))."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cpath",

@@ -39,7 +39,8 @@ from .. import log
 from ..device import to_host
 from ..optim.newton import MIN_STEP, accept, newton_direction, optimality
 from . import irls
-from .path_first_order import FirstOrderSolver, GradientEvaluator
+from .path_first_order import FirstOrderSolver
+from .path_gradients import GradientEvaluator
 from .path_sums import DataEvaluator, GramEvaluator, State
 
 RIDGE_RATIO = 1e-3  # alpha_max of a ridge path: glmnet's, as if l1_ratio were this
@@ -66,7 +67,7 @@ def fit(parts, run) -> None:
     model, cfg = parts.model, parts.cfg
     opt, path = cfg.optimizer, cfg.optimizer.path
     folds = opt.cv
-    first_order = opt.kind == "lbfgs"  # OWL-QN steps, nothing d x d (fit/path_first_order.py)
+    first_order = opt.kind == "lbfgs"  # proximal quasi-Newton steps, nothing d x d (fit/path_first_order.py)
     penalized = np.asarray(to_host(model.mask(np.float64)))
     null = irls.null_model(parts, run)
     start = np.zeros(model.layout.size)
@@ -87,8 +88,10 @@ def fit(parts, run) -> None:
     parts.cfg = replace(cfg, model=replace(cfg.model, l1=parts.model.l1, l2=parts.model.l2))
     path_passes = run.progress.epoch
     informed, gradient_only = evaluator.evaluations
-    log.info(f"path: {len(results)} x {len(chosen.alphas)} penalties, {folds} folds, {path_passes} passes "
-             f"({informed} model sums with the information, {gradient_only} gradient-only); "
+    over = getattr(evaluator, "passes", None)  # the first-order path's: over every column, over working sets
+    split = f"{over['full']} over every column, {over['working']} over working sets" if over else \
+        f"{informed} model sums with the information, {gradient_only} gradient-only"
+    log.info(f"path: {len(results)} x {len(chosen.alphas)} penalties, {folds} folds, {path_passes} passes ({split}); "
              f"chosen alpha {alpha:.4g}, l1_ratio {ratio:g}")
     beta = _row(chosen.coef, a)
     if first_order:
@@ -99,6 +102,8 @@ def fit(parts, run) -> None:
         run.inference = irls.infer(parts, run, point, null, converged)
     run.path = _describe(results, choice, folds, path_passes, run.progress.epoch - path_passes)
     run.path["model_sums"] = {"with_information": informed, "gradient_only": gradient_only}
+    if over:
+        run.path["passes_over"] = dict(over)
 
 
 def _finish_first_order(parts, run, beta, penalized, null) -> None:

@@ -27,6 +27,8 @@ class State:
     covered: np.ndarray | None = None  # where the information was summed (None: everywhere)
     informed: bool = True  # False: a gradient-only pass; `information` is an earlier point's
     curvature: np.ndarray | None = None  # the information's diagonal (sums), the first-order path's
+    whole: State | None = field(default=None, repr=False, compare=False)  # a working-set state's, over
+    # every coefficient, where the pass had it (fit/path_gradients.py's restrict)
     _per_weight: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def objective(self, l1, l2, penalized) -> tuple[float, np.ndarray, np.ndarray]:

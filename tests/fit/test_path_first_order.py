@@ -14,7 +14,7 @@ from mpireg import log
 from mpireg.agreement import default_comm
 from mpireg.config import config_from_dict
 from mpireg.fit import Arrays, Run
-from mpireg.fit import path_first_order as first_order
+from mpireg.fit import path_gradients as gradients
 from tests.helpers import ROOT, assert_same_path_on_1_2_and_3_ranks
 
 
@@ -64,7 +64,7 @@ class _Run:
 
 
 @pytest.mark.parametrize("family,link", [("binomial", "logit"), ("poisson", "log"), ("gaussian", "identity")])
-@pytest.mark.parametrize("folds", [0, 5])
+@pytest.mark.parametrize("folds", [0, 5, 9])  # 9: 16 lanes, the kernel twice over the rows
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("dtypes", [(np.float64, np.int32), (np.float32, np.int64)])
 def test_the_c_pass_equals_scipys_products(family, link, folds, fit_intercept, dtypes):
@@ -76,7 +76,7 @@ def test_the_c_pass_equals_scipys_products(family, link, folds, fit_intercept, d
     betas = {m: 0.3 * rng.standard_normal(k) for m in range(folds + 1)}
     sums = {}
     for native in (True, False):
-        evaluator = first_order.GradientEvaluator(_Parts(X, targets, family, link, fit_intercept), _Run(), folds, 7)
+        evaluator = gradients.GradientEvaluator(_Parts(X, targets, family, link, fit_intercept), _Run(), folds, 7)
         if not native:
             evaluator.family = None
         sums[native] = evaluator.evaluate(betas)
@@ -87,6 +87,52 @@ def test_the_c_pass_equals_scipys_products(family, link, folds, fit_intercept, d
         np.testing.assert_allclose(c.gradient, ref.gradient, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(c.curvature, ref.curvature, rtol=1e-9, atol=1e-9)
     assert (sums[True][0].held[1] > 0) == bool(folds)
+
+
+@pytest.mark.parametrize("dtypes", [(np.float64, np.int32), (np.float32, np.int64)])
+def test_kept_rows_are_scipys_column_selection(dtypes):
+    """csrc/cpath.c's keep_columns: the rows' entries in the working set's columns, renumbered,
+    in their order, as SciPy's X[:, columns]."""
+    X, *_ = _draw("binomial", n=300, d=60, density=0.3, seed=4)
+    X = sp.csr_matrix((X.data.astype(dtypes[0]), X.indices.astype(dtypes[1]), X.indptr), shape=X.shape)
+    columns = np.sort(np.random.default_rng(0).choice(60, 17, replace=False))
+    position = np.full(60, -1, dtype=np.int32)
+    position[columns] = np.arange(17, dtype=np.int32)
+    kept = gradients._kept(X, X.indptr.astype(np.int64), position)
+    reference = X[:, columns].tocsr()
+    reference.sort_indices()
+    np.testing.assert_array_equal(kept.indptr, reference.indptr)
+    np.testing.assert_array_equal(kept.indices, reference.indices)
+    np.testing.assert_array_equal(kept.data, reference.data)
+    assert kept.indices.dtype == np.int32 and kept.data.dtype == dtypes[0]
+
+
+@pytest.mark.parametrize("family,link", [("binomial", "logit"), ("poisson", "log")])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_a_working_set_pass_is_the_full_pass_on_its_coefficients(family, link, fit_intercept):
+    """Bit for bit: a coefficient outside the set is 0 in every model, so dropping its entries
+    changes no sum, and the kept ones are added in the same order."""
+    X, y, w, offset = _draw(family, n=700, d=50, seed=5)
+    targets = np.column_stack([y, w, offset])
+    evaluator = gradients.GradientEvaluator(_Parts(X, targets, family, link, fit_intercept), _Run(), 5, 7)
+    at = np.sort(np.random.default_rng(1).choice(50, 12, replace=False))
+    if fit_intercept:
+        at = np.append(at, 50)
+    rng = np.random.default_rng(2)
+    betas = {}
+    for m in range(6):
+        betas[m] = np.zeros(50 + fit_intercept)
+        betas[m][at] = 0.3 * rng.standard_normal(len(at))
+    evaluator.narrow(at)
+    assert evaluator.working.blocks is not None  # the kept rows, not a full pass in disguise
+    working = evaluator.evaluate_working({m: beta[at] for m, beta in betas.items()})
+    full = evaluator.evaluate(betas)
+    assert evaluator.passes == {"full": 1, "working": 1}
+    for m in betas:
+        assert (working[m].loss, working[m].weight) == (full[m].loss, full[m].weight)
+        np.testing.assert_array_equal(working[m].held, full[m].held)
+        np.testing.assert_array_equal(working[m].gradient, full[m].gradient[at])
+        np.testing.assert_array_equal(working[m].curvature, full[m].curvature[at])
 
 
 def test_the_low_rank_descent_equals_its_reference_and_the_formed_matrix():
@@ -122,7 +168,7 @@ def test_the_low_rank_descent_equals_its_reference_and_the_formed_matrix():
 def test_a_mean_outside_the_familys_range_is_an_infinite_loss():
     X, y, w, offset = _draw("poisson", n=50, d=8)
     targets = np.column_stack([y, w, offset])
-    evaluator = first_order.GradientEvaluator(_Parts(X.tocsr() * 1e3, targets, "poisson", "log", True), _Run(), 0, 0)
+    evaluator = gradients.GradientEvaluator(_Parts(X.tocsr() * 1e3, targets, "poisson", "log", True), _Run(), 0, 0)
     assert evaluator.evaluate({0: np.full(9, 10.0)})[0].loss == np.inf
 
 

@@ -1,0 +1,261 @@
+"""The first-order path's passes (fit/path_first_order.py): every model's loss, gradient, the
+information's diagonal and held-out deviance at once, one read of the rank's rows and one
+allreduce, over every column (`GradientEvaluator.evaluate`) or over a working set of them
+(`evaluate_working`).
+
+A full pass feeds the KKT check and the strong rule, which need the gradient of every column;
+the steps between need it on the working set only. There the rows' entries outside the set are
+dropped once (csrc/cpath.c's keep_columns, again only when the set grows) and the models'
+coefficients, gradients and diagonals are |set| + 1 rows instead of 2^20 + 1: they stay in
+cache, the allreduce carries |set| lanes, and the step reads no 2^20-wide vector. The sums are
+the full pass's bit for bit (a dropped entry's coefficient is 0 in every model, and the kept
+ones are added in the same order).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..models.glm import OFFSET, W, Y
+from .folds import block_folds
+from .path_sums import State
+
+try:
+    from .. import _cpath
+except ImportError:
+    _cpath = None
+
+KERNEL_FAMILIES = {("gaussian", "identity"): 0, ("binomial", "logit"): 1, ("poisson", "log"): 2}
+LANES = 8          # csrc/cpath.c's models per cache line of coefficients
+
+
+def huge_zeros(n: int) -> np.ndarray:
+    """n float64 zeros in memory the kernel asks to back with 2 MiB pages: B and G are read at
+    random (a hashed column a CSR entry), and with 4 KiB pages each access also missed the TLB:
+    the pass over 100,000 rows of 2^20 hashed columns took 35 ns an entry, 13 with huge pages
+    (this host's transparent huge pages are "always", defrag "madvise": NumPy's zeros got none)."""
+    try:
+        import mmap
+
+        area = mmap.mmap(-1, max(n, 1) * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        area.madvise(mmap.MADV_HUGEPAGE)
+        return np.frombuffer(area, dtype=np.float64, count=n)
+    except (AttributeError, OSError, ValueError):  # no madvise here (not Linux): 4 KiB pages
+        return np.zeros(n)
+
+
+class Lanes:
+    """Coefficients B and the pass's sums G (gradients), D (the information's diagonal) as
+    (rows, S) float64, feature-major (a CSR entry's coefficients in every model are one cache
+    line; the last row is the intercept), and the (S, 4) [loss, weight, held deviance, held
+    weight]; G, D and the sums one buffer, for one allreduce."""
+
+    def __init__(self, rows: int, S: int):
+        lane = rows * S
+        self.B = huge_zeros(lane).reshape(rows, S)
+        self.buffer = huge_zeros(2 * lane + 4 * S)
+        self.G = self.buffer[:lane].reshape(rows, S)
+        self.D = self.buffer[lane:2 * lane].reshape(rows, S)
+        self.sums = self.buffer[2 * lane:].reshape(S, 4)
+
+
+class GradientEvaluator:
+    """Every requested model's loss, gradient, diagonal and held-out deviance from one pass and
+    one allreduce, over every column or (`narrow`, `evaluate_working`) a working set of them."""
+
+    def __init__(self, parts, run, folds: int, seed: int):
+        self.parts, self.run, self.folds, self.seed = parts, run, folds, seed
+        model = parts.model
+        self.d, self.k = model.n_features, model.layout.size
+        self.models = folds + 1
+        self.S = -(-self.models // LANES) * LANES
+        self.full = Lanes(self.d + 1, self.S)
+        pair = (model.family.name, model.link.name)
+        self.family = KERNEL_FAMILIES.get(pair) if _cpath is not None else None
+        self._blocks = None  # resident rows with their folds, gathered once
+        self._written = {}  # per model: the coefficients its lane of B was last given (None: all)
+        self.working = None  # the working set's columns, rows and lanes (`narrow`)
+        self.evaluations = [0, 0]  # (with the information, gradient-only), as path_sums' evaluators
+        self.passes = {"full": 0, "working": 0}
+
+    def _row_blocks(self):
+        """(X, indptr or None, targets, folds as int8; -1: held out of no model) of this rank's rows."""
+        if self._blocks is not None:
+            return self._blocks
+        blocks = self._read()
+        if self.parts.train.resident:
+            self._blocks = list(blocks)
+            return self._blocks
+        return blocks
+
+    def _read(self):
+        blocks = (block_folds(self.parts.train, self.folds, self.seed) if self.folds else
+                  ((X, t, np.full(X.shape[0], -1)) for X, t in self.parts.train.blocks()))
+        for X, targets, folds in blocks:
+            indptr = None
+            if hasattr(X, "tocsr") and self.family is not None:  # columns checked when the rows were read
+                X = X.tocsr()
+                indptr = X.indptr.astype(np.int64)  # once: SciPy's is int32 (a copy a pass otherwise)
+            yield X, indptr, np.ascontiguousarray(targets, dtype=np.float64), folds.astype(np.int8)
+
+    def evaluate(self, betas: dict, covered=None, informed=None) -> dict:
+        """{model: State} at each model's beta over every column (no information:
+        `State.information` is None). `covered`: per model, the coefficients that may be non-zero
+        (the others are 0), so that only they are written into the interleaved coefficients."""
+        self._write(betas, covered or {})
+        self.passes["full"] += 1
+        return self._pass(self.full, self._row_blocks(), betas)
+
+    def narrow(self, at: np.ndarray) -> None:
+        """Take the coefficients `at` (sorted; the intercept's among them where it is fitted) as
+        the working set of the passes to come (`evaluate_working`); their columns' entries are
+        kept once, where the kernel runs on resident rows."""
+        if self.working is not None and np.array_equal(self.working.at, at):
+            return
+        self.working = WorkingSet(np.asarray(at, dtype=np.int64), self)
+
+    def evaluate_working(self, betas: dict) -> dict:
+        """{model: State} over the working set's coefficients: each beta, gradient and diagonal is
+        [the working set's columns..., the intercept if fitted], as `restrict` makes them."""
+        ws = self.working
+        if ws.blocks is None:  # no kept rows (streamed, dense or another family): a full pass
+            full = {m: self.expand(beta) for m, beta in betas.items()}
+            states = self.evaluate(full, {m: ws.columns for m in betas})
+            return {m: self.restrict(state, whole=True) for m, state in states.items()}
+        lanes, u = ws.lanes, len(ws.columns)
+        for m, beta in betas.items():
+            lanes.B[:u, m] = beta[:u]
+            lanes.B[u, m] = beta[u] if self.k > self.d else 0.0
+        self.passes["working"] += 1
+        return self._pass(lanes, ws.blocks, betas)
+
+    def restrict(self, state: State, whole: bool = False) -> State:
+        """A full state over the working set's coefficients (as `evaluate_working` gives them);
+        `whole`: keeping the full one (State.whole) for the KKT check."""
+        at = self.working.at
+        return State(state.beta[at], state.loss, state.weight, state.gradient[at], None, state.held,
+                     curvature=state.curvature[at], whole=state if whole else None)
+
+    def expand(self, beta: np.ndarray) -> np.ndarray:
+        """A working-set beta as every coefficient (0 outside the set)."""
+        full = np.zeros(self.k)
+        full[self.working.at] = beta
+        return full
+
+    def _pass(self, lanes: Lanes, blocks, betas: dict) -> dict:
+        lanes.sums[:] = 0.0  # (G and D are zero: take_lanes left them so, or they are new)
+        self.evaluations[1] += len(betas)
+        invalid = 0
+        fit = self.k > self.d
+        with self.run.clock("compute"):
+            for X, indptr, targets, folds in blocks:
+                if indptr is not None:
+                    invalid += _cpath.fold_gradients(indptr, X.indices, X.data, targets, folds, lanes.B, lanes.G,
+                                                     lanes.D, lanes.sums, self.family, self.models, fit)
+                else:
+                    invalid += self._numpy_pass(X, targets, folds)
+        if invalid:
+            lanes.sums[:, 0] = np.inf  # a mean outside the family's range: the line search steps back
+        with self.run.clock("comm"):
+            self.run.allreduce(lanes.buffer)
+        self.run.progress.epoch += 1
+        rows = lanes.B.shape[0] - 1
+        size = rows + self.k - self.d
+        gradients, diagonals = self._lanes(lanes.G), self._lanes(lanes.D)  # model-major: [coef..., intercept]
+        out = {}
+        for m, beta in betas.items():
+            loss, weight, held, held_weight = lanes.sums[m]
+            out[m] = State(beta, float(loss), float(weight), gradients[m, :size], None, np.array([held, held_weight]),
+                           curvature=diagonals[m, :size])
+        return out
+
+    def _lanes(self, interleaved) -> np.ndarray:
+        """(models, rows) from the (rows, S) lanes, which are left zero for the next pass."""
+        out = np.empty((self.models, interleaved.shape[0]))
+        if _cpath is not None:
+            _cpath.take_lanes(interleaved, out, self.models)
+        else:
+            out[:] = interleaved[:, :self.models].T
+            interleaved[:] = 0.0
+        return out
+
+    def _write(self, betas: dict, covered: dict) -> None:
+        """Each model's coefficients into its lane of B: where `covered` names its working set,
+        only there (and 0 where the last write put values outside it)."""
+        d, B = self.d, self.full.B
+        for m, beta in betas.items():
+            at = covered.get(m)
+            written = self._written.get(m)
+            if at is None or written is None:
+                B[:d, m] = beta[:d]
+            else:
+                B[written, m] = 0.0
+                B[at[at < d], m] = beta[at[at < d]]
+            self._written[m] = None if at is None else at[at < d]
+            B[d, m] = beta[d] if self.k > d else 0.0
+
+    def _numpy_pass(self, X, targets, folds) -> int:
+        """The same sums with SciPy's products and the family's own functions (any family and
+        link, dense rows; csrc/cpath.c's reference)."""
+        model, M, lanes = self.parts.model, self.models, self.full
+        eta = np.asarray(X @ lanes.B[:self.d, :M]) + targets[:, OFFSET, None]
+        if self.k > self.d:
+            eta += lanes.B[self.d, :M]
+        mu = model.link.inverse(eta)
+        y, w = targets[:, Y, None], targets[:, W, None]
+        with np.errstate(all="ignore"):
+            deviance = model.family.unit_deviance(y, mu)
+            r = w * (mu - y) * model.link.derivative(eta, mu) / model.family.variance(mu)
+        invalid = int((~np.isfinite(deviance)).any() or (~model.family.valid_mu(mu)).any())
+        held = folds[:, None] == np.arange(M)[None, :]
+        wd = w * np.where(np.isfinite(deviance), deviance, np.inf)
+        lanes.sums[:M, 0] += 0.5 * np.where(held, 0.0, wd).sum(axis=0)
+        lanes.sums[:M, 1] += np.where(held, 0.0, w).sum(axis=0)
+        lanes.sums[:M, 2] += np.where(held, wd, 0.0).sum(axis=0)
+        lanes.sums[:M, 3] += np.where(held, w, 0.0).sum(axis=0)
+        r = np.where(held | ~np.isfinite(r), 0.0, r)
+        lanes.G[:self.d, :M] += np.asarray(X.T @ r)
+        lanes.G[self.d, :M] += r.sum(axis=0)
+        with np.errstate(all="ignore"):
+            v = w * model.link.derivative(eta, mu) ** 2 / model.family.variance(mu)
+        v = np.where(held | ~np.isfinite(v), 0.0, v)
+        X64 = X.astype(np.float64)  # squared in float32 the diagonal would carry its rounding
+        squares = X64.multiply(X64) if hasattr(X64, "multiply") else X64 * X64
+        lanes.D[:self.d, :M] += np.asarray(squares.T @ v)
+        lanes.D[self.d, :M] += v.sum(axis=0)
+        return invalid
+
+
+class WorkingSet:
+    """The working set's columns, their place among the coefficients (`at`: the columns and
+    the intercept), its lanes, and each resident block's rows with only its columns' entries
+    (csrc/cpath.c's keep_columns; None where the kernel does not run on kept rows)."""
+
+    def __init__(self, at: np.ndarray, evaluator: GradientEvaluator):
+        d = evaluator.d
+        self.at, self.columns = at, at[at < d]
+        self.lanes = self.blocks = None
+        blocks = evaluator._row_blocks() if evaluator.parts.train.resident else None
+        if not blocks or any(indptr is None for _, indptr, _, _ in blocks) or len(self.columns) == d:
+            return  # streamed or dense rows, another family, or every column: passes over every column
+        position = np.full(d, -1, dtype=np.int32)
+        position[self.columns] = np.arange(len(self.columns), dtype=np.int32)
+        self.blocks = []
+        for X, indptr, targets, folds in blocks:
+            kept = _kept(X, indptr, position)
+            self.blocks.append((kept, kept.indptr, targets, folds))
+        self.lanes = Lanes(len(self.columns) + 1, evaluator.S)
+
+
+class _Kept:
+    """A CSR block's kept entries, as the kernel reads them (indptr int64, indices int32)."""
+
+    def __init__(self, indptr, indices, data):
+        self.indptr, self.indices, self.data = indptr, indices, data
+
+
+def _kept(X, indptr, position) -> _Kept:
+    out_indptr = np.empty(len(indptr), dtype=np.int64)
+    out_indices = np.empty(len(X.indices), dtype=np.int32)
+    out_data = np.empty(len(X.data), dtype=X.data.dtype)
+    n = _cpath.keep_columns(indptr, X.indices, X.data, position, out_indptr, out_indices, out_data)
+    return _Kept(out_indptr, out_indices[:n], out_data[:n])
