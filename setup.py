@@ -17,6 +17,11 @@ HERE = Path(__file__).parent
 # flags; other compilers keep their defaults.
 ALIGN_HOT_LOOPS = ["-falign-functions=64", "-falign-loops=64"]
 
+# The k-fold path's pass (csrc/cpath.c) computes each row's residuals for 8 models with
+# vmath.h's log1p, an 18-term series that GCC's default (16) leaves a loop: unrolled, two rows'
+# chains interleave, 59 -> 54 ns a row of residuals on the Zen 4 host. GCC's flags.
+GCC_FLAGS = {"mpireg._cpath": ["--param=max-completely-peel-times=24"]}
+
 
 @functools.lru_cache(maxsize=None)  # one `--version` for all the extensions
 def _is_gcc(compiler: str) -> bool:
@@ -51,7 +56,7 @@ class OptionalBuildExt(build_ext):
 
     def build_extension(self, ext):
         if _is_gcc(self.compiler.compiler_so[0]):
-            ext.extra_compile_args = ext.extra_compile_args + ALIGN_HOT_LOOPS
+            ext.extra_compile_args = ext.extra_compile_args + ALIGN_HOT_LOOPS + GCC_FLAGS.get(ext.name, [])
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001

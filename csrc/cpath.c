@@ -13,7 +13,8 @@
  *     model m != f (m < models):  loss_m += w l(y, eta_m),  weight_m += w,  r_m = w (mu_m - y)
  *     model f (its fold's model): held_m += w 2 l(y, eta_m), held_weight_m += w, r_m = 0
  *     G[j_p, m] += r_m x_p,  G[d, m] += r_m
- *     D[j_p, m] += v_m x_p^2, D[d, m] += v_m        (v_m = w mu'^2 / V: the information's diagonal)
+ *     D[j_p, m] += v_m x_p^2, D[d, m] += v_m        (v_m = w mu'^2 / V: the information's diagonal;
+ *                                                    D None: not summed, half the scatters)
  *
  * l is half the unit deviance of a canonical family (0 Gaussian-identity, 1 binomial-logit,
  * 2 Poisson-log), whose gradient in eta is w (mu - y). sums is (S, 4): [loss, weight, held
@@ -103,12 +104,12 @@ INLINE v4f64 info_weight_v4(int family, v4f64 mu)
 }
 
 /* One row's residuals r = w (mu - y) and information weights for 4 models (ids `id`), into
- * r and v; its loss and held-out sums added to the models' (s: loss, weight, held, held weight) */
-INLINE void residuals_v4(int family, double y, double w, double yly, double own, v4f64 id, double models,
-                         double *r, double *v, v4f64 s[4], v4f64_mask *bad)
+ * r and v, from their half deviances l and means mu; the loss and held-out sums added to the
+ * models' (s: loss, weight, held, held weight) */
+INLINE void account_v4(double y, double w, double own, v4f64 id, double models, v4f64 l, v4f64 mu, int family,
+                       double *r, double *v, v4f64 s[4], v4f64_mask *bad)
 {
     const v4f64 zero = {0};
-    v4f64 mu, l = half_deviance_v4(family, y, load_v4f64(r), yly, &mu);
     v4f64_mask used = id < models, mine = used & (id == own), trains = used & ~mine;
     *bad |= used & ~((l - l) == zero); /* l inf or nan */
     s[0] += select_v4f64(trains, w * l, zero);
@@ -147,7 +148,8 @@ static FAST size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, cons
     v4f64 s_lo[4], s_hi[4];                                                                          \
     for (int q = 0; q < 4; q++) s_lo[q] = load_v4f64(t[q]), s_hi[q] = load_v4f64(t[q] + 4);          \
     v4f64_mask bad = {0};                                                                            \
-    B += c * LANES, G += c * LANES, D += c * LANES;                                                  \
+    B += c * LANES, G += c * LANES;                                                                  \
+    if (D) D += c * LANES;                                                  \
     for (Py_ssize_t i0 = 0; i0 < rows; i0 += BLOCK) {                                                \
         Py_ssize_t n = rows - i0 < BLOCK ? rows - i0 : BLOCK;                                        \
         const int64_t end = indptr[i0 + n];                                                          \
@@ -164,31 +166,62 @@ static FAST size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, cons
             store_v4f64(eta + k * LANES, e0);                                                        \
             store_v4f64(eta + k * LANES + 4, e1);                                                    \
         }                                                                                            \
-        for (Py_ssize_t k = 0; k < n; k++) {                                                         \
+        Py_ssize_t k = 0;                                                                            \
+        for (; k + 1 < n; k += 2) { /* two rows: four independent exp and log1p chains */           \
+            const double *t = targets + 3 * (i0 + k);                                                \
+            double y0 = t[0], w0 = t[1], y1 = t[3], w1 = t[4];                                       \
+            double c0 = y_log_y(family, y0), c1 = y_log_y(family, y1);                               \
+            double own0 = (double)folds[i0 + k], own1 = (double)folds[i0 + k + 1];                   \
+            double *e = eta + k * LANES, *vv = v + k * LANES;                                        \
+            v4f64 m0, m1, m2, m3;                                                                    \
+            v4f64 l0 = half_deviance_v4(family, y0, load_v4f64(e), c0, &m0);                         \
+            v4f64 l1 = half_deviance_v4(family, y0, load_v4f64(e + 4), c0, &m1);                     \
+            v4f64 l2 = half_deviance_v4(family, y1, load_v4f64(e + 8), c1, &m2);                     \
+            v4f64 l3 = half_deviance_v4(family, y1, load_v4f64(e + 12), c1, &m3);                    \
+            account_v4(y0, w0, own0, lo, models, l0, m0, family, e, vv, s_lo, &bad);                 \
+            account_v4(y0, w0, own0, hi, models, l1, m1, family, e + 4, vv + 4, s_hi, &bad);         \
+            account_v4(y1, w1, own1, lo, models, l2, m2, family, e + 8, vv + 8, s_lo, &bad);         \
+            account_v4(y1, w1, own1, hi, models, l3, m3, family, e + 12, vv + 12, s_hi, &bad);       \
+        }                                                                                            \
+        for (; k < n; k++) {                                                                         \
             const double *t = targets + 3 * (i0 + k);                                                \
             double y = t[0], w = t[1], yly = y_log_y(family, y), own = (double)folds[i0 + k];        \
-            residuals_v4(family, y, w, yly, own, lo, models, eta + k * LANES, v + k * LANES, s_lo, &bad); \
-            residuals_v4(family, y, w, yly, own, hi, models, eta + k * LANES + 4, v + k * LANES + 4, s_hi, &bad); \
+            v4f64 m0, m1, l0 = half_deviance_v4(family, y, load_v4f64(eta + k * LANES), yly, &m0);   \
+            v4f64 l1 = half_deviance_v4(family, y, load_v4f64(eta + k * LANES + 4), yly, &m1);       \
+            account_v4(y, w, own, lo, models, l0, m0, family, eta + k * LANES, v + k * LANES, s_lo, &bad); \
+            account_v4(y, w, own, hi, models, l1, m1, family, eta + k * LANES + 4, v + k * LANES + 4, s_hi, &bad); \
         }                                                                                            \
         for (Py_ssize_t k = 0; k < n; k++) {                                                         \
             v4f64 r0 = load_v4f64(eta + k * LANES), r1 = load_v4f64(eta + k * LANES + 4);            \
             v4f64 v0 = load_v4f64(v + k * LANES), v1 = load_v4f64(v + k * LANES + 4);                \
-            for (int64_t p = indptr[i0 + k]; p < indptr[i0 + k + 1]; p++) {                          \
-                if (p + PREFETCH < end) {                                                            \
-                    __builtin_prefetch(&G[(size_t)indices[p + PREFETCH] * S], 1, 1);                 \
-                    __builtin_prefetch(&D[(size_t)indices[p + PREFETCH] * S], 1, 1);                 \
+            if (D) {                                                                                 \
+                for (int64_t p = indptr[i0 + k]; p < indptr[i0 + k + 1]; p++) {                      \
+                    if (p + PREFETCH < end) {                                                        \
+                        __builtin_prefetch(&G[(size_t)indices[p + PREFETCH] * S], 1, 1);             \
+                        __builtin_prefetch(&D[(size_t)indices[p + PREFETCH] * S], 1, 1);             \
+                    }                                                                                \
+                    double *g = G + (size_t)indices[p] * S, *h = D + (size_t)indices[p] * S;         \
+                    double x = (double)data[p], xx = x * x;                                          \
+                    store_v4f64(g, load_v4f64(g) + r0 * x);                                          \
+                    store_v4f64(g + 4, load_v4f64(g + 4) + r1 * x);                                  \
+                    store_v4f64(h, load_v4f64(h) + v0 * xx);                                         \
+                    store_v4f64(h + 4, load_v4f64(h + 4) + v1 * xx);                                 \
                 }                                                                                    \
-                double *g = G + (size_t)indices[p] * S, *h = D + (size_t)indices[p] * S;             \
-                double x = (double)data[p], xx = x * x;                                              \
-                store_v4f64(g, load_v4f64(g) + r0 * x);                                              \
-                store_v4f64(g + 4, load_v4f64(g + 4) + r1 * x);                                      \
-                store_v4f64(h, load_v4f64(h) + v0 * xx);                                             \
-                store_v4f64(h + 4, load_v4f64(h + 4) + v1 * xx);                                     \
+                if (fit) {                                                                           \
+                    double *h = D + d * S;                                                           \
+                    store_v4f64(h, load_v4f64(h) + v0), store_v4f64(h + 4, load_v4f64(h + 4) + v1);  \
+                }                                                                                    \
+            } else {                                                                                 \
+                for (int64_t p = indptr[i0 + k]; p < indptr[i0 + k + 1]; p++) {                      \
+                    if (p + PREFETCH < end) __builtin_prefetch(&G[(size_t)indices[p + PREFETCH] * S], 1, 1); \
+                    double *g = G + (size_t)indices[p] * S, x = (double)data[p];                     \
+                    store_v4f64(g, load_v4f64(g) + r0 * x);                                          \
+                    store_v4f64(g + 4, load_v4f64(g + 4) + r1 * x);                                  \
+                }                                                                                    \
             }                                                                                        \
             if (fit) {                                                                               \
-                double *g = G + d * S, *h = D + d * S;                                               \
+                double *g = G + d * S;                                                               \
                 store_v4f64(g, load_v4f64(g) + r0), store_v4f64(g + 4, load_v4f64(g + 4) + r1);      \
-                store_v4f64(h, load_v4f64(h) + v0), store_v4f64(h + 4, load_v4f64(h + 4) + v1);      \
             }                                                                                        \
         }                                                                                            \
     }                                                                                                \
@@ -215,8 +248,9 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
         return NULL;
     static const char *names[9] = {"indptr", "indices", "data", "targets", "folds", "B", "G", "D", "sums"};
     Py_buffer v[9] = {{0}};
+    int information = o[7] != Py_None; /* D None: the gradients only */
     for (int a = 0; a < 9; a++)
-        if (buffer_acquire(o[a], &v[a], a >= 6, names[a]) < 0) goto fail;
+        if ((a != 7 || information) && buffer_acquire(o[a], &v[a], a >= 6, names[a]) < 0) goto fail;
     char ki = buffer_kind(&v[1]), kd = buffer_kind(&v[2]);
     Py_ssize_t rows = v[0].len / 8 - 1, nnz = v[1].len / (v[1].itemsize ? v[1].itemsize : 1);
     if (buffer_kind(&v[0]) != 'q' || rows < 0 || (ki != 'i' && ki != 'q') || (kd != 'f' && kd != 'd') ||
@@ -237,8 +271,8 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
     }
     Py_ssize_t d = v[5].len / 8 / S - 1;
     if (buffer_kind(&v[3]) != 'd' || v[3].len / 8 != 3 * rows || v[4].len != rows || v[4].itemsize != 1 ||
-        buffer_kind(&v[5]) != 'd' || buffer_kind(&v[6]) != 'd' || buffer_kind(&v[7]) != 'd' || d < 0 ||
-        v[6].len != v[5].len || v[7].len != v[5].len || buffer_kind(&v[8]) != 'd') {
+        buffer_kind(&v[5]) != 'd' || buffer_kind(&v[6]) != 'd' || d < 0 || v[6].len != v[5].len ||
+        (information && (buffer_kind(&v[7]) != 'd' || v[7].len != v[5].len)) || buffer_kind(&v[8]) != 'd') {
         PyErr_SetString(PyExc_ValueError, "targets (rows, 3) float64, folds int8 per row, B, G and D (d + 1, S) float64");
         goto fail;
     }
@@ -247,7 +281,7 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
     const void *ix = v[1].buf, *x = v[2].buf;
     const double *t = v[3].buf, *B = v[5].buf;
     const int8_t *f = v[4].buf;
-    double *G = v[6].buf, *H = v[7].buf, *s = v[8].buf;
+    double *G = v[6].buf, *H = information ? v[7].buf : NULL, *s = v[8].buf;
     for (int c = 0; c < S / LANES && c * LANES < models; c++) {
         if (kd == 'f')
             invalid += ki == 'i' ? folds_f32_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit)

@@ -61,6 +61,10 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
     pen = Penalty(alpha * ratio, alpha * (1 - ratio), penalized)
     local = Penalty(pen.l1, alpha * (1 - ratio), penalized[at])
     entries = {m: {"state": evaluator.restrict(state, whole=True), "step": None} for m, state in states.items()}
+    for m, entry in entries.items():
+        memory[m].fresh = False  # a new penalty: its first pass sums the diagonal again
+        _learn_diagonal(memory[m], entry["state"])
+    _estimate_diagonals(evaluator, memory, at)
     final, stopped, readmitted = {}, set(), 0
     for _ in range(opt.max_iter):
         candidates, waiting = {}, []
@@ -71,7 +75,10 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
                 continue
             candidates[m] = entry["state"].beta + entry["t"] * entry["step"]
         if candidates:
-            stopped |= _search(evaluator.evaluate_working(candidates), entries, memory, local)
+            trials = evaluator.evaluate_working(candidates, not all(memory[m].fresh for m in candidates))
+            for m, trial in trials.items():
+                _learn_diagonal(memory[m], trial)
+            stopped |= _search(trials, entries, memory, local)
             continue
         if not waiting:
             break
@@ -83,6 +90,7 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
             readmitted += int(sum(outside[m].size for m in waiting))
             at = np.union1d(at, brought)
             _focus(evaluator, memory, at)
+            _estimate_diagonals(evaluator, memory, at)
             local = Penalty(pen.l1, alpha * (1 - ratio), penalized[at])
             for m in waiting:
                 if m not in final:
@@ -113,6 +121,32 @@ def _focus(evaluator, memory: dict, at: np.ndarray) -> None:
     evaluator.narrow(at)
     for mem in memory.values():
         mem.widen(at)
+
+
+def _learn_diagonal(mem: LimitedMemory, state: State) -> None:
+    """The L-BFGS model's diagonal from a pass that summed the information's (per weight)."""
+    if state.curvature is not None:
+        mem.diagonal = state.curvature / max(state.weight, 1e-300)
+        mem.fresh = True
+
+
+def _estimate_diagonals(evaluator, memory: dict, at: np.ndarray) -> None:
+    """Coordinates new to the working set have no summed curvature until the next pass that sums
+    it (only the first pass of a penalty and the first after a widening do: without the diagonal
+    a pass scatters half as much, 0.79x of the kernel's time over 100,000 kept columns, and its
+    allreduce moves half the bytes): meanwhile a column's is its sum of squares times the ratio
+    of the model's known curvatures to their columns' (a hashed column's frequency sets it)."""
+    if not any(np.isnan(mem.diagonal).any() for mem in memory.values()):
+        return
+    squares = evaluator.column_squares()[at]  # (a collective, once: every rank gets here alike)
+    for mem in memory.values():
+        unknown = np.isnan(mem.diagonal)
+        if not unknown.any():
+            continue
+        known = ~unknown & (squares > 0)
+        ratio = mem.diagonal[known].sum() / squares[known].sum() if known.any() else 1.0
+        mem.diagonal[unknown] = ratio * squares[unknown]
+        mem.fresh = False
 
 
 def _search(trials: dict, entries: dict, memory: dict, pen: Penalty) -> set:
@@ -150,7 +184,7 @@ def _wholes(evaluator, entries: dict, models: list) -> dict:
     if needed:
         at = evaluator.working.at
         out.update(evaluator.evaluate({m: evaluator.expand(entries[m]["state"].beta) for m in needed},
-                                      {m: at for m in needed}))
+                                      {m: at for m in needed}, informed=False))
     return out
 
 
@@ -171,11 +205,10 @@ def _step(entry: dict, mem: LimitedMemory, pen: Penalty, tol: float) -> bool:
     if gap <= tol:
         return False
     g = state.loss_gradient() + pen.l2v * state.beta
-    diagonal = state.curvature / max(state.weight, 1e-300)  # the information's, per weight
-    step, decrease = proximal_step(g, state.beta, pen.l1v, pen.l2v, mem, diagonal)
+    step, decrease = proximal_step(g, state.beta, pen.l1v, pen.l2v, mem, mem.diagonal)
     if not decrease < 0:  # the pairs' model lost its positive curvature to rounding: start it again
         mem.pairs.clear()
-        step, decrease = proximal_step(g, state.beta, pen.l1v, pen.l2v, mem, diagonal)
+        step, decrease = proximal_step(g, state.beta, pen.l1v, pen.l2v, mem, mem.diagonal)
     entry.update(step=step, decrease=decrease, t=1.0, objective=_objective(state, pen), gap=gap)
     return True
 

@@ -47,15 +47,17 @@ class Lanes:
     """Coefficients B and the pass's sums G (gradients), D (the information's diagonal) as
     (rows, S) float64, feature-major (a CSR entry's coefficients in every model are one cache
     line; the last row is the intercept), and the (S, 4) [loss, weight, held deviance, held
-    weight]; G, D and the sums one buffer, for one allreduce."""
+    weight]; G, the sums and D one buffer, for one allreduce (without D's part where a pass
+    sums no diagonal)."""
 
     def __init__(self, rows: int, S: int):
         lane = rows * S
         self.B = huge_zeros(lane).reshape(rows, S)
         self.buffer = huge_zeros(2 * lane + 4 * S)
         self.G = self.buffer[:lane].reshape(rows, S)
-        self.D = self.buffer[lane:2 * lane].reshape(rows, S)
-        self.sums = self.buffer[2 * lane:].reshape(S, 4)
+        self.sums = self.buffer[lane:lane + 4 * S].reshape(S, 4)
+        self.D = self.buffer[lane + 4 * S:].reshape(rows, S)
+        self.gradients = self.buffer[:lane + 4 * S]  # what a pass without the diagonal reduces
 
 
 class GradientEvaluator:
@@ -74,6 +76,7 @@ class GradientEvaluator:
         self._blocks = None  # resident rows with their folds, gathered once
         self._written = {}  # per model: the coefficients its lane of B was last given (None: all)
         self.working = None  # the working set's columns, rows and lanes (`narrow`)
+        self._squares = None  # column_squares, once
         self.evaluations = [0, 0]  # (with the information, gradient-only), as path_sums' evaluators
         self.passes = {"full": 0, "working": 0}
 
@@ -97,13 +100,15 @@ class GradientEvaluator:
                 indptr = X.indptr.astype(np.int64)  # once: SciPy's is int32 (a copy a pass otherwise)
             yield X, indptr, np.ascontiguousarray(targets, dtype=np.float64), folds.astype(np.int8)
 
-    def evaluate(self, betas: dict, covered=None, informed=None) -> dict:
-        """{model: State} at each model's beta over every column (no information:
+    def evaluate(self, betas: dict, covered=None, informed=True) -> dict:
+        """{model: State} at each model's beta over every column (no information matrix:
         `State.information` is None). `covered`: per model, the coefficients that may be non-zero
-        (the others are 0), so that only they are written into the interleaved coefficients."""
+        (the others are 0), so that only they are written into the interleaved coefficients.
+        `informed`: whether the pass sums the information's diagonal (`State.curvature`; else
+        None): the KKT check's passes need the gradients only, half the scatters and the bytes."""
         self._write(betas, covered or {})
         self.passes["full"] += 1
-        return self._pass(self.full, self._row_blocks(), betas)
+        return self._pass(self.full, self._row_blocks(), betas, informed is not False)
 
     def narrow(self, at: np.ndarray) -> None:
         """Take the coefficients `at` (sorted; the intercept's among them where it is fitted) as
@@ -113,27 +118,28 @@ class GradientEvaluator:
             return
         self.working = WorkingSet(np.asarray(at, dtype=np.int64), self)
 
-    def evaluate_working(self, betas: dict) -> dict:
+    def evaluate_working(self, betas: dict, informed: bool = True) -> dict:
         """{model: State} over the working set's coefficients: each beta, gradient and diagonal is
         [the working set's columns..., the intercept if fitted], as `restrict` makes them."""
         ws = self.working
         if ws.blocks is None:  # no kept rows (streamed, dense or another family): a full pass
             full = {m: self.expand(beta) for m, beta in betas.items()}
-            states = self.evaluate(full, {m: ws.columns for m in betas})
+            states = self.evaluate(full, {m: ws.columns for m in betas}, informed)
             return {m: self.restrict(state, whole=True) for m, state in states.items()}
         lanes, u = ws.lanes, len(ws.columns)
         for m, beta in betas.items():
             lanes.B[:u, m] = beta[:u]
             lanes.B[u, m] = beta[u] if self.k > self.d else 0.0
         self.passes["working"] += 1
-        return self._pass(lanes, ws.blocks, betas)
+        return self._pass(lanes, ws.blocks, betas, informed)
 
     def restrict(self, state: State, whole: bool = False) -> State:
         """A full state over the working set's coefficients (as `evaluate_working` gives them);
         `whole`: keeping the full one (State.whole) for the KKT check."""
         at = self.working.at
+        curvature = None if state.curvature is None else state.curvature[at]
         return State(state.beta[at], state.loss, state.weight, state.gradient[at], None, state.held,
-                     curvature=state.curvature[at], whole=state if whole else None)
+                     curvature=curvature, whole=state if whole else None)
 
     def expand(self, beta: np.ndarray) -> np.ndarray:
         """A working-set beta as every coefficient (0 outside the set)."""
@@ -141,32 +147,46 @@ class GradientEvaluator:
         full[self.working.at] = beta
         return full
 
-    def _pass(self, lanes: Lanes, blocks, betas: dict) -> dict:
+    def _pass(self, lanes: Lanes, blocks, betas: dict, informed: bool) -> dict:
         lanes.sums[:] = 0.0  # (G and D are zero: take_lanes left them so, or they are new)
         self.evaluations[1] += len(betas)
         invalid = 0
         fit = self.k > self.d
+        D = lanes.D if informed else None
         with self.run.clock("compute"):
             for X, indptr, targets, folds in blocks:
                 if indptr is not None:
                     invalid += _cpath.fold_gradients(indptr, X.indices, X.data, targets, folds, lanes.B, lanes.G,
-                                                     lanes.D, lanes.sums, self.family, self.models, fit)
+                                                     D, lanes.sums, self.family, self.models, fit)
                 else:
-                    invalid += self._numpy_pass(X, targets, folds)
+                    invalid += self._numpy_pass(X, targets, folds, informed)
         if invalid:
             lanes.sums[:, 0] = np.inf  # a mean outside the family's range: the line search steps back
         with self.run.clock("comm"):
-            self.run.allreduce(lanes.buffer)
+            self.run.allreduce(lanes.buffer if informed else lanes.gradients)
         self.run.progress.epoch += 1
-        rows = lanes.B.shape[0] - 1
-        size = rows + self.k - self.d
-        gradients, diagonals = self._lanes(lanes.G), self._lanes(lanes.D)  # model-major: [coef..., intercept]
+        size = lanes.B.shape[0] - 1 + self.k - self.d
+        gradients = self._lanes(lanes.G)  # model-major: [coef..., intercept]
+        diagonals = self._lanes(lanes.D) if informed else None
         out = {}
         for m, beta in betas.items():
             loss, weight, held, held_weight = lanes.sums[m]
             out[m] = State(beta, float(loss), float(weight), gradients[m, :size], None, np.array([held, held_weight]),
-                           curvature=diagonals[m, :size])
+                           curvature=None if diagonals is None else diagonals[m, :size])
         return out
+
+    def column_squares(self) -> np.ndarray:
+        """sum_i x_ij^2 over every rank's rows (and the intercept's: the rows), once: with a
+        model's last diagonal, an estimate of a column's curvature before a pass sums it."""
+        if self._squares is None:
+            squares = np.zeros(self.d + 1)
+            for X, _, _, _ in self._row_blocks():
+                squares[:self.d] += np.asarray(_squared(X).sum(axis=0)).ravel()
+                squares[self.d] += X.shape[0]
+            with self.run.clock("comm"):
+                self.run.allreduce(squares)
+            self._squares = squares if self.k > self.d else squares[:self.d]
+        return self._squares
 
     def _lanes(self, interleaved) -> np.ndarray:
         """(models, rows) from the (rows, S) lanes, which are left zero for the next pass."""
@@ -193,7 +213,7 @@ class GradientEvaluator:
             self._written[m] = None if at is None else at[at < d]
             B[d, m] = beta[d] if self.k > d else 0.0
 
-    def _numpy_pass(self, X, targets, folds) -> int:
+    def _numpy_pass(self, X, targets, folds, informed: bool = True) -> int:
         """The same sums with SciPy's products and the family's own functions (any family and
         link, dense rows; csrc/cpath.c's reference)."""
         model, M, lanes = self.parts.model, self.models, self.full
@@ -215,14 +235,20 @@ class GradientEvaluator:
         r = np.where(held | ~np.isfinite(r), 0.0, r)
         lanes.G[:self.d, :M] += np.asarray(X.T @ r)
         lanes.G[self.d, :M] += r.sum(axis=0)
+        if not informed:
+            return invalid
         with np.errstate(all="ignore"):
             v = w * model.link.derivative(eta, mu) ** 2 / model.family.variance(mu)
         v = np.where(held | ~np.isfinite(v), 0.0, v)
-        X64 = X.astype(np.float64)  # squared in float32 the diagonal would carry its rounding
-        squares = X64.multiply(X64) if hasattr(X64, "multiply") else X64 * X64
-        lanes.D[:self.d, :M] += np.asarray(squares.T @ v)
+        lanes.D[:self.d, :M] += np.asarray(_squared(X).T @ v)
         lanes.D[self.d, :M] += v.sum(axis=0)
         return invalid
+
+
+def _squared(X):
+    """X's entries squared, in float64 (squared in float32 the diagonal would carry its rounding)."""
+    X64 = X.astype(np.float64)
+    return X64.multiply(X64) if hasattr(X64, "multiply") else X64 * X64
 
 
 class WorkingSet:

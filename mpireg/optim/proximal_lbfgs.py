@@ -36,15 +36,19 @@ DIAGONAL_FLOOR = 1e-12   # a column no row touches has no curvature: this fracti
 
 class LimitedMemory:
     """One model's (s, y) pairs over the coordinates `support` (its working set: the strong set,
-    the non-zero and the unpenalized coefficients), indexed by position in it."""
+    the non-zero and the unpenalized coefficients), indexed by position in it, and its model's
+    diagonal there (the loss's curvature per weight; NaN where not yet known)."""
 
     def __init__(self, history: int):
         self.history = history
         self.support = np.empty(0, dtype=np.int64)
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.diagonal = np.empty(0)
+        self.fresh = False  # the diagonal summed at a recent point (not estimated, not stale)
 
     def widen(self, support: np.ndarray) -> None:
-        """Take a working set that contains the current one; the pairs are 0 in the new coordinates."""
+        """Take a working set that contains the current one; the pairs are 0 in the new
+        coordinates, the diagonal NaN."""
         support = np.asarray(support, dtype=np.int64)
         if len(support) == len(self.support):
             return
@@ -54,7 +58,9 @@ class LimitedMemory:
             s2, y2 = np.zeros(len(support)), np.zeros(len(support))
             s2[place], y2[place] = s, y
             widened.append((s2, y2))
-        self.support, self.pairs = support, widened
+        diagonal = np.full(len(support), np.nan)
+        diagonal[place] = self.diagonal
+        self.support, self.pairs, self.diagonal = support, widened, diagonal
 
     def remember(self, s: np.ndarray, y: np.ndarray) -> None:
         if float(s @ y) <= 0:  # the loss is convex: only rounding gives s.y <= 0
