@@ -1,28 +1,32 @@
 /*
  * mpireg._cpath: the first-order regularisation path's pass over CSR rows (fit/path_first_order.py).
  *
- *   fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, models, fit_intercept)
+ *   fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, lanes, fit_intercept)
  *       -> non-zero where some model's mean left the family's range (its loss is then inf or nan)
  *
  * Every model of a k-fold path at once: B holds the models' coefficients interleaved, row j of
- * B (S float64, S a multiple of 8) is feature j's coefficient in each model, so that a row's
+ * B (S float64, S a multiple of 8) is feature j's coefficient in each lane, so that a row's
  * entry gathers all of them in one or two cache lines and scatters its gradient the same way
- * into G (same layout). Row d of B and G is the intercept. For each row i, with f = folds[i]:
+ * into G (same layout). Row d of B and G is the intercept. lanes[l] is the model in lane l
+ * (model f < k trains on the rows outside fold f, model k on every row), -1 for none, the
+ * models in the first lanes. For each row i, with f = folds[i] and m = lanes[l]:
  *
- *     eta_m = offset_i + B[d, m] + sum_p B[j_p, m] x_p        (m < S)
- *     model m != f (m < models):  loss_m += w l(y, eta_m),  weight_m += w,  r_m = w (mu_m - y)
- *     model f (its fold's model): held_m += w 2 l(y, eta_m), held_weight_m += w, r_m = 0
- *     G[j_p, m] += r_m x_p,  G[d, m] += r_m
- *     D[j_p, m] += v_m x_p^2, D[d, m] += v_m        (v_m = w mu'^2 / V: the information's diagonal;
+ *     eta_l = offset_i + B[d, l] + sum_p B[j_p, l] x_p
+ *     m != f:  loss_l += w l(y, eta_l),  weight_l += w,  r_l = w (mu_l - y)
+ *     m == f (the fold's own model): held_l += w 2 l(y, eta_l), held_weight_l += w, r_l = 0
+ *     G[j_p, l] += r_l x_p,  G[d, l] += r_l
+ *     D[j_p, l] += v_l x_p^2, D[d, l] += v_l        (v_l = w mu'^2 / V: the information's diagonal;
  *                                                    D None: not summed, half the scatters)
  *
  * l is half the unit deviance of a canonical family (0 Gaussian-identity, 1 binomial-logit,
  * 2 Poisson-log), whose gradient in eta is w (mu - y). sums is (S, 4): [loss, weight, held
- * deviance, held weight] per model. folds[i] = -1 holds the row out of no model (a path
+ * deviance, held weight] per lane. folds[i] = -1 holds the row out of no model (a path
  * without cross-validation). Rows go in blocks of BLOCK: the block's gathers (independent, many
- * in flight, B's rows asked for PREFETCH entries ahead), then its residuals, then its scatters;
- * a row's 8 models are one v8f64 (the AVX2+FMA clone where the CPU has it: the baseline build
- * ran the lanes two at a time, without FMA, at 7.7 ns a cached entry).
+ * in flight, B's rows asked for PREFETCH entries ahead), then its residuals, then its scatters.
+ * 8 lanes go as two v4f64 (the AVX2+FMA clone where the CPU has it: the baseline build ran
+ * them two at a time, without FMA, at 7.7 ns a cached entry); the residuals (exp, log1p) of
+ * lanes 4..7 are skipped where no model is there (a round of 4 models or fewer: half the
+ * residuals' time, which is half a working-set pass's).
  *
  *   take_lanes(G, out, models): out[m, j] = G[j, m] for m < models, and G zeroed for the next pass
  *       (one read of G: NumPy's transposed copy and a separate zeroing took 3x as long)
@@ -103,14 +107,14 @@ INLINE v4f64 info_weight_v4(int family, v4f64 mu)
     return family == BINOMIAL ? mu * (1.0 - mu) : family == POISSON ? mu : (v4f64){0} + 1.0;
 }
 
-/* One row's residuals r = w (mu - y) and information weights for 4 models (ids `id`), into
+/* One row's residuals r = w (mu - y) and information weights for 4 lanes (models `id`, -1 none), into
  * r and v, from their half deviances l and means mu; the loss and held-out sums added to the
  * models' (s: loss, weight, held, held weight) */
-INLINE void account_v4(double y, double w, double own, v4f64 id, double models, v4f64 l, v4f64 mu, int family,
+INLINE void account_v4(double y, double w, double own, v4f64 id, v4f64 l, v4f64 mu, int family,
                        double *r, double *v, v4f64 s[4], v4f64_mask *bad)
 {
     const v4f64 zero = {0};
-    v4f64_mask used = id < models, mine = used & (id == own), trains = used & ~mine;
+    v4f64_mask used = id >= zero, mine = used & (id == own), trains = used & ~mine;
     *bad |= used & ~((l - l) == zero); /* l inf or nan */
     s[0] += select_v4f64(trains, w * l, zero);
     s[1] += select_v4f64(trains, zero + w, zero);
@@ -138,10 +142,11 @@ static inline double y_log_y(int family, double y)
 static FAST size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, const TD *data,         \
                                   const double *targets, const int8_t *folds, Py_ssize_t rows,      \
                                   const double *B, double *G, double *D, double *sums, Py_ssize_t d, \
-                                  Py_ssize_t S, int c, int family, int models, int fit)              \
+                                  Py_ssize_t S, int c, int family, const double *ids, int fit)       \
 {                                                                                                    \
     double eta[BLOCK * LANES], v[BLOCK * LANES]; /* 8 KiB: then the residuals */                  \
-    const v4f64 zero = {0}, lo = (v4f64){0, 1, 2, 3} + (double)(c * LANES), hi = lo + 4.0;           \
+    const v4f64 zero = {0}, lo = load_v4f64(ids + c * LANES), hi = load_v4f64(ids + c * LANES + 4);  \
+    const int upper = ids[c * LANES + 4] >= 0; /* lanes 4..7 hold a model (they are filled in order) */ \
     double t[4][LANES];                                                                              \
     for (int l = 0; l < LANES; l++)                                                                  \
         for (int q = 0; q < 4; q++) t[q][l] = sums[4 * (c * LANES + l) + q];                         \
@@ -167,29 +172,37 @@ static FAST size_t folds_##SUFFIX(const int64_t *indptr, const TI *indices, cons
             store_v4f64(eta + k * LANES + 4, e1);                                                    \
         }                                                                                            \
         Py_ssize_t k = 0;                                                                            \
-        for (; k + 1 < n; k += 2) { /* two rows: four independent exp and log1p chains */           \
+        for (; k + 1 < n; k += 2) { /* two rows: independent exp and log1p chains */                \
             const double *t = targets + 3 * (i0 + k);                                                \
             double y0 = t[0], w0 = t[1], y1 = t[3], w1 = t[4];                                       \
             double c0 = y_log_y(family, y0), c1 = y_log_y(family, y1);                               \
             double own0 = (double)folds[i0 + k], own1 = (double)folds[i0 + k + 1];                   \
             double *e = eta + k * LANES, *vv = v + k * LANES;                                        \
-            v4f64 m0, m1, m2, m3;                                                                    \
-            v4f64 l0 = half_deviance_v4(family, y0, load_v4f64(e), c0, &m0);                         \
-            v4f64 l1 = half_deviance_v4(family, y0, load_v4f64(e + 4), c0, &m1);                     \
+            v4f64 m0, m2, l0 = half_deviance_v4(family, y0, load_v4f64(e), c0, &m0);                 \
             v4f64 l2 = half_deviance_v4(family, y1, load_v4f64(e + 8), c1, &m2);                     \
-            v4f64 l3 = half_deviance_v4(family, y1, load_v4f64(e + 12), c1, &m3);                    \
-            account_v4(y0, w0, own0, lo, models, l0, m0, family, e, vv, s_lo, &bad);                 \
-            account_v4(y0, w0, own0, hi, models, l1, m1, family, e + 4, vv + 4, s_hi, &bad);         \
-            account_v4(y1, w1, own1, lo, models, l2, m2, family, e + 8, vv + 8, s_lo, &bad);         \
-            account_v4(y1, w1, own1, hi, models, l3, m3, family, e + 12, vv + 12, s_hi, &bad);       \
+            if (upper) {                                                                             \
+                v4f64 m1, m3, l1 = half_deviance_v4(family, y0, load_v4f64(e + 4), c0, &m1);         \
+                v4f64 l3 = half_deviance_v4(family, y1, load_v4f64(e + 12), c1, &m3);                \
+                account_v4(y0, w0, own0, hi, l1, m1, family, e + 4, vv + 4, s_hi, &bad);             \
+                account_v4(y1, w1, own1, hi, l3, m3, family, e + 12, vv + 12, s_hi, &bad);           \
+            } else {                                                                                 \
+                store_v4f64(e + 4, zero), store_v4f64(vv + 4, zero);                                 \
+                store_v4f64(e + 12, zero), store_v4f64(vv + 12, zero);                               \
+            }                                                                                        \
+            account_v4(y0, w0, own0, lo, l0, m0, family, e, vv, s_lo, &bad);                         \
+            account_v4(y1, w1, own1, lo, l2, m2, family, e + 8, vv + 8, s_lo, &bad);                 \
         }                                                                                            \
         for (; k < n; k++) {                                                                         \
             const double *t = targets + 3 * (i0 + k);                                                \
             double y = t[0], w = t[1], yly = y_log_y(family, y), own = (double)folds[i0 + k];        \
-            v4f64 m0, m1, l0 = half_deviance_v4(family, y, load_v4f64(eta + k * LANES), yly, &m0);   \
-            v4f64 l1 = half_deviance_v4(family, y, load_v4f64(eta + k * LANES + 4), yly, &m1);       \
-            account_v4(y, w, own, lo, models, l0, m0, family, eta + k * LANES, v + k * LANES, s_lo, &bad); \
-            account_v4(y, w, own, hi, models, l1, m1, family, eta + k * LANES + 4, v + k * LANES + 4, s_hi, &bad); \
+            double *e = eta + k * LANES, *vv = v + k * LANES;                                        \
+            v4f64 m0, l0 = half_deviance_v4(family, y, load_v4f64(e), yly, &m0);                     \
+            account_v4(y, w, own, lo, l0, m0, family, e, vv, s_lo, &bad);                            \
+            if (upper) {                                                                             \
+                v4f64 m1, l1 = half_deviance_v4(family, y, load_v4f64(e + 4), yly, &m1);             \
+                account_v4(y, w, own, hi, l1, m1, family, e + 4, vv + 4, s_hi, &bad);                \
+            } else                                                                                   \
+                store_v4f64(e + 4, zero), store_v4f64(vv + 4, zero);                                 \
         }                                                                                            \
         for (Py_ssize_t k = 0; k < n; k++) {                                                         \
             v4f64 r0 = load_v4f64(eta + k * LANES), r1 = load_v4f64(eta + k * LANES + 4);            \
@@ -241,14 +254,15 @@ DEFINE_FOLDS(double, int64_t, f64_i64)
 static PyObject *fold_gradients(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *o[9];
-    int family, models, fit;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOiip", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
-                          &family, &models, &fit))
+    PyObject *o[10];
+    int family, fit;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOiOp", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &family, &o[9], &fit))
         return NULL;
-    static const char *names[9] = {"indptr", "indices", "data", "targets", "folds", "B", "G", "D", "sums"};
-    Py_buffer v[9] = {{0}};
+    static const char *names[10] = {"indptr", "indices", "data", "targets", "folds", "B", "G", "D", "sums", "lanes"};
+    Py_buffer v[10] = {{0}};
     int information = o[7] != Py_None; /* D None: the gradients only */
+    if (buffer_acquire(o[9], &v[9], 0, names[9]) < 0) goto fail;
     for (int a = 0; a < 9; a++)
         if ((a != 7 || information) && buffer_acquire(o[a], &v[a], a >= 6, names[a]) < 0) goto fail;
     char ki = buffer_kind(&v[1]), kd = buffer_kind(&v[2]);
@@ -264,11 +278,18 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
         goto fail;
     }
     Py_ssize_t S = v[8].len / 8 / 4;
-    if (S <= 0 || S % LANES || S > MAX_S || models < 1 || models > S || family < GAUSSIAN || family > POISSON) {
-        PyErr_SetString(PyExc_ValueError, "sums must be (S, 4) float64, S a multiple of 8 up to 64, models <= S, "
-                                          "family 0, 1 or 2");
+    if (S <= 0 || S % LANES || S > MAX_S || family < GAUSSIAN || family > POISSON || buffer_kind(&v[9]) != 'd' ||
+        v[9].len / 8 != S) {
+        PyErr_SetString(PyExc_ValueError, "sums must be (S, 4) float64, S a multiple of 8 up to 32, family 0, 1 or 2, "
+                                          "lanes S float64 (each lane's model, -1 for none)");
         goto fail;
     }
+    const double *ids = v[9].buf;
+    for (Py_ssize_t l = 0; l < S; l++)
+        if (!(ids[l] >= -1 && ids[l] < 128 && ids[l] == (int)ids[l]) || (l && ids[l] >= 0 && ids[l - 1] < 0)) {
+            PyErr_SetString(PyExc_ValueError, "lanes: models (0 to 127) in the first lanes, then -1");
+            goto fail;
+        }
     Py_ssize_t d = v[5].len / 8 / S - 1;
     if (buffer_kind(&v[3]) != 'd' || v[3].len / 8 != 3 * rows || v[4].len != rows || v[4].itemsize != 1 ||
         buffer_kind(&v[5]) != 'd' || buffer_kind(&v[6]) != 'd' || d < 0 || v[6].len != v[5].len ||
@@ -282,19 +303,19 @@ static PyObject *fold_gradients(PyObject *self, PyObject *args)
     const double *t = v[3].buf, *B = v[5].buf;
     const int8_t *f = v[4].buf;
     double *G = v[6].buf, *H = information ? v[7].buf : NULL, *s = v[8].buf;
-    for (int c = 0; c < S / LANES && c * LANES < models; c++) {
+    for (int c = 0; c < S / LANES && ids[c * LANES] >= 0; c++) {
         if (kd == 'f')
-            invalid += ki == 'i' ? folds_f32_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit)
-                                 : folds_f32_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit);
+            invalid += ki == 'i' ? folds_f32_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, ids, fit)
+                                 : folds_f32_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, ids, fit);
         else
-            invalid += ki == 'i' ? folds_f64_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit)
-                                 : folds_f64_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, models, fit);
+            invalid += ki == 'i' ? folds_f64_i32(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, ids, fit)
+                                 : folds_f64_i64(indptr, ix, x, t, f, rows, B, G, H, s, d, S, c, family, ids, fit);
     }
     Py_END_ALLOW_THREADS
-    buffer_release(v, 9);
+    buffer_release(v, 10);
     return PyLong_FromSize_t(invalid);
 fail:
-    buffer_release(v, 9);
+    buffer_release(v, 10);
     return NULL;
 }
 
@@ -403,7 +424,7 @@ fail:
 
 static PyMethodDef methods[] = {
     {"fold_gradients", fold_gradients, METH_VARARGS,
-     "fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, models, fit_intercept) -> non-zero"
+     "fold_gradients(indptr, indices, data, targets, folds, B, G, D, sums, family, lanes, fit_intercept) -> non-zero"
      " where some model's mean left the family's range. Adds every model's loss, weight, gradient and information diagonal, and each fold's"
      " held-out deviance, over the CSR rows (their columns already checked by the data read path)."},
     {"take_lanes", take_lanes, METH_VARARGS,

@@ -74,7 +74,7 @@ class GradientEvaluator:
         pair = (model.family.name, model.link.name)
         self.family = KERNEL_FAMILIES.get(pair) if _cpath is not None else None
         self._blocks = None  # resident rows with their folds, gathered once
-        self._written = {}  # per model: the coefficients its lane of B was last given (None: all)
+        self._written = {}  # per lane: the coefficients it was last given in B (None: all)
         self.working = None  # the working set's columns, rows and lanes (`narrow`)
         self._squares = None  # column_squares, once
         self.evaluations = [0, 0]  # (with the information, gradient-only), as path_sums' evaluators
@@ -106,9 +106,10 @@ class GradientEvaluator:
         (the others are 0), so that only they are written into the interleaved coefficients.
         `informed`: whether the pass sums the information's diagonal (`State.curvature`; else
         None): the KKT check's passes need the gradients only, half the scatters and the bytes."""
-        self._write(betas, covered or {})
+        order = sorted(betas)
+        self._write([betas[m] for m in order], [(covered or {}).get(m) for m in order])
         self.passes["full"] += 1
-        return self._pass(self.full, self._row_blocks(), betas, informed is not False)
+        return self._pass(self.full, self._row_blocks(), betas, order, informed is not False)
 
     def narrow(self, at: np.ndarray) -> None:
         """Take the coefficients `at` (sorted; the intercept's among them where it is fitted) as
@@ -126,12 +127,12 @@ class GradientEvaluator:
             full = {m: self.expand(beta) for m, beta in betas.items()}
             states = self.evaluate(full, {m: ws.columns for m in betas}, informed)
             return {m: self.restrict(state, whole=True) for m, state in states.items()}
-        lanes, u = ws.lanes, len(ws.columns)
-        for m, beta in betas.items():
-            lanes.B[:u, m] = beta[:u]
-            lanes.B[u, m] = beta[u] if self.k > self.d else 0.0
+        lanes, u, order = ws.lanes, len(ws.columns), sorted(betas)
+        for lane, m in enumerate(order):
+            lanes.B[:u, lane] = betas[m][:u]
+            lanes.B[u, lane] = betas[m][u] if self.k > self.d else 0.0
         self.passes["working"] += 1
-        return self._pass(lanes, ws.blocks, betas, informed)
+        return self._pass(lanes, ws.blocks, betas, order, informed)
 
     def restrict(self, state: State, whole: bool = False) -> State:
         """A full state over the working set's coefficients (as `evaluate_working` gives them);
@@ -147,32 +148,36 @@ class GradientEvaluator:
         full[self.working.at] = beta
         return full
 
-    def _pass(self, lanes: Lanes, blocks, betas: dict, informed: bool) -> dict:
+    def _pass(self, lanes: Lanes, blocks, betas: dict, order: list, informed: bool) -> dict:
+        """The models `order` in lanes 0, 1, ... (a round of few models computes few lanes)."""
         lanes.sums[:] = 0.0  # (G and D are zero: take_lanes left them so, or they are new)
         self.evaluations[1] += len(betas)
         invalid = 0
         fit = self.k > self.d
         D = lanes.D if informed else None
+        ids = np.full(self.S, -1.0)
+        ids[:len(order)] = order
         with self.run.clock("compute"):
             for X, indptr, targets, folds in blocks:
                 if indptr is not None:
                     invalid += _cpath.fold_gradients(indptr, X.indices, X.data, targets, folds, lanes.B, lanes.G,
-                                                     D, lanes.sums, self.family, self.models, fit)
+                                                     D, lanes.sums, self.family, ids, fit)
                 else:
-                    invalid += self._numpy_pass(X, targets, folds, informed)
+                    invalid += self._numpy_pass(X, targets, folds, ids[:len(order)], informed)
         if invalid:
             lanes.sums[:, 0] = np.inf  # a mean outside the family's range: the line search steps back
         with self.run.clock("comm"):
             self.run.allreduce(lanes.buffer if informed else lanes.gradients)
         self.run.progress.epoch += 1
         size = lanes.B.shape[0] - 1 + self.k - self.d
-        gradients = self._lanes(lanes.G)  # model-major: [coef..., intercept]
-        diagonals = self._lanes(lanes.D) if informed else None
+        gradients = self._lanes(lanes.G, len(order))  # lane-major: [coef..., intercept]
+        diagonals = self._lanes(lanes.D, len(order)) if informed else None
         out = {}
-        for m, beta in betas.items():
-            loss, weight, held, held_weight = lanes.sums[m]
-            out[m] = State(beta, float(loss), float(weight), gradients[m, :size], None, np.array([held, held_weight]),
-                           curvature=None if diagonals is None else diagonals[m, :size])
+        for lane, m in enumerate(order):
+            loss, weight, held, held_weight = lanes.sums[lane]
+            out[m] = State(betas[m], float(loss), float(weight), gradients[lane, :size], None,
+                           np.array([held, held_weight]),
+                           curvature=None if diagonals is None else diagonals[lane, :size])
         return out
 
     def column_squares(self) -> np.ndarray:
@@ -188,35 +193,35 @@ class GradientEvaluator:
             self._squares = squares if self.k > self.d else squares[:self.d]
         return self._squares
 
-    def _lanes(self, interleaved) -> np.ndarray:
-        """(models, rows) from the (rows, S) lanes, which are left zero for the next pass."""
-        out = np.empty((self.models, interleaved.shape[0]))
+    @staticmethod
+    def _lanes(interleaved, n: int) -> np.ndarray:
+        """(n, rows) from the first n of the (rows, S) lanes, which are left zero for the next pass."""
+        out = np.empty((n, interleaved.shape[0]))
         if _cpath is not None:
-            _cpath.take_lanes(interleaved, out, self.models)
+            _cpath.take_lanes(interleaved, out, n)
         else:
-            out[:] = interleaved[:, :self.models].T
+            out[:] = interleaved[:, :n].T
             interleaved[:] = 0.0
         return out
 
-    def _write(self, betas: dict, covered: dict) -> None:
-        """Each model's coefficients into its lane of B: where `covered` names its working set,
-        only there (and 0 where the last write put values outside it)."""
+    def _write(self, betas: list, covered: list) -> None:
+        """Lane l's coefficients betas[l] into B: where covered[l] names the coefficients that
+        may be non-zero, only there (and 0 where the lane's last write put values outside them)."""
         d, B = self.d, self.full.B
-        for m, beta in betas.items():
-            at = covered.get(m)
-            written = self._written.get(m)
+        for lane, (beta, at) in enumerate(zip(betas, covered)):
+            written = self._written.get(lane)
             if at is None or written is None:
-                B[:d, m] = beta[:d]
+                B[:d, lane] = beta[:d]
             else:
-                B[written, m] = 0.0
-                B[at[at < d], m] = beta[at[at < d]]
-            self._written[m] = None if at is None else at[at < d]
-            B[d, m] = beta[d] if self.k > d else 0.0
+                B[written, lane] = 0.0
+                B[at[at < d], lane] = beta[at[at < d]]
+            self._written[lane] = None if at is None else at[at < d]
+            B[d, lane] = beta[d] if self.k > d else 0.0
 
-    def _numpy_pass(self, X, targets, folds, informed: bool = True) -> int:
+    def _numpy_pass(self, X, targets, folds, ids, informed: bool = True) -> int:
         """The same sums with SciPy's products and the family's own functions (any family and
-        link, dense rows; csrc/cpath.c's reference)."""
-        model, M, lanes = self.parts.model, self.models, self.full
+        link, dense rows; csrc/cpath.c's reference), lane l for the model ids[l]."""
+        model, M, lanes = self.parts.model, len(ids), self.full
         eta = np.asarray(X @ lanes.B[:self.d, :M]) + targets[:, OFFSET, None]
         if self.k > self.d:
             eta += lanes.B[self.d, :M]
@@ -226,7 +231,7 @@ class GradientEvaluator:
             deviance = model.family.unit_deviance(y, mu)
             r = w * (mu - y) * model.link.derivative(eta, mu) / model.family.variance(mu)
         invalid = int((~np.isfinite(deviance)).any() or (~model.family.valid_mu(mu)).any())
-        held = folds[:, None] == np.arange(M)[None, :]
+        held = folds[:, None] == ids[None, :]
         wd = w * np.where(np.isfinite(deviance), deviance, np.inf)
         lanes.sums[:M, 0] += 0.5 * np.where(held, 0.0, wd).sum(axis=0)
         lanes.sums[:M, 1] += np.where(held, 0.0, w).sum(axis=0)

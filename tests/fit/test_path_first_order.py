@@ -87,6 +87,16 @@ def test_the_c_pass_equals_scipys_products(family, link, folds, fit_intercept, d
         np.testing.assert_allclose(c.gradient, ref.gradient, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(c.curvature, ref.curvature, rtol=1e-9, atol=1e-9)
     assert (sums[True][0].held[1] > 0) == bool(folds)
+    for native in (True, False):  # a round of a few models packs them into the first lanes: same sums
+        evaluator = gradients.GradientEvaluator(_Parts(X, targets, family, link, fit_intercept), _Run(), folds, 7)
+        if not native:
+            evaluator.family = None
+        few = evaluator.evaluate({m: betas[m] for m in (folds, folds // 2)})
+        for m, state in few.items():
+            np.testing.assert_allclose([state.loss, *state.held], [sums[native][m].loss, *sums[native][m].held],
+                                       rtol=1e-13)
+            np.testing.assert_allclose(state.gradient, sums[native][m].gradient, rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(state.curvature, sums[native][m].curvature, rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("dtypes", [(np.float64, np.int32), (np.float32, np.int64)])
