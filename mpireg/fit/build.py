@@ -134,7 +134,7 @@ def check_model_fits(cfg: JobConfig, model, dtype, schema: Schema) -> None:
     """A model whose parameters, gradient and optimizer state cannot fit this machine's memory
     is an error naming where its size comes from (a shard's n_features of 2^40 would otherwise
     end in NumPy's allocation traceback)."""
-    copies = 4 + (2 * cfg.optimizer.history if cfg.optimizer.kind == "lbfgs" else 0)
+    copies = 4 + (2 * cfg.optimizer.memory(cfg.optimizer.path is not None) if cfg.optimizer.kind == "lbfgs" else 0)
     if cfg.optimizer.kind == "lbfgs" and cfg.optimizer.path is not None:  # every fold's model, and the full one
         copies *= cfg.optimizer.cv + 1
     need = model.layout.size * np.dtype(dtype).itemsize * copies

@@ -29,7 +29,7 @@ def fit(parts, run, max_iter: int | None = None) -> None:
             raise StopIteration
 
     x, info = minimize_lbfgs(objective, to_host(parts.params), max_iter or opt.max_iter, opt.tol,
-                             opt.history, callback=record)
+                             opt.memory(), callback=record)
     parts.params[...] = parts.xp.asarray(x.astype(parts.dtype))
     progress.step += info["iterations"]
     progress.epoch += info["evaluations"]  # a pass over the data each

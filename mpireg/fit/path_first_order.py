@@ -30,6 +30,7 @@ UNSEEN = 1e-14     # a predicted decrease below this (relative to the objective)
                    # rounding: such a step is judged by the pseudo-gradient instead (Armijo cannot)
 MIN_STEP = 2.0 ** -30
 UNSEEN_MIN_STEP = 2.0 ** -4  # halvings judged by the pseudo-gradient before a model stops
+KEEP_AHEAD = 4     # penalties ahead whose likely strong sets are kept with the working set's rows
 
 
 class Penalty:
@@ -45,21 +46,21 @@ class FirstOrderSolver:
     model's L-BFGS memory carried from penalty to penalty."""
 
     def __init__(self, opt, models: int):
-        self.memory = {m: LimitedMemory(opt.history) for m in range(models)}
+        self.memory = {m: LimitedMemory(opt.memory(path=True)) for m in range(models)}
 
     def __call__(self, evaluator, states: dict, alpha: float, ratio: float, previous: float, penalized,
                  opt, strong: bool, coming=None):
-        return solve_all(evaluator, states, self.memory, alpha, ratio, previous, penalized, opt, strong)
+        return solve_all(evaluator, states, self.memory, alpha, ratio, previous, penalized, opt, strong, coming)
 
 
 def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float, previous: float, penalized,
-              opt, strong: bool):
+              opt, strong: bool, coming: float | None = None):
     """Every model to its optimum at alpha by proximal quasi-Newton steps, all advancing
     together (one pass a round); (the full states, the features the KKT check brought back)."""
-    at = _working_set(states, memory, penalized, alpha, ratio, previous, strong)
-    _focus(evaluator, memory, at)
-    pen = Penalty(alpha * ratio, alpha * (1 - ratio), penalized)
-    local = Penalty(pen.l1, alpha * (1 - ratio), penalized[at])
+    at, ahead = _working_set(states, memory, penalized, alpha, ratio, previous, strong, coming)
+    _focus(evaluator, memory, at, ahead)
+    l1 = alpha * ratio
+    local = Penalty(l1, alpha * (1 - ratio), penalized[at])
     entries = {m: {"state": evaluator.restrict(state, whole=True), "step": None} for m, state in states.items()}
     for m, entry in entries.items():
         memory[m].fresh = False  # a new penalty: its first pass sums the diagonal again
@@ -83,7 +84,7 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
         if not waiting:
             break
         wholes = _wholes(evaluator, entries, waiting + sorted(stopped - final.keys()))
-        outside = {m: _violations(wholes[m], at, pen) for m in waiting}
+        outside = {m: _violations(wholes[m], at, l1) for m in waiting}
         final.update({m: wholes[m] for m in wholes if m in stopped or not outside[m].size})
         brought = np.unique(np.concatenate([outside[m] for m in waiting]))
         if brought.size:
@@ -91,7 +92,7 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
             at = np.union1d(at, brought)
             _focus(evaluator, memory, at)
             _estimate_diagonals(evaluator, memory, at)
-            local = Penalty(pen.l1, alpha * (1 - ratio), penalized[at])
+            local = Penalty(l1, alpha * (1 - ratio), penalized[at])
             for m in waiting:
                 if m not in final:
                     entries[m].update(state=evaluator.restrict(wholes[m], whole=True), step=None)
@@ -101,24 +102,31 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
 
 
 def _working_set(states: dict, memory: dict, penalized, alpha: float, ratio: float, previous: float,
-                 strong: bool) -> np.ndarray:
-    """The coefficients the steps move (every model's): the unpenalized, the non-zero, and under
-    the sequential strong rule the features with |g_j| >= l1_ratio (2 alpha - alpha_prev) in
-    some model (on a coarse grid, alpha < alpha_prev / 2, that would keep every feature: then
-    those within STRONG_FLOOR of the new l1, and the KKT check brings back any that belong);
-    never narrower than the last penalty's (the pairs' coordinates)."""
+                 strong: bool, coming: float | None):
+    """The coefficients the steps move (every model's): the unpenalized, and under the
+    sequential strong rule the features with |g_j| >= l1_ratio (2 alpha - alpha_prev) in some
+    model (on a coarse grid, alpha < alpha_prev / 2, that would keep every feature: then those
+    within STRONG_FLOOR of the new l1, and the KKT check brings back any that belong); never
+    narrower than the last penalty's (the pairs' coordinates, and every non-zero coefficient).
+    And the features the rule will likely ask for within KEEP_AHEAD penalties (their entries
+    are kept with the working set's, fit/path_gradients.py's narrow)."""
     keep = ~penalized.astype(bool)
     threshold = ratio * max(2 * alpha - previous, STRONG_FLOOR * alpha)
+    soon = np.inf if coming is None else threshold * (coming / alpha) ** KEEP_AHEAD
+    ahead = np.zeros_like(keep)
     for state in states.values():
         if not strong:
             keep[:] = True
             break
-        keep |= (state.beta != 0) | (np.abs(state.loss_gradient()) >= threshold)
-    return np.union1d(next(iter(memory.values())).support, np.flatnonzero(keep))
+        per_weight = np.abs(state.gradient)  # (in sums: no per-weight copy)
+        keep |= per_weight >= threshold * state.weight
+        ahead |= per_weight >= soon * state.weight
+    at = np.union1d(next(iter(memory.values())).support, np.flatnonzero(keep))
+    return at, np.flatnonzero(ahead & ~keep)
 
 
-def _focus(evaluator, memory: dict, at: np.ndarray) -> None:
-    evaluator.narrow(at)
+def _focus(evaluator, memory: dict, at: np.ndarray, ahead=None) -> None:
+    evaluator.narrow(at, ahead)
     for mem in memory.values():
         mem.widen(at)
 
@@ -188,11 +196,13 @@ def _wholes(evaluator, entries: dict, models: list) -> dict:
     return out
 
 
-def _violations(whole: State, at: np.ndarray, pen: Penalty) -> np.ndarray:
+def _violations(whole: State, at: np.ndarray, l1: float) -> np.ndarray:
     """The KKT check on the features outside the working set (all at 0, so the L2 term adds
-    nothing): those whose |gradient| passes l1, which the strong rule should not have set aside.
-    (In sums, not per weight: one 2^20-wide temporary instead of six.)"""
-    outside = np.abs(whole.gradient) > (pen.l1v + KKT_SLACK) * max(whole.weight, 1e-300)
+    nothing; all penalized, the unpenalized being in the set): those whose |gradient| passes
+    l1, which the strong rule should not have set aside."""
+    per_weight = np.abs(whole.gradient)
+    per_weight *= 1.0 / max(whole.weight, 1e-300)
+    outside = per_weight > l1 + KKT_SLACK
     outside[at] = False
     return np.flatnonzero(outside)
 

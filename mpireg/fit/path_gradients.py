@@ -45,19 +45,13 @@ def huge_zeros(n: int) -> np.ndarray:
 
 class Lanes:
     """Coefficients B and the pass's sums G (gradients), D (the information's diagonal) as
-    (rows, S) float64, feature-major (a CSR entry's coefficients in every model are one cache
+    (rows, S) float64, feature-major (a CSR entry's coefficients in every lane are one cache
     line; the last row is the intercept), and the (S, 4) [loss, weight, held deviance, held
-    weight]; G, the sums and D one buffer, for one allreduce (without D's part where a pass
-    sums no diagonal)."""
+    weight] of each lane."""
 
     def __init__(self, rows: int, S: int):
-        lane = rows * S
-        self.B = huge_zeros(lane).reshape(rows, S)
-        self.buffer = huge_zeros(2 * lane + 4 * S)
-        self.G = self.buffer[:lane].reshape(rows, S)
-        self.sums = self.buffer[lane:lane + 4 * S].reshape(S, 4)
-        self.D = self.buffer[lane + 4 * S:].reshape(rows, S)
-        self.gradients = self.buffer[:lane + 4 * S]  # what a pass without the diagonal reduces
+        self.B, self.G, self.D = (huge_zeros(rows * S).reshape(rows, S) for _ in range(3))
+        self.sums = np.zeros((S, 4))
 
 
 class GradientEvaluator:
@@ -111,13 +105,22 @@ class GradientEvaluator:
         self.passes["full"] += 1
         return self._pass(self.full, self._row_blocks(), betas, order, informed is not False)
 
-    def narrow(self, at: np.ndarray) -> None:
+    def narrow(self, at: np.ndarray, ahead=None) -> None:
         """Take the coefficients `at` (sorted; the intercept's among them where it is fitted) as
-        the working set of the passes to come (`evaluate_working`); their columns' entries are
-        kept once, where the kernel runs on resident rows."""
-        if self.working is not None and np.array_equal(self.working.at, at):
+        the working set of the passes to come (`evaluate_working`). Where the kernel runs on
+        resident rows their columns' entries are kept, with those of the columns `ahead` (likely
+        to join soon) and of those kept already: the rows are kept again only when `at` leaves
+        them (a keep reads every entry: along a 100-penalty path, every penalty had kept again)."""
+        at = np.asarray(at, dtype=np.int64)
+        ws = self.working
+        if ws is not None and ws.covers(at):
+            ws.focus(at)
             return
-        self.working = WorkingSet(np.asarray(at, dtype=np.int64), self)
+        columns = at[at < self.d]
+        for more in (ahead, None if ws is None else ws.columns):
+            if more is not None and len(more):
+                columns = np.union1d(columns, more)
+        self.working = WorkingSet(at, columns, self)
 
     def evaluate_working(self, betas: dict, informed: bool = True) -> dict:
         """{model: State} over the working set's coefficients: each beta, gradient and diagonal is
@@ -127,12 +130,11 @@ class GradientEvaluator:
             full = {m: self.expand(beta) for m, beta in betas.items()}
             states = self.evaluate(full, {m: ws.columns for m in betas}, informed)
             return {m: self.restrict(state, whole=True) for m, state in states.items()}
-        lanes, u, order = ws.lanes, len(ws.columns), sorted(betas)
+        lanes, order = ws.lanes, sorted(betas)
         for lane, m in enumerate(order):
-            lanes.B[:u, lane] = betas[m][:u]
-            lanes.B[u, lane] = betas[m][u] if self.k > self.d else 0.0
+            lanes.B[ws.rows, lane] = betas[m]  # (kept columns outside `at` stay 0: `at` only grows)
         self.passes["working"] += 1
-        return self._pass(lanes, ws.blocks, betas, order, informed)
+        return self._pass(lanes, ws.blocks, betas, order, informed, ws.rows)
 
     def restrict(self, state: State, whole: bool = False) -> State:
         """A full state over the working set's coefficients (as `evaluate_working` gives them);
@@ -148,8 +150,9 @@ class GradientEvaluator:
         full[self.working.at] = beta
         return full
 
-    def _pass(self, lanes: Lanes, blocks, betas: dict, order: list, informed: bool) -> dict:
-        """The models `order` in lanes 0, 1, ... (a round of few models computes few lanes)."""
+    def _pass(self, lanes: Lanes, blocks, betas: dict, order: list, informed: bool, rows=None) -> dict:
+        """The models `order` in lanes 0, 1, ... (a round of few models computes few lanes); the
+        states over the lanes' `rows` (all where None)."""
         lanes.sums[:] = 0.0  # (G and D are zero: take_lanes left them so, or they are new)
         self.evaluations[1] += len(betas)
         invalid = 0
@@ -166,18 +169,25 @@ class GradientEvaluator:
                     invalid += self._numpy_pass(X, targets, folds, ids[:len(order)], informed)
         if invalid:
             lanes.sums[:, 0] = np.inf  # a mean outside the family's range: the line search steps back
+        n, R = len(order), lanes.G.shape[0]
+        packed = np.empty((2 if informed else 1) * n * R + 4 * n)  # the used lanes only, model-major:
+        gradients = packed[:n * R].reshape(n, R)                   # 6 of 8 lanes' bytes on the wire
+        diagonals = packed[n * R:2 * n * R].reshape(n, R) if informed else None
+        self._lanes(lanes.G, gradients)
+        if informed:
+            self._lanes(lanes.D, diagonals)
+        packed[-4 * n:] = lanes.sums[:n].ravel()
         with self.run.clock("comm"):
-            self.run.allreduce(lanes.buffer if informed else lanes.gradients)
+            self.run.allreduce(packed)
         self.run.progress.epoch += 1
-        size = lanes.B.shape[0] - 1 + self.k - self.d
-        gradients = self._lanes(lanes.G, len(order))  # lane-major: [coef..., intercept]
-        diagonals = self._lanes(lanes.D, len(order)) if informed else None
+        rows = slice(0, R - 1 + self.k - self.d) if rows is None else rows
+        sums = packed[-4 * n:].reshape(n, 4)
         out = {}
         for lane, m in enumerate(order):
-            loss, weight, held, held_weight = lanes.sums[lane]
-            out[m] = State(betas[m], float(loss), float(weight), gradients[lane, :size], None,
+            loss, weight, held, held_weight = sums[lane]
+            out[m] = State(betas[m], float(loss), float(weight), gradients[lane, rows], None,
                            np.array([held, held_weight]),
-                           curvature=None if diagonals is None else diagonals[lane, :size])
+                           curvature=None if diagonals is None else diagonals[lane, rows])
         return out
 
     def column_squares(self) -> np.ndarray:
@@ -194,15 +204,13 @@ class GradientEvaluator:
         return self._squares
 
     @staticmethod
-    def _lanes(interleaved, n: int) -> np.ndarray:
-        """(n, rows) from the first n of the (rows, S) lanes, which are left zero for the next pass."""
-        out = np.empty((n, interleaved.shape[0]))
+    def _lanes(interleaved, out) -> None:
+        """out (n, rows) from the first n of the (rows, S) lanes, which are left zero for the next pass."""
         if _cpath is not None:
-            _cpath.take_lanes(interleaved, out, n)
+            _cpath.take_lanes(interleaved, out, out.shape[0])
         else:
-            out[:] = interleaved[:, :n].T
+            out[:] = interleaved[:, :out.shape[0]].T
             interleaved[:] = 0.0
-        return out
 
     def _write(self, betas: list, covered: list) -> None:
         """Lane l's coefficients betas[l] into B: where covered[l] names the coefficients that
@@ -257,17 +265,21 @@ def _squared(X):
 
 
 class WorkingSet:
-    """The working set's columns, their place among the coefficients (`at`: the columns and
-    the intercept), its lanes, and each resident block's rows with only its columns' entries
-    (csrc/cpath.c's keep_columns; None where the kernel does not run on kept rows)."""
+    """The working set's coefficients `at` (its columns and the intercept), the columns whose
+    entries each resident block keeps (`columns`, at's and more; csrc/cpath.c's keep_columns;
+    `blocks` None where the kernel does not run on kept rows), their lanes, and the lanes' rows
+    of at's coefficients (`rows`)."""
 
-    def __init__(self, at: np.ndarray, evaluator: GradientEvaluator):
+    def __init__(self, at: np.ndarray, columns: np.ndarray, evaluator: GradientEvaluator):
         d = evaluator.d
-        self.at, self.columns = at, at[at < d]
+        self.intercept = evaluator.k > d
         self.lanes = self.blocks = None
         blocks = evaluator._row_blocks() if evaluator.parts.train.resident else None
-        if not blocks or any(indptr is None for _, indptr, _, _ in blocks) or len(self.columns) == d:
-            return  # streamed or dense rows, another family, or every column: passes over every column
+        if not blocks or any(indptr is None for _, indptr, _, _ in blocks) or len(columns) == d:
+            self.columns = at[at < d]  # streamed or dense rows, another family, or every column:
+            self.at = at               # passes over every column
+            return
+        self.columns = np.asarray(columns, dtype=np.int64)
         position = np.full(d, -1, dtype=np.int32)
         position[self.columns] = np.arange(len(self.columns), dtype=np.int32)
         self.blocks = []
@@ -275,6 +287,21 @@ class WorkingSet:
             kept = _kept(X, indptr, position)
             self.blocks.append((kept, kept.indptr, targets, folds))
         self.lanes = Lanes(len(self.columns) + 1, evaluator.S)
+        self.focus(at)
+
+    def covers(self, at: np.ndarray) -> bool:
+        """Whether at's columns are all kept (a working set that grew within them)."""
+        wanted = at[:len(at) - self.intercept] if self.intercept else at
+        if self.blocks is None or not len(self.columns):
+            return np.array_equal(wanted, self.columns)
+        place = np.searchsorted(self.columns, wanted)
+        return bool(np.all(place < len(self.columns)) and np.array_equal(self.columns[np.minimum(place, len(self.columns) - 1)], wanted))
+
+    def focus(self, at: np.ndarray) -> None:
+        self.at = at
+        if self.blocks is not None:
+            place = np.searchsorted(self.columns, at[:len(at) - self.intercept] if self.intercept else at)
+            self.rows = np.append(place, len(self.columns)) if self.intercept else place
 
 
 class _Kept:
