@@ -61,9 +61,11 @@ def start_command(cmd, cwd=None) -> subprocess.Popen:
     """Start `cmd` in its own process group, with this checkout importable, in `cwd` or a fresh
     scratch directory (never the checkout: a job without --run-dir writes runs/ where it runs)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd or tempfile.mkdtemp(prefix="mpireg-test-"), env=env, start_new_session=True,
-                            stdin=subprocess.DEVNULL)
+    scratch = None if cwd else tempfile.mkdtemp(prefix="mpireg-test-")
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd or scratch, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+    proc.scratch = scratch  # removed by finish_command (a CI run had left 3,500 of them in /tmp)
+    return proc
 
 
 def load_per_core() -> float:
@@ -84,10 +86,17 @@ def finish_command(proc: subprocess.Popen, timeout: float = MPI_TIMEOUT):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
+        _remove_scratch(proc)
         raise AssertionError(f"timed out after {limit:.0f} s ({timeout} s scaled by a load of {load:.1f} per core "
                              f"at the start) waiting for this command to exit: a hang, or a host far busier "
                              f"than that: {' '.join(proc.args)}\n{out}\n{err}")
+    _remove_scratch(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _remove_scratch(proc) -> None:
+    if getattr(proc, "scratch", None):
+        shutil.rmtree(proc.scratch, ignore_errors=True)
 
 
 def write_dataset(directory, X, y, task, n_classes=0, shards=1) -> Path:

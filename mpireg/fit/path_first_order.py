@@ -27,7 +27,10 @@ from .path_sums import State
 KKT_SLACK = 1e-9
 STRONG_FLOOR = 0.5
 UNSEEN = 1e-14     # a predicted decrease below this (relative to the objective) is lost in its sums
-                   # rounding: such a step is judged by the pseudo-gradient instead (Armijo cannot)
+                   # rounding: such a step is judged by the pseudo-gradient instead (Armijo cannot);
+UNSEEN_PER_ROOT = 32 * np.finfo(float).eps  # and below this times sqrt(rows): a sum of n losses
+                   # carries ~eps sqrt(n) of rounding (at 10M rows one model took 50+ rounds of one
+                   # penalty on decreases of 2.7e-12, Armijo judging the sums' rounding)
 MIN_STEP = 2.0 ** -30
 UNSEEN_MIN_STEP = 2.0 ** -4  # halvings judged by the pseudo-gradient before a model stops
 KEEP_AHEAD = 4     # penalties ahead whose likely strong sets are kept with the working set's rows
@@ -79,7 +82,7 @@ def solve_all(evaluator, states: dict, memory: dict, alpha: float, ratio: float,
             trials = evaluator.evaluate_working(candidates, not all(memory[m].fresh for m in candidates))
             for m, trial in trials.items():
                 _learn_diagonal(memory[m], trial)
-            stopped |= _search(trials, entries, memory, local)
+            stopped |= _search(trials, entries, memory, local, max(UNSEEN, UNSEEN_PER_ROOT * np.sqrt(evaluator.rows)))
             continue
         if not waiting:
             break
@@ -157,14 +160,15 @@ def _estimate_diagonals(evaluator, memory: dict, at: np.ndarray) -> None:
         mem.fresh = False
 
 
-def _search(trials: dict, entries: dict, memory: dict, pen: Penalty) -> set:
+def _search(trials: dict, entries: dict, memory: dict, pen: Penalty, unseen_below: float) -> set:
     """The line search on each model's trial state: accept (and remember the pair) or halve the
-    step; the models that stop, at their optimum as far as their sums can tell."""
+    step; the models that stop, at their optimum as far as their sums can tell (a predicted
+    decrease below `unseen_below` of the objective is judged by the gap)."""
     stopped = set()
     for m, trial in trials.items():
         entry, mem = entries[m], memory[m]
         value = _objective(trial, pen)
-        unseen = -entry["decrease"] <= UNSEEN * max(1.0, abs(entry["objective"]))
+        unseen = -entry["decrease"] <= unseen_below * max(1.0, abs(entry["objective"]))
         if unseen:  # below what the objective's sums resolve: judged by the gap instead
             ok = bool(np.isfinite(value) and _gap(trial, pen) < entry["gap"])
         else:

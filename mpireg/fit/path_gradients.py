@@ -5,11 +5,14 @@ allreduce, over every column (`GradientEvaluator.evaluate`) or over a working se
 
 A full pass feeds the KKT check and the strong rule, which need the gradient of every column;
 the steps between need it on the working set only. There the rows' entries outside the set are
-dropped once (csrc/cpath.c's keep_columns, again only when the set grows) and the models'
-coefficients, gradients and diagonals are |set| + 1 rows instead of 2^20 + 1: they stay in
-cache, the allreduce carries |set| lanes, and the step reads no 2^20-wide vector. The sums are
-the full pass's bit for bit (a dropped entry's coefficient is 0 in every model, and the kept
-ones are added in the same order).
+dropped once (csrc/cpath.c's keep_columns; kept again only when the set outgrows the kept
+columns, which take in the columns likely to join soon) and the models' coefficients, gradients
+and diagonals are |kept| + 1 rows instead of 2^20 + 1: they stay in cache, the allreduce is
+small, and the step reads no 2^20-wide vector. The sums are the full pass's bit for bit (a
+dropped entry's coefficient is 0 in every model, and the kept ones are added in the same order).
+
+A pass evaluates the models it is asked for, packed into the first lanes in the order of their
+ids, and sums the information's diagonal only when asked (`informed`).
 """
 from __future__ import annotations
 
@@ -71,6 +74,7 @@ class GradientEvaluator:
         self._written = {}  # per lane: the coefficients it was last given in B (None: all)
         self.working = None  # the working set's columns, rows and lanes (`narrow`)
         self._squares = None  # column_squares, once
+        self.rows = 0  # every rank's rows (known after the first pass)
         self.evaluations = [0, 0]  # (with the information, gradient-only), as path_sums' evaluators
         self.passes = {"full": 0, "working": 0}
 
@@ -160,8 +164,10 @@ class GradientEvaluator:
         D = lanes.D if informed else None
         ids = np.full(self.S, -1.0)
         ids[:len(order)] = order
+        rows_here = 0
         with self.run.clock("compute"):
             for X, indptr, targets, folds in blocks:
+                rows_here += len(targets)
                 if indptr is not None:
                     invalid += _cpath.fold_gradients(indptr, X.indices, X.data, targets, folds, lanes.B, lanes.G,
                                                      D, lanes.sums, self.family, ids, fit)
@@ -170,18 +176,20 @@ class GradientEvaluator:
         if invalid:
             lanes.sums[:, 0] = np.inf  # a mean outside the family's range: the line search steps back
         n, R = len(order), lanes.G.shape[0]
-        packed = np.empty((2 if informed else 1) * n * R + 4 * n)  # the used lanes only, model-major:
+        packed = np.empty((2 if informed else 1) * n * R + 4 * n + 1)  # the used lanes only, model-major:
         gradients = packed[:n * R].reshape(n, R)                   # 6 of 8 lanes' bytes on the wire
         diagonals = packed[n * R:2 * n * R].reshape(n, R) if informed else None
         self._lanes(lanes.G, gradients)
         if informed:
             self._lanes(lanes.D, diagonals)
-        packed[-4 * n:] = lanes.sums[:n].ravel()
+        packed[-4 * n - 1:-1] = lanes.sums[:n].ravel()
+        packed[-1] = rows_here
         with self.run.clock("comm"):
             self.run.allreduce(packed)
         self.run.progress.epoch += 1
         rows = slice(0, R - 1 + self.k - self.d) if rows is None else rows
-        sums = packed[-4 * n:].reshape(n, 4)
+        sums = packed[-4 * n - 1:-1].reshape(n, 4)
+        self.rows = int(packed[-1])
         out = {}
         for lane, m in enumerate(order):
             loss, weight, held, held_weight = sums[lane]

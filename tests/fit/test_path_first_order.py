@@ -133,8 +133,10 @@ def test_a_working_set_pass_is_the_full_pass_on_its_coefficients(family, link, f
     for m in range(6):
         betas[m] = np.zeros(50 + fit_intercept)
         betas[m][at] = 0.3 * rng.standard_normal(len(at))
-    evaluator.narrow(at)
+    ahead = np.setdiff1d(np.arange(0, 50, 3), at)  # kept too (likely to join), coefficients 0
+    evaluator.narrow(at, ahead)
     assert evaluator.working.blocks is not None  # the kept rows, not a full pass in disguise
+    assert len(evaluator.working.columns) == len(np.union1d(at[at < 50], ahead))
     working = evaluator.evaluate_working({m: beta[at] for m, beta in betas.items()})
     full = evaluator.evaluate(betas)
     assert evaluator.passes == {"full": 1, "working": 1}
@@ -143,6 +145,17 @@ def test_a_working_set_pass_is_the_full_pass_on_its_coefficients(family, link, f
         np.testing.assert_array_equal(working[m].held, full[m].held)
         np.testing.assert_array_equal(working[m].gradient, full[m].gradient[at])
         np.testing.assert_array_equal(working[m].curvature, full[m].curvature[at])
+    kept = evaluator.working
+    grown = np.union1d(at, ahead[:3])  # within the kept columns: the same rows, no keep again
+    evaluator.narrow(grown)
+    assert evaluator.working is kept
+    for m in betas:
+        betas[m][ahead[:3]] = 0.1 * (m + 1)
+    working = evaluator.evaluate_working({m: beta[grown] for m, beta in betas.items()}, informed=False)
+    full = evaluator.evaluate(betas, informed=False)
+    for m in betas:
+        assert working[m].loss == full[m].loss and working[m].curvature is None
+        np.testing.assert_array_equal(working[m].gradient, full[m].gradient[grown])
 
 
 def test_the_low_rank_descent_equals_its_reference_and_the_formed_matrix():
