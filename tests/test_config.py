@@ -66,3 +66,10 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_job(bad)
     with pytest.raises(ConfigError, match="expected key=value"):
         load_job(None, BASE + ["novalue"])
+
+
+def test_lbfgs_memory_defaults_to_10_pairs_and_40_on_a_first_order_path():
+    opt = config_from_dict({"data": {"train": ["<arrays>"]}, "optimizer": {"kind": "lbfgs"}}).optimizer
+    assert opt.history == 0 and opt.memory() == 10 and opt.memory(path=True) == 40
+    mine = config_from_dict({"data": {"train": ["<arrays>"]}, "optimizer": {"kind": "lbfgs", "history": 7}}).optimizer
+    assert mine.memory() == 7 and mine.memory(path=True) == 7  # a user's number is kept
