@@ -279,8 +279,7 @@ class WorkingSet:
     of at's coefficients (`rows`)."""
 
     def __init__(self, at: np.ndarray, columns: np.ndarray, evaluator: GradientEvaluator):
-        d = evaluator.d
-        self.intercept = evaluator.k > d
+        d = self.d = evaluator.d
         self.lanes = self.blocks = None
         blocks = evaluator._row_blocks() if evaluator.parts.train.resident else None
         if not blocks or any(indptr is None for _, indptr, _, _ in blocks) or len(columns) == d:
@@ -299,17 +298,17 @@ class WorkingSet:
 
     def covers(self, at: np.ndarray) -> bool:
         """Whether at's columns are all kept (a working set that grew within them)."""
-        wanted = at[:len(at) - self.intercept] if self.intercept else at
-        if self.blocks is None or not len(self.columns):
+        wanted = at[at < self.d]
+        if self.blocks is None:
             return np.array_equal(wanted, self.columns)
-        place = np.searchsorted(self.columns, wanted)
-        return bool(np.all(place < len(self.columns)) and np.array_equal(self.columns[np.minimum(place, len(self.columns) - 1)], wanted))
+        return bool(np.isin(wanted, self.columns, assume_unique=True).all())
 
     def focus(self, at: np.ndarray) -> None:
+        """Take `at` (within the kept columns) and the lanes' rows of its coefficients."""
         self.at = at
         if self.blocks is not None:
-            place = np.searchsorted(self.columns, at[:len(at) - self.intercept] if self.intercept else at)
-            self.rows = np.append(place, len(self.columns)) if self.intercept else place
+            place = np.searchsorted(self.columns, at[at < self.d])
+            self.rows = np.append(place, len(self.columns)) if len(place) < len(at) else place
 
 
 class _Kept:
